@@ -1,0 +1,103 @@
+"""Application factory: defaults -> instance/config.py -> FLASK_* variables -> the caller's config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from app.config import DefaultConfig, database_url_from_env
+from app.extensions import csrf, db, login_manager, migrate
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(DefaultConfig)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env()
+    if database_url_from_env() and not os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url_from_env()
+    if config:
+        app.config.update(config)
+
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(app.instance_path) / "campus.db")
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+    if not app.config.get("RECS_MODEL_DIR"):
+        app.config["RECS_MODEL_DIR"] = str(Path(app.instance_path) / "models")
+
+    _configure_logging(app)
+    db.init_app(app)
+    migrate.init_app(app, db, compare_type=True, render_as_batch=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+
+    from app import auth, challenges, errors, professor, admin, web, cli
+    from app.recs import routes as recs_routes, cli as recs_cli, scheduler as recs_scheduler
+
+    web.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(challenges.bp)
+    app.register_blueprint(professor.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(recs_routes.bp)
+    cli.init_app(app)
+    recs_cli.init_app(app)
+    recs_scheduler.init_app(app)
+    return app
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """A per-installation key kept in instance/, so sessions survive restarts without a literal."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker wrote it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=app.config.get("LOG_LEVEL", "INFO"),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    import sqlite3
+
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    from flask import current_app
+
+    try:
+        timeout = int(current_app.config.get("SQLITE_BUSY_TIMEOUT_MS", 15000))
+    except RuntimeError:  # outside an app context (e.g. a bare engine in a benchmark)
+        timeout = 15000
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={timeout}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # pysqlite opens its (deferred) transaction right before the first write statement, so a
+    # writer takes SQLite's write lock at that statement and waits for it under busy_timeout
+    # instead of failing on a read-to-write upgrade.
+    cursor.close()

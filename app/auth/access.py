@@ -1,0 +1,56 @@
+"""Who may see what: the login loader and the ``role_required`` guard."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort
+from flask_login import current_user, login_required
+
+from app.extensions import db, login_manager
+from app.models import User
+
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please log in to see that page."
+login_manager.login_message_category = "info"
+# Flask-Login's "strong" protection drops a session whose address/agent fingerprint changed.
+login_manager.session_protection = "strong"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    raw_id, _, token = user_id.partition(":")
+    if not raw_id.isdigit() or not token:
+        return None
+    user = db.session.get(User, int(raw_id))
+    if user is None or user.session_token != token or not user.active:
+        return None
+    return user
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    from flask import jsonify, redirect, request, url_for
+
+    if request.is_json or request.path.startswith(("/api/", "/recommendations/")) or request.headers.get(
+        "HX-Request"
+    ):
+        return jsonify(error="authentication required"), 401
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def role_required(*roles: str):
+    """Log-in required, then 403 unless the user has one of ``roles``."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        wrapped.allowed_roles = roles  # read by the access-matrix test
+        return wrapped
+
+    return decorator

@@ -1,0 +1,139 @@
+"""Login, logout, registration and password change."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from app.auth import bp
+from app.auth.forms import LoginForm, PasswordChangeForm, RegisterForm
+from app.extensions import db
+from app.models import LoginAttempt, Role, User, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def home_for(user: User) -> str:
+    if user.is_admin:
+        return url_for("admin.index")
+    if user.is_professor:
+        return url_for("professor.challenges")
+    return url_for("challenges.index")
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site relative paths; anything with a scheme or host is an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
+
+
+def _client_address() -> str:
+    return (request.remote_addr or "unknown")[:64]
+
+
+def _too_many_attempts(address: str) -> bool:
+    window = timedelta(seconds=current_app.config["LOGIN_RATE_WINDOW_SECONDS"])
+    since = utcnow() - window
+    db.session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < utcnow() - 10 * window))
+    count = db.session.scalar(
+        select(func.count(LoginAttempt.id)).where(
+            LoginAttempt.address == address, LoginAttempt.attempted_at >= since
+        )
+    )
+    return count >= current_app.config["LOGIN_RATE_LIMIT"]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = LoginForm()
+    if request.method == "POST":
+        address = _client_address()
+        if _too_many_attempts(address):
+            log.warning("login rate limit hit for address=%s", address)
+            db.session.commit()
+            flash("Too many failed logins from your address. Wait a minute and try again.", "error")
+            return render_template("auth/login.html", form=form), 429
+        if form.validate_on_submit():
+            email = User.normalize_email(form.email.data)
+            user = db.session.scalar(select(User).where(User.email == email))
+            if user is not None and user.check_password(form.password.data) and user.active:
+                # A fresh session on login: nothing from the anonymous session carries over.
+                session.clear()
+                login_user(user)
+                log.info("login user_id=%s", user.id)
+                return redirect(safe_next(request.args.get("next")) or home_for(user))
+            db.session.add(LoginAttempt(address=address))
+            db.session.commit()
+            log.warning("failed login for email=%r address=%s", email[:80], address)
+            if user is not None and not user.active:
+                flash("This account is disabled. Ask an administrator.", "error")
+            else:
+                flash("Wrong email or password.", "error")
+            return render_template("auth/login.html", form=form), 401
+        return render_template("auth/login.html", form=form), 400
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    if current_user.is_authenticated:
+        log.info("logout user_id=%s", current_user.id)
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    if not current_app.config["REGISTRATION_ENABLED"]:
+        abort(404)
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        email = User.normalize_email(form.email.data)
+        user = User(email=email, display_name=form.display_name.data.strip(), role=Role.STUDENT.value)
+        user.set_password(form.password.data)
+        db.session.add(user)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            form.email.errors.append("An account with this email already exists.")
+            return render_template("auth/register.html", form=form), 409
+        session.clear()
+        login_user(user)
+        log.info("registered user_id=%s", user.id)
+        flash("Welcome! Your account is ready.", "success")
+        return redirect(url_for("challenges.index"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("auth/register.html", form=form), status
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        if not current_user.check_password(form.current_password.data):
+            form.current_password.errors.append("That is not your current password.")
+            return render_template("auth/password.html", form=form), 400
+        current_user.set_password(form.password.data)  # rotates the token: other sessions end
+        db.session.commit()
+        session.clear()
+        login_user(current_user)
+        flash("Password changed. Other sessions were logged out.", "success")
+        return redirect(home_for(current_user))
+    status = 400 if request.method == "POST" else 200
+    return render_template("auth/password.html", form=form), status

@@ -1,0 +1,161 @@
+"""Student pages: the challenge list with search, filters, sort and pages; detail; join/leave; mine."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+
+from app.auth import role_required
+from app.challenges import bp
+from app.challenges.service import ParticipationError, join, leave
+from app.extensions import db
+from app.models import Category, Challenge, Participation, utcnow
+from app.recs import events as rec_events
+
+log = logging.getLogger(__name__)
+
+SORTS = {
+    "newest": (Challenge.created_at.desc(), Challenge.id.desc()),
+    "ending": (Challenge.ends_at.is_(None), Challenge.ends_at.asc(), Challenge.id.asc()),
+    "reward": (Challenge.reward_points.desc(), Challenge.id.asc()),
+    "popular": (Challenge.participations_count.desc(), Challenge.id.asc()),
+}
+SORT_LABELS = {"newest": "Newest", "ending": "Ending soon", "reward": "Highest reward", "popular": "Most joined"}
+
+
+def visible_challenges_query():
+    """Published challenges that have not ended (running now or upcoming)."""
+    now = utcnow()
+    return select(Challenge).where(
+        Challenge.status == "published", or_(Challenge.ends_at.is_(None), Challenge.ends_at > now)
+    )
+
+
+def _page_arg() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", 1)), 10_000))
+    except ValueError:
+        return 1
+
+
+@bp.route("/challenges")
+@role_required("student")
+def index():
+    q = (request.args.get("q") or "").strip()[:100]
+    category_id = request.args.get("category", type=int)
+    sort = request.args.get("sort", "newest")
+    if sort not in SORTS:
+        sort = "newest"
+    page = _page_arg()
+    per_page = current_app.config["CHALLENGES_PER_PAGE"]
+
+    query = visible_challenges_query()
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(Challenge.title.ilike(pattern, escape="\\"), Challenge.description.ilike(pattern, escape="\\"))
+        )
+    if category_id:
+        query = query.where(Challenge.category_id == category_id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    pages = max(1, -(-total // per_page))
+    page = min(page, pages)
+    items = db.session.scalars(
+        query.order_by(*SORTS[sort]).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    joined_ids = _joined_ids(current_user.id, [c.id for c in items])
+    categories = db.session.scalars(select(Category).order_by(Category.name)).all()
+    return render_template(
+        "challenges/index.html",
+        challenges=items, total=total, page=page, pages=pages, q=q, category_id=category_id,
+        sort=sort, sorts=SORT_LABELS, categories=categories, joined_ids=joined_ids, now=utcnow(),
+    )
+
+
+def _joined_ids(user_id: int, challenge_ids: list[int]) -> set[int]:
+    if not challenge_ids:
+        return set()
+    return set(db.session.scalars(
+        select(Participation.challenge_id).where(
+            Participation.user_id == user_id,
+            Participation.challenge_id.in_(challenge_ids),
+            Participation.status != "left",
+        )
+    ))
+
+
+def _student_visible_or_404(challenge_id: int) -> Challenge:
+    challenge = db.session.get(Challenge, challenge_id)
+    if challenge is None or challenge.status == "draft":
+        abort(404)
+    return challenge
+
+
+@bp.route("/challenges/<int:challenge_id>")
+@role_required("student")
+def detail(challenge_id: int):
+    challenge = _student_visible_or_404(challenge_id)
+    slate_id = request.args.get("slate")
+    if slate_id:
+        rec_events.record_click(current_user.id, challenge.id, slate_id)
+    participation = db.session.scalar(
+        select(Participation).where(
+            Participation.user_id == current_user.id, Participation.challenge_id == challenge.id
+        )
+    )
+    return render_template(
+        "challenges/detail.html", challenge=challenge, participation=participation, now=utcnow()
+    )
+
+
+@bp.route("/challenges/<int:challenge_id>/join", methods=["POST"])
+@role_required("student")
+def join_challenge(challenge_id: int):
+    challenge = _student_visible_or_404(challenge_id)
+    slate_id, source = rec_events.attribution_for_join(current_user.id, challenge.id)
+    try:
+        outcome = join(current_user.id, challenge, slate_id=slate_id, source=source)
+    except ParticipationError as exc:
+        log.info("join refused user_id=%s challenge_id=%s: %s", current_user.id, challenge.id, exc)
+        flash(str(exc), "error")
+        return redirect(url_for("challenges.detail", challenge_id=challenge.id), 303)
+    if outcome.changed:
+        rec_events.record_join(current_user.id, challenge.id, slate_id, source)
+        flash(f"You joined “{challenge.title}”.", "success")
+    else:
+        flash("You are already in this challenge.", "info")
+    return redirect(_back_or_detail(challenge.id), 303)
+
+
+@bp.route("/challenges/<int:challenge_id>/leave", methods=["POST"])
+@role_required("student")
+def leave_challenge(challenge_id: int):
+    challenge = _student_visible_or_404(challenge_id)
+    try:
+        outcome = leave(current_user.id, challenge)
+    except ParticipationError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("challenges.detail", challenge_id=challenge.id), 303)
+    flash(f"You left “{challenge.title}”." if outcome.changed else "You are not in this challenge.", "info")
+    return redirect(_back_or_detail(challenge.id), 303)
+
+
+def _back_or_detail(challenge_id: int) -> str:
+    from app.auth.routes import safe_next
+
+    return safe_next(request.form.get("next")) or url_for("challenges.detail", challenge_id=challenge_id)
+
+
+@bp.route("/me/challenges")
+@role_required("student")
+def mine():
+    rows = db.session.execute(
+        select(Participation, Challenge)
+        .join(Challenge, Challenge.id == Participation.challenge_id)
+        .where(Participation.user_id == current_user.id)
+        .order_by(Participation.status == "left", Participation.joined_at.desc())
+    ).all()
+    return render_template("challenges/mine.html", rows=rows, now=utcnow())

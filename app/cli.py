@@ -1,0 +1,85 @@
+"""Operator commands: ``flask users ...`` and ``flask demo seed``."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import delete, select
+
+from app.extensions import db
+from app.models import ROLES, RecommendationEvent, RecommendationSlate, User, UserRecommendation
+
+users_cli = AppGroup("users", help="Create and delete accounts.")
+demo_cli = AppGroup("demo", help="Demo data for trying the product.")
+
+
+@users_cli.command("create")
+@click.option("--email", prompt=True, help="Login email (stored lower-cased).")
+@click.option("--name", "display_name", prompt="Display name", help="Name shown in the app.")
+@click.option("--role", type=click.Choice(ROLES), default="student", show_default=True)
+@click.option(
+    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+)
+def create_user(email: str, display_name: str, role: str, password: str) -> None:
+    """Create an account (student, professor or admin)."""
+    email = User.normalize_email(email)
+    if "@" not in email or len(email) > 254:
+        raise click.BadParameter("not an email address", param_hint="--email")
+    if len(password) < 8:
+        raise click.BadParameter("must be at least 8 characters", param_hint="--password")
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise click.ClickException(f"an account with email {email} already exists")
+    user = User(email=email, display_name=display_name.strip() or email, role=role)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"Created {role} {email} (id {user.id}).")
+
+
+@users_cli.command("delete")
+@click.option("--email", required=True, help="The account to delete.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_user(email: str, yes: bool) -> None:
+    """Delete an account with its participations, recommendation events, slates and rows.
+
+    A professor who still owns challenges cannot be deleted: archive or reassign them first.
+    """
+    email = User.normalize_email(email)
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise click.ClickException(f"no account with email {email}")
+    if user.challenges:
+        raise click.ClickException(
+            f"{email} owns {len(user.challenges)} challenge(s); reassign or delete them first"
+        )
+    if not yes:
+        click.confirm(f"Delete {email} and all of their activity?", abort=True)
+    from app.challenges.service import delete_participations_of
+
+    delete_participations_of(user.id)
+    for model in (RecommendationEvent, RecommendationSlate, UserRecommendation):
+        db.session.execute(delete(model).where(model.user_id == user.id))
+    db.session.delete(user)
+    db.session.commit()
+    click.echo(f"Deleted {email} and their activity.")
+
+
+@demo_cli.command("seed")
+@click.option("--seed", "random_seed", type=int, default=42, show_default=True, help="Random seed.")
+@click.option("--students", type=int, default=600, show_default=True)
+@click.option("--challenges", "challenge_count", type=int, default=150, show_default=True)
+def seed(random_seed: int, students: int, challenge_count: int) -> None:
+    """Fill an empty database with a demo campus and print the demo accounts."""
+    from app.demo import DatabaseNotEmpty, seed_demo_campus
+
+    try:
+        summary = seed_demo_campus(seed=random_seed, students=students, challenges=challenge_count)
+    except DatabaseNotEmpty as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(summary.describe())
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(users_cli)
+    app.cli.add_command(demo_cli)

@@ -1,0 +1,85 @@
+"""Default settings. Each can be overridden by ``instance/config.py`` or a ``FLASK_<NAME>`` variable."""
+
+import os
+from datetime import timedelta
+
+
+class DefaultConfig:
+    # Database: DATABASE_URL wins (see create_app); otherwise SQLite in instance/.
+    SQLALCHEMY_DATABASE_URI = None
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLITE_BUSY_TIMEOUT_MS = 15000
+
+    # Sessions and cookies.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = timedelta(days=7)
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    MAX_CONTENT_LENGTH = 256 * 1024
+
+    # Accounts.
+    REGISTRATION_ENABLED = True
+    LOGIN_RATE_LIMIT = 10  # failed attempts per address ...
+    LOGIN_RATE_WINDOW_SECONDS = 60  # ... within this window
+
+    # Pages.
+    CHALLENGES_PER_PAGE = 12
+
+    # Front end: htmx from a CDN, version pinned, checked by SRI.
+    HTMX_URL = "https://unpkg.com/htmx.org@2.0.4/dist/htmx.min.js"
+    HTMX_SRI = "sha384-HGfztofotfshcF7+8n44JQL2oJmowVChPTg48S+jvZoztPfvwD79OC/LTtG6dMp+"
+
+    # Recommendations (see docs/architecture.md for what each weight does).
+    RECS_SLATE_SIZE = 6
+    RECS_HEURISTIC_WEIGHTS = {
+        "affinity": 3.0,
+        "popularity": 1.0,
+        "recent_popularity": 1.0,
+        "reward": 0.5,
+        "timeframe": 1.0,
+        "urgency": 0.3,
+    }
+    RECS_AFFINITY_SMOOTHING = 1.0
+    RECS_POPULAR_WINDOW_DAYS = 7
+    RECS_EVENT_BATCH_LIMIT = 100
+    RECS_INTERACTION_WEIGHTS = {"join": 3.0, "complete": 4.0, "click": 1.0, "dismiss": -2.0}
+    RECS_MIN_STUDENTS = 20
+    RECS_MIN_INTERACTIONS = 200
+    RECS_GATE_MARGIN = 0.0  # model NDCG@10 must beat the heuristic's by more than this
+    RECS_TOP_N = 30
+    RECS_KEEP_VERSIONS = 5
+    RECS_IMPORT_MAX_BAD_SHARE = 0.01
+    RECS_EASE_MAX_ITEMS = 20000
+    RECS_MODEL_DIR = None  # defaults to instance/models
+    RECS_SCHEDULER_ENABLED = True
+    RECS_RETRAIN_CRON = "0 3 * * *"
+    RECS_MISFIRE_GRACE_SECONDS = 3600
+    RECS_STALE_AFTER_HOURS = 48
+    RECS_EVENT_RETENTION_DAYS = 365
+    RECS_PSEUDONYM_KEY = None
+
+    # A/B experiment (see app/recs/experiment.py).
+    RECS_EXPERIMENT_SALT = None
+
+
+class TestConfig:
+    TESTING = True
+    SECRET_KEY = "test-secret-key"
+    WTF_CSRF_ENABLED = False
+    RECS_SCHEDULER_ENABLED = False
+    LOGIN_RATE_LIMIT = 1000
+    SQLITE_BUSY_TIMEOUT_MS = 30000
+
+
+def database_url_from_env() -> str | None:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return None
+    # Heroku-style URLs name the dialect "postgres"; SQLAlchemy wants psycopg 3 spelled out.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

@@ -1,0 +1,7 @@
+"""Professors (and admins) manage challenges."""
+
+from flask import Blueprint
+
+bp = Blueprint("professor", __name__, url_prefix="/professor")
+
+from app.professor import routes  # noqa: E402,F401

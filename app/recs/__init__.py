@@ -1,0 +1,1 @@
+"""Recommendations: heuristic fallback, trained models, serving, events and the training pipeline."""

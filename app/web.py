@@ -1,0 +1,71 @@
+"""App-wide web concerns: the home redirect, /healthz, security headers and template globals."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, jsonify, redirect, url_for
+from flask_login import current_user
+from sqlalchemy import text
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+bp = Blueprint("web", __name__)
+
+
+@bp.route("/")
+def index():
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    from app.auth.routes import home_for
+
+    return redirect(home_for(current_user))
+
+
+@bp.route("/healthz")
+def healthz():
+    try:
+        db.session.execute(text("SELECT 1"))
+        database = {"ok": True, "backend": db.engine.dialect.name}
+    except Exception as exc:  # the point of the endpoint is to report, not to raise
+        log.error("health check: database unreachable: %s", exc)
+        database = {"ok": False, "backend": db.engine.dialect.name, "error": type(exc).__name__}
+    body = {"status": "ok" if database["ok"] else "degraded", "app": {"ok": True}, "database": database}
+    return jsonify(body), 200 if database["ok"] else 503
+
+
+def _content_security_policy() -> str:
+    parts = urlsplit(current_app.config["HTMX_URL"])
+    cdn = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+    script_src = " ".join(filter(None, ["'self'", cdn]))
+    return (
+        "default-src 'self'; "
+        f"script-src {script_src}; "
+        "style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
+    )
+
+
+def _security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", _content_security_policy())
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.after_request(_security_headers)
+
+    @app.context_processor
+    def _globals():
+        return {
+            "htmx_url": current_app.config["HTMX_URL"],
+            "htmx_sri": current_app.config["HTMX_SRI"],
+            "registration_enabled": current_app.config["REGISTRATION_ENABLED"],
+        }

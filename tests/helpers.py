@@ -1,0 +1,64 @@
+"""Tiny data builders with keyword defaults: ``make_user(role="professor")`` and friends."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+from app.extensions import db
+from app.models import Category, Challenge, Participation, User, utcnow
+
+_counter = itertools.count(1)
+PASSWORD = "password123"
+
+
+def make_user(role: str = "student", email: str | None = None, password: str = PASSWORD, **kw) -> User:
+    n = next(_counter)
+    user = User(
+        email=User.normalize_email(email or f"{role}{n}@uni.test"),
+        display_name=kw.pop("display_name", f"{role.title()} {n}"),
+        role=role,
+        **kw,
+    )
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def make_category(name: str | None = None) -> Category:
+    category = Category(name=name or f"Category {next(_counter)}")
+    db.session.add(category)
+    db.session.commit()
+    return category
+
+
+def make_challenge(owner: User | None = None, category: Category | None = None, **kw) -> Challenge:
+    now = utcnow()
+    challenge = Challenge(
+        title=kw.pop("title", f"Challenge {next(_counter)}"),
+        description=kw.pop("description", "Solve a problem with your classmates."),
+        category=category or make_category(),
+        owner=owner or make_user("professor"),
+        reward_points=kw.pop("reward_points", 10),
+        starts_at=kw.pop("starts_at", now - timedelta(days=1)),
+        ends_at=kw.pop("ends_at", now + timedelta(days=30)),
+        status=kw.pop("status", "published"),
+        **kw,
+    )
+    db.session.add(challenge)
+    db.session.commit()
+    return challenge
+
+
+def make_participation(user: User, challenge: Challenge, status: str = "joined", **kw) -> Participation:
+    participation = Participation(user_id=user.id, challenge_id=challenge.id, status=status, **kw)
+    db.session.add(participation)
+    if status != "left":
+        challenge.participations_count += 1
+    db.session.commit()
+    return participation
+
+
+def login(client, user: User, password: str = PASSWORD):
+    return client.post("/login", data={"email": user.email, "password": password})
