@@ -6,7 +6,15 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := wsgi
 
-.PHONY: run test setup dev-setup bench clean
+# The browser tests serve htmx from a local copy of the npm package at the version the app pins,
+# so that version has one source of truth: HTMX_URL in app/config.py.
+HTMX_VERSION := $(shell sed -n 's|.*htmx\.org@\([0-9][0-9.]*\)/.*|\1|p' app/config.py | head -n 1)
+HTMX_JS := tests/e2e/.cache/htmx.org-$(HTMX_VERSION).min.js
+CHROMIUM ?= /usr/bin/chromium
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: run test test-sqlite test-e2e test-postgres setup dev-setup e2e-deps browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +38,40 @@ run: setup
 
 dev-setup: $(VENV)/.installed-dev
 
-test: dev-setup
-	$(BIN)/python -m pytest
+# The whole suite on SQLite, the browser tests, then the suite again on a throwaway PostgreSQL;
+# --keep-going runs all three even when one fails, and still exits non-zero.
+test: dev-setup e2e-deps
+	$(MAKE) --no-print-directory --keep-going test-sqlite test-e2e test-postgres
+
+test-sqlite: dev-setup
+	env -u TEST_DATABASE_URL $(PYTEST) -n $(TEST_WORKERS) -m "not e2e"
+
+# One browser, one process: the tests drive pages one after another anyway.
+test-e2e: dev-setup e2e-deps
+	env -u TEST_DATABASE_URL $(PYTEST) -m e2e tests/e2e
+
+test-postgres: dev-setup
+	tests/with_postgres.sh $(PYTEST) -n $(TEST_WORKERS) -m "not e2e"
+
+e2e-deps: $(HTMX_JS) browser
+
+$(HTMX_JS):
+	@test -n "$(HTMX_VERSION)" || { echo "error: no htmx.org@VERSION in HTMX_URL (app/config.py)" >&2; exit 1; }
+	mkdir -p $(@D)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  npm pack --silent --pack-destination "$$tmp" htmx.org@$(HTMX_VERSION) >/dev/null && \
+	  tar -xzf "$$tmp/htmx.org-$(HTMX_VERSION).tgz" -C "$$tmp" package/dist/htmx.min.js && \
+	  mv "$$tmp/package/dist/htmx.min.js" $@
+
+# Playwright drives Debian's Chromium; its own browser download is not used.
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" -eq 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+	  echo "warning: $(CHROMIUM) is missing, so the browser tests will fail;" \
+	    "install it with: sudo apt-get install -y chromium" >&2; \
+	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tests/e2e/.cache tests/e2e/artifacts

@@ -53,6 +53,7 @@ class DefaultConfig:
     RECS_KEEP_VERSIONS = 5
     RECS_IMPORT_MAX_BAD_SHARE = 0.01
     RECS_EASE_MAX_ITEMS = 20000
+    RECS_HOLDOUT_FRACTION = 0.2  # share of the most recent interactions held out by the gate
     RECS_MODEL_DIR = None  # defaults to instance/models
     RECS_SCHEDULER_ENABLED = True
     RECS_RETRAIN_CRON = "0 3 * * *"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from flask import g, request_started
 from sqlalchemy import text
 
 from app import create_app
@@ -66,9 +67,17 @@ def _empty_all_tables() -> None:
     db.session.commit()
 
 
+def _fresh_g_per_request(sender, **extra) -> None:
+    """Test requests reuse the fixture's app context, and with it ``g``, where Flask-Login caches
+    the request's user: without this, a second client would be served the first client's user."""
+    for name in list(vars(g)):
+        delattr(g, name)
+
+
 @pytest.fixture
 def app(database_url, tmp_path):
     app = create_app(_test_config(database_url, tmp_path))
+    request_started.connect(_fresh_g_per_request, app)
     with app.app_context():
         _empty_all_tables()
         yield app

@@ -1,16 +1,283 @@
-from flask import render_template
+"""Admin pages: the overview, category management and user accounts (the recommendations console
+lives at ``admin.recommendations``)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from app.admin import bp
+from app.admin.forms import CategoryForm
 from app.auth import role_required
+from app.extensions import db
+from app.models import (
+    CHALLENGE_STATUSES,
+    PARTICIPATION_STATUSES,
+    ROLES,
+    Category,
+    Challenge,
+    Participation,
+    User,
+)
+
+log = logging.getLogger(__name__)
+
+USERS_PER_PAGE = 50
+
+
+def _counts_by(column, values: tuple[str, ...]) -> dict[str, int]:
+    counts = dict(db.session.execute(select(column, func.count()).group_by(column)).all())
+    return {value: counts.get(value, 0) for value in values}
 
 
 @bp.route("/")
 @role_required("admin")
 def index():
-    return render_template("base.html")
+    inactive = db.session.scalar(select(func.count(User.id)).where(User.active.is_(False)))
+    return render_template(
+        "admin/index.html",
+        users=_counts_by(User.role, ROLES),
+        inactive_users=inactive,
+        challenges=_counts_by(Challenge.status, CHALLENGE_STATUSES),
+        participations=_counts_by(Participation.status, PARTICIPATION_STATUSES),
+        categories=db.session.scalar(select(func.count(Category.id))),
+    )
 
 
 @bp.route("/recommendations")
 @role_required("admin")
 def recommendations():
     return render_template("base.html")
+
+
+# --- Categories ---------------------------------------------------------------------------------
+
+
+def _categories_page(form: CategoryForm | None = None, status: int = 200):
+    rows = db.session.execute(
+        select(Category, func.count(Challenge.id))
+        .outerjoin(Challenge, Challenge.category_id == Category.id)
+        .group_by(Category.id)
+        .order_by(Category.name)
+    ).all()
+    form = form or CategoryForm(formdata=None)
+    return render_template("admin/categories.html", rows=rows, form=form), status
+
+
+def _name_taken(name: str, except_id: int | None = None) -> bool:
+    # Case-insensitive, so "Robotics" and "robotics" cannot both exist.
+    query = select(Category.id).where(func.lower(Category.name) == name.lower())
+    if except_id is not None:
+        query = query.where(Category.id != except_id)
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def _duplicate(form: CategoryForm):
+    log.info("category name %r refused: already exists", form.name.data)
+    form.name.errors.append(f"A category named “{form.name.data}” already exists.")
+    flash(f"A category named “{form.name.data}” already exists.", "error")
+    return _categories_page(form, 409)
+
+
+def _commit_category() -> bool:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a concurrent request took the name between our check and commit
+        return False
+    return True
+
+
+@bp.route("/categories", methods=["GET", "POST"])
+@role_required("admin")
+def categories():
+    if request.method == "GET":
+        return _categories_page()
+    form = CategoryForm()
+    if not form.validate_on_submit():
+        flash("The category was not created: " + _first_error(form), "error")
+        return _categories_page(form, 400)
+    if _name_taken(form.name.data):
+        return _duplicate(form)
+    category = Category(name=form.name.data)
+    db.session.add(category)
+    if not _commit_category():
+        return _duplicate(form)
+    log.info(
+        "category created category_id=%s name=%r by user_id=%s",
+        category.id,
+        category.name,
+        current_user.id,
+    )
+    flash(f"Category “{category.name}” created.", "success")
+    return redirect(url_for("admin.categories"), 303)
+
+
+@bp.route("/categories/<int:category_id>/rename", methods=["POST"])
+@role_required("admin")
+def rename_category(category_id: int):
+    category = db.get_or_404(Category, category_id)
+    form = CategoryForm()
+    if not form.validate_on_submit():
+        flash(f"“{category.name}” was not renamed: " + _first_error(form), "error")
+        return _categories_page(None, 400)
+    if _name_taken(form.name.data, except_id=category.id):
+        return _duplicate(form)
+    old_name, category.name = category.name, form.name.data
+    if not _commit_category():
+        return _duplicate(form)
+    log.info(
+        "category renamed category_id=%s %r -> %r by user_id=%s",
+        category.id,
+        old_name,
+        category.name,
+        current_user.id,
+    )
+    flash(f"Category “{old_name}” renamed to “{category.name}”.", "success")
+    return redirect(url_for("admin.categories"), 303)
+
+
+@bp.route("/categories/<int:category_id>/delete", methods=["POST"])
+@role_required("admin")
+def delete_category(category_id: int):
+    category = db.get_or_404(Category, category_id)
+    used = db.session.scalar(
+        select(func.count(Challenge.id)).where(Challenge.category_id == category.id)
+    )
+    if used:
+        log.info("category delete refused category_id=%s: in use (%d)", category.id, used)
+        challenges = "1 challenge" if used == 1 else f"{used} challenges"
+        flash(
+            f"“{category.name}” is used by {challenges} and cannot be deleted. Move those "
+            "challenges to another category first, or rename this one.",
+            "error",
+        )
+        return _categories_page(None, 409)
+    db.session.delete(category)
+    try:
+        db.session.commit()
+    except IntegrityError:  # a challenge was created in this category meanwhile
+        db.session.rollback()
+        flash(f"“{category.name}” is now in use and cannot be deleted.", "error")
+        return _categories_page(None, 409)
+    log.info(
+        "category deleted category_id=%s name=%r by user_id=%s",
+        category_id,
+        category.name,
+        current_user.id,
+    )
+    flash(f"Category “{category.name}” deleted.", "success")
+    return redirect(url_for("admin.categories"), 303)
+
+
+def _first_error(form: CategoryForm) -> str:
+    return next((error for errors in form.errors.values() for error in errors), "invalid input")
+
+
+# --- Users --------------------------------------------------------------------------------------
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _user_filters() -> dict[str, str]:
+    """The list's filters from the query string, kept on the activate/deactivate form actions."""
+    role = request.args.get("role", "")
+    active = request.args.get("active", "")
+    return {
+        "q": (request.args.get("q") or "").strip()[:100],
+        "role": role if role in ROLES else "",
+        "active": active if active in ("1", "0") else "",
+    }
+
+
+def _page_arg() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", 1)), 10_000))
+    except ValueError:
+        return 1
+
+
+def _users_page(status: int = 200):
+    filters = _user_filters()
+    query = select(User)
+    if filters["q"]:
+        pattern = _like(filters["q"])
+        query = query.where(
+            or_(
+                User.display_name.ilike(pattern, escape="\\"),
+                User.email.ilike(pattern, escape="\\"),
+            )
+        )
+    if filters["role"]:
+        query = query.where(User.role == filters["role"])
+    if filters["active"]:
+        query = query.where(User.active.is_(filters["active"] == "1"))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    pages = max(1, -(-total // USERS_PER_PAGE))
+    page = min(_page_arg(), pages)
+    users = db.session.scalars(
+        query.order_by(User.display_name, User.id)
+        .offset((page - 1) * USERS_PER_PAGE)
+        .limit(USERS_PER_PAGE)
+    ).all()
+    query_args = {k: v for k, v in filters.items() if v}
+    return render_template(
+        "admin/users.html",
+        users=users,
+        filters=filters,
+        query_args=query_args,
+        roles=ROLES,
+        total=total,
+        page=page,
+        pages=pages,
+    ), status
+
+
+def _back_to_users():
+    kept = {k: v for k, v in _user_filters().items() if v}
+    if request.args.get("page"):
+        kept["page"] = _page_arg()
+    return redirect(url_for("admin.users", **kept), 303)
+
+
+@bp.route("/users")
+@role_required("admin")
+def users():
+    return _users_page()
+
+
+def _set_active(user_id: int, active: bool):
+    user = db.get_or_404(User, user_id)
+    if not active and user.id == current_user.id:
+        log.warning("admin user_id=%s tried to deactivate their own account", user.id)
+        flash("You cannot deactivate your own account.", "error")
+        return _users_page(400)
+    verb = "activated" if active else "deactivated"
+    if user.active == active:
+        flash(f"{user.display_name} is already {verb}.", "info")
+        return _back_to_users()
+    user.active = active
+    # A new token ends every existing login session of this user.
+    user.rotate_session_token()
+    db.session.commit()
+    log.info("user %s user_id=%s by admin user_id=%s", verb, user.id, current_user.id)
+    flash(f"{user.display_name} ({user.email}) {verb}.", "success")
+    return _back_to_users()
+
+
+@bp.route("/users/<int:user_id>/activate", methods=["POST"])
+@role_required("admin")
+def activate_user(user_id: int):
+    return _set_active(user_id, True)
+
+
+@bp.route("/users/<int:user_id>/deactivate", methods=["POST"])
+@role_required("admin")
+def deactivate_user(user_id: int):
+    return _set_active(user_id, False)

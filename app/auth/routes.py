@@ -87,6 +87,11 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:
+        # The session lives in a signed cookie the server cannot revoke; rotating the token the
+        # cookie carries is what makes a copied pre-logout cookie useless (and ends the user's
+        # other sessions too).
+        current_user.rotate_session_token()
+        db.session.commit()
         log.info("logout user_id=%s", current_user.id)
     logout_user()
     session.clear()
@@ -132,7 +137,7 @@ def change_password():
         current_user.set_password(form.password.data)  # rotates the token: other sessions end
         db.session.commit()
         session.clear()
-        login_user(current_user)
+        login_user(current_user._get_current_object())  # the proxy itself would recurse in g._login_user
         flash("Password changed. Other sessions were logged out.", "success")
         return redirect(home_for(current_user))
     status = 400 if request.method == "POST" else 200

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import RecommendationEvent, RecommendationSlate, utcnow
+from app.models import Challenge, ChallengeStatus, RecommendationEvent, RecommendationSlate, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +42,21 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
     )
     if already is not None:
         return False
-    shown = db.session.execute(
-        select(RecommendationEvent.position, RecommendationEvent.source).where(
-            RecommendationEvent.slate_id == slate.id,
-            RecommendationEvent.type == "impression",
-            RecommendationEvent.challenge_id == challenge_id,
+    shown = _impression(slate.id, challenge_id)
+    db.session.add(
+        RecommendationEvent(
+            # Deterministic id: two racing requests for the same click collapse on the unique key.
+            event_id=natural_event_id("click", slate.id, challenge_id),
+            user_id=user_id,
+            challenge_id=challenge_id,
+            type="click",
+            slate_id=slate.id,
+            position=shown.position if shown else None,
+            source=shown.source if shown else slate.source,
+            model_version=slate.model_version,
+            arm=slate.arm,
         )
-    ).first()
-    db.session.add(RecommendationEvent(
-        # Deterministic id: two racing requests for the same click collapse on the unique key.
-        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"click:{slate.id}:{challenge_id}")),
-        user_id=user_id, challenge_id=challenge_id, type="click", slate_id=slate.id,
-        position=shown.position if shown else None,
-        source=shown.source if shown else slate.source,
-        model_version=slate.model_version, arm=slate.arm,
-    ))
+    )
     try:
         db.session.commit()
     except IntegrityError:
@@ -82,9 +84,337 @@ def attribution_for_join(user_id: int, challenge_id: int) -> tuple[str | None, s
 def record_join(user_id: int, challenge_id: int, slate_id: str | None, source: str | None) -> None:
     """A ``join`` event, so online metrics read joins from the same table as impressions."""
     slate = owned_slate(user_id, slate_id)
-    db.session.add(RecommendationEvent(
-        event_id=str(uuid.uuid4()), user_id=user_id, challenge_id=challenge_id, type="join",
-        slate_id=slate.id if slate else None, source=source,
-        model_version=slate.model_version if slate else None, arm=slate.arm if slate else None,
-    ))
+    db.session.add(
+        RecommendationEvent(
+            event_id=str(uuid.uuid4()),
+            user_id=user_id,
+            challenge_id=challenge_id,
+            type="join",
+            slate_id=slate.id if slate else None,
+            source=source,
+            model_version=slate.model_version if slate else None,
+            arm=slate.arm if slate else None,
+        )
+    )
     db.session.commit()
+
+
+# --- impressions and dismissals written by the web layer ------------------------------------------
+
+
+def natural_event_id(kind: str, *key: object) -> str:
+    """Deterministic ids for server-written events: a reload collapses on the unique key."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, ":".join([kind, *map(str, key)])))
+
+
+def shown_in_slate(slate_id: str, before_position: int) -> set[int]:
+    """Challenges this slate already showed at positions before ``before_position``."""
+    if before_position <= 0:
+        return set()
+    return set(
+        db.session.scalars(
+            select(RecommendationEvent.challenge_id).where(
+                RecommendationEvent.slate_id == slate_id,
+                RecommendationEvent.type == "impression",
+                RecommendationEvent.position < before_position,
+            )
+        )
+    )
+
+
+def _insert_new(rows: list[RecommendationEvent]) -> int:
+    """Insert the rows whose ``event_id`` is new; rows a concurrent writer stored are skipped."""
+    for _attempt in range(2):
+        existing = (
+            set(
+                db.session.scalars(
+                    select(RecommendationEvent.event_id).where(
+                        RecommendationEvent.event_id.in_([r.event_id for r in rows])
+                    )
+                )
+            )
+            if rows
+            else set()
+        )
+        fresh = [r for r in rows if r.event_id not in existing]
+        db.session.add_all(fresh)
+        try:
+            db.session.commit()
+            return len(fresh)
+        except IntegrityError:
+            db.session.rollback()
+            rows = [RecommendationEvent(**_columns(r)) for r in rows]
+    log.warning("events not stored after a retry: %d rows kept colliding", len(rows))
+    return 0
+
+
+def _columns(event: RecommendationEvent) -> dict:
+    return {
+        c.key: getattr(event, c.key) for c in RecommendationEvent.__table__.columns if c.key != "id"
+    }
+
+
+def record_impressions(user_id: int, slate) -> int:
+    """One ``impression`` per card of a rendered ``serving.Slate`` page; returns the new count."""
+    rows = [
+        RecommendationEvent(
+            event_id=natural_event_id("impression", slate.slate_id, item.challenge_id),
+            user_id=user_id,
+            challenge_id=item.challenge_id,
+            type="impression",
+            slate_id=slate.slate_id,
+            position=item.position,
+            source=item.source,
+            model_version=slate.model_version,
+            arm=slate.arm,
+        )
+        for item in slate.items
+    ]
+    return _insert_new(rows) if rows else 0
+
+
+def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None) -> bool:
+    """Record "not interested" once per (student, challenge), with the slate if it is theirs."""
+    slate = owned_slate(user_id, slate_id)
+    shown = _impression(slate.id, challenge_id) if slate else None
+    row = RecommendationEvent(
+        event_id=natural_event_id("dismiss", user_id, challenge_id),
+        user_id=user_id,
+        challenge_id=challenge_id,
+        type="dismiss",
+        slate_id=slate.id if slate else None,
+        position=shown.position if shown else None,
+        source=shown.source if shown else (slate.source if slate else None),
+        model_version=slate.model_version if slate else None,
+        arm=slate.arm if slate else None,
+    )
+    return _insert_new([row]) == 1
+
+
+def _impression(slate_id: str, challenge_id: int):
+    return db.session.execute(
+        select(RecommendationEvent.position, RecommendationEvent.source).where(
+            RecommendationEvent.slate_id == slate_id,
+            RecommendationEvent.type == "impression",
+            RecommendationEvent.challenge_id == challenge_id,
+        )
+    ).first()
+
+
+# --- POST /recommendations/event: validation and the all-or-nothing batch insert -----------------
+
+CLIENT_EVENT_TYPES = ("impression", "click", "dismiss")
+EVENT_FIELDS = ("event_id", "type", "challenge_id", "slate_id", "position")
+REQUIRED_FIELDS = ("event_id", "type", "challenge_id", "slate_id")
+MAX_ROW_ID = (
+    2**31 - 1
+)  # the INTEGER column's range: a larger id must be a 400, not a database error
+MAX_POSITION = 10_000
+MAX_PROBLEMS = 20
+_DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+class InvalidEvents(ValueError):
+    """The payload is rejected as a whole; ``problems`` name each field that is wrong."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems[:MAX_PROBLEMS]
+        super().__init__("; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    event_id: str
+    type: str
+    challenge_id: int
+    slate_id: str
+    position: int | None
+    where: str = ""  # "events[3]." in a batch, for error messages
+
+
+def _uuid(value, _text_numbers: bool) -> str:
+    if not isinstance(value, str) or len(value) > 45:
+        raise ValueError("must be a UUID string")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("must be a UUID string") from None
+
+
+def _integer(value, text_numbers: bool, low: int, high: int) -> int:
+    if isinstance(value, str) and text_numbers and _DIGITS.fullmatch(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    return value
+
+
+def _event_type(value, _text_numbers: bool) -> str:
+    if value not in CLIENT_EVENT_TYPES:
+        raise ValueError(f"must be one of {', '.join(CLIENT_EVENT_TYPES)}")
+    return value
+
+
+_CHECKS = {
+    "event_id": _uuid,
+    "type": _event_type,
+    "challenge_id": lambda v, t: _integer(v, t, 1, MAX_ROW_ID),
+    "slate_id": _uuid,
+    "position": lambda v, t: _integer(v, t, 0, MAX_POSITION - 1),
+}
+
+
+def _parse_one(raw, where: str, text_numbers: bool) -> tuple[IncomingEvent | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, [f"{where or 'body: '}must be an object with {', '.join(EVENT_FIELDS)}"]
+    problems = []
+    unknown = sorted(str(key)[:40] for key in raw if key not in EVENT_FIELDS)
+    if unknown:
+        problems.append(f"{where}unknown field(s): {', '.join(unknown[:5])}")
+    values = {}
+    for name, check in _CHECKS.items():
+        if raw.get(name) is None:
+            if name in REQUIRED_FIELDS:
+                problems.append(f"{where}{name}: required")
+            continue
+        try:
+            values[name] = check(raw[name], text_numbers)
+        except ValueError as exc:
+            problems.append(f"{where}{name}: {exc}")
+    if problems:
+        return None, problems
+    return IncomingEvent(position=values.pop("position", None), where=where, **values), []
+
+
+def _batch_items(payload: dict, limit: int) -> list:
+    extra = sorted(str(key)[:40] for key in payload if key != "events")
+    if extra:
+        raise InvalidEvents([f"unknown field(s) next to events: {', '.join(extra[:5])}"])
+    items = payload["events"]
+    if not isinstance(items, list):
+        raise InvalidEvents(["events: must be a list"])
+    if not items:
+        raise InvalidEvents(["events: must not be empty"])
+    if len(items) > limit:
+        raise InvalidEvents([f"events: {len(items)} events in one batch; the limit is {limit}"])
+    return items
+
+
+def parse_events(payload, limit: int, text_numbers: bool = False) -> list[IncomingEvent]:
+    """One event or ``{"events": [...]}`` -> events; ``text_numbers`` accepts "12" (form bodies)."""
+    if not isinstance(payload, dict):
+        raise InvalidEvents(['body: must be one event object or {"events": [...]}'])
+    batch = "events" in payload
+    items = _batch_items(payload, limit) if batch else [payload]
+    parsed, problems, seen = [], [], set()
+    for i, raw in enumerate(items):
+        event, errors = _parse_one(raw, f"events[{i}]." if batch else "", text_numbers)
+        problems += errors
+        if event is not None and event.event_id in seen:
+            problems.append(f"{event.where}event_id: repeated in this batch")
+        elif event is not None:
+            seen.add(event.event_id)
+            parsed.append(event)
+    if problems:
+        raise InvalidEvents(problems)
+    return parsed
+
+
+def _check_references(
+    user_id: int, incoming: list[IncomingEvent]
+) -> dict[str, RecommendationSlate]:
+    slates = {
+        s.id: s
+        for s in db.session.scalars(
+            select(RecommendationSlate).where(
+                RecommendationSlate.id.in_({e.slate_id for e in incoming}),
+                RecommendationSlate.user_id == user_id,
+            )
+        )
+    }
+    challenges = set(
+        db.session.scalars(
+            select(Challenge.id).where(
+                Challenge.id.in_({e.challenge_id for e in incoming}),
+                Challenge.status != ChallengeStatus.DRAFT.value,
+            )
+        )
+    )
+    problems = []
+    for e in incoming:
+        if e.slate_id not in slates:
+            problems.append(f"{e.where}slate_id: no slate {e.slate_id} was shown to you")
+        if e.challenge_id not in challenges:
+            problems.append(f"{e.where}challenge_id: no challenge {e.challenge_id}")
+    if problems:
+        raise InvalidEvents(problems)
+    return slates
+
+
+def _recorded(user_id: int, incoming: list[IncomingEvent]) -> tuple[set[tuple], dict[tuple, tuple]]:
+    """Natural keys already stored, and (slate, challenge) -> (position, source) of impressions."""
+    keys, impressions = set(), {}
+    rows = db.session.execute(
+        select(
+            RecommendationEvent.type,
+            RecommendationEvent.slate_id,
+            RecommendationEvent.challenge_id,
+            RecommendationEvent.position,
+            RecommendationEvent.source,
+        ).where(
+            RecommendationEvent.slate_id.in_({e.slate_id for e in incoming}),
+            RecommendationEvent.type.in_(("impression", "click")),
+        )
+    )
+    for type_, slate_id, challenge_id, position, source in rows:
+        keys.add((type_, slate_id, challenge_id))
+        if type_ == "impression":
+            impressions[(slate_id, challenge_id)] = (position, source)
+    dismissed = db.session.scalars(
+        select(RecommendationEvent.challenge_id).where(
+            RecommendationEvent.user_id == user_id,
+            RecommendationEvent.type == "dismiss",
+            RecommendationEvent.challenge_id.in_({e.challenge_id for e in incoming}),
+        )
+    )
+    keys.update(("dismiss", None, challenge_id) for challenge_id in dismissed)
+    return keys, impressions
+
+
+def _natural_key(event: IncomingEvent) -> tuple:
+    # A card counts once per slate; "not interested" counts once per student and challenge.
+    return (event.type, None if event.type == "dismiss" else event.slate_id, event.challenge_id)
+
+
+def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]:
+    """Validate references and insert the batch in one transaction: (stored, duplicates).
+
+    Raises ``InvalidEvents`` (nothing stored) when a slate is not this student's or a challenge does
+    not exist. Duplicates are events whose ``event_id`` or natural key is already stored.
+    """
+    slates = _check_references(user_id, incoming)
+    seen, impressions = _recorded(user_id, incoming)
+    rows = []
+    for e in incoming:
+        if _natural_key(e) in seen:
+            continue
+        seen.add(_natural_key(e))
+        slate = slates[e.slate_id]
+        shown_position, shown_source = impressions.get((e.slate_id, e.challenge_id), (None, None))
+        rows.append(
+            RecommendationEvent(
+                event_id=e.event_id,
+                user_id=user_id,
+                challenge_id=e.challenge_id,
+                type=e.type,
+                slate_id=slate.id,
+                position=e.position if e.position is not None else shown_position,
+                source=shown_source or slate.source,
+                model_version=slate.model_version,
+                arm=slate.arm,
+            )
+        )
+    stored = _insert_new(rows) if rows else 0
+    return stored, len(incoming) - stored

@@ -1,11 +1,142 @@
-from flask import Blueprint, render_template
+"""Student-facing recommendation routes: the "Recommended for you" fragment, "Not interested",
+and the event endpoint. Slates come from ``serving``; every write goes through ``events``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.auth import role_required
+from app.extensions import db
+from app.models import Challenge, ChallengeStatus, utcnow
+from app.recs import events, serving
 
+log = logging.getLogger(__name__)
 bp = Blueprint("recs", __name__)
+
+FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _offset_arg() -> int:
+    raw = request.args.get("offset", "0")
+    return min(int(raw), serving.MAX_SLATE_ITEMS) if raw.isdigit() and len(raw) < 6 else 0
 
 
 @bp.route("/challenges/recommended")
 @role_required("student")
 def fragment():
-    return render_template("base.html")
+    """The student's slate; "Show more" passes ``slate`` and ``offset`` to continue it."""
+    slate_id = request.args.get("slate") or None
+    offset = _offset_arg() if slate_id else 0
+    try:
+        slate = serving.get_recommendations(
+            current_user, offset=offset, slate_id=slate_id, record=True
+        )
+    except serving.UnknownSlate:
+        log.info(
+            "unknown slate %r for user_id=%s: starting a new one", slate_id[:40], current_user.id
+        )
+        slate = serving.get_recommendations(current_user, record=True)
+    events.record_impressions(current_user.id, slate)
+    template = "_partials/recommendations.html" if _is_htmx() else "recs/recommended.html"
+    response = current_app.make_response(render_template(template, slate=slate, now=utcnow()))
+    # Each rendering records impressions, so no cache may answer in our place.
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("HX-Request")
+    return response
+
+
+@bp.route("/challenges/recommended/<int:challenge_id>/dismiss", methods=["POST"])
+@role_required("student")
+def dismiss(challenge_id: int):
+    """Not interested: the card goes away (HTMX), or the page reloads without it (no JS)."""
+    challenge = db.session.get(Challenge, challenge_id)
+    if challenge is None or challenge.status == ChallengeStatus.DRAFT.value:
+        abort(404)
+    events.record_dismiss(
+        current_user.id, challenge.id, (request.form.get("slate") or "")[:36] or None
+    )
+    if _is_htmx():
+        return "", 200
+    from app.auth.routes import safe_next
+
+    flash(f"We will not recommend “{challenge.title}” again.", "info")
+    return redirect(safe_next(request.form.get("next")) or url_for("challenges.index"), 303)
+
+
+class _BadBody(Exception):
+    """A body that is not an event payload at all (wrong type, broken JSON, repeated fields)."""
+
+
+def _form_payload() -> tuple[object, bool]:
+    form = request.form
+    repeated = sorted(key for key in form if len(form.getlist(key)) > 1)
+    if repeated:
+        raise _BadBody(f"field(s) sent more than once: {', '.join(k[:40] for k in repeated[:5])}")
+    fields = {key: value for key, value in form.items() if key != "csrf_token"}
+    if set(fields) == {"events"}:
+        # sendBeacon batches: the list travels as JSON inside one form field.
+        return {"events": json.loads(fields["events"])}, False
+    return fields, True
+
+
+def _event_payload() -> tuple[object, bool]:
+    """(payload, numbers-may-be-text) from a JSON or form-encoded body."""
+    try:
+        if request.mimetype in FORM_MIMETYPES:
+            return _form_payload()
+        if request.is_json:
+            return json.loads(request.get_data(cache=True)), False
+    except (ValueError, RecursionError) as exc:
+        raise _BadBody(f"body is not valid JSON ({type(exc).__name__})") from None
+    raise _BadBody("send JSON (application/json) or a form (application/x-www-form-urlencoded)")
+
+
+def _rejected(reason: str, problems: list[str] | None = None, status: int = 400):
+    log.warning(
+        "event rejected: reason=%r user_id=%s address=%s",
+        reason,
+        current_user.id,
+        request.remote_addr,
+    )
+    return jsonify(error=reason, problems=problems or [reason]), status
+
+
+@bp.route("/recommendations/event", methods=["POST"])
+@role_required("student")
+def event():
+    """Store one event or ``{"events": [...]}``: 201 stored, 200 all duplicates, 400 invalid
+    (nothing stored), 401 logged out. The user is the session's, never the payload's."""
+    try:
+        payload, text_numbers = _event_payload()
+        incoming = events.parse_events(
+            payload, current_app.config["RECS_EVENT_BATCH_LIMIT"], text_numbers
+        )
+        stored, duplicates = events.store_events(current_user.id, incoming)
+    except RequestEntityTooLarge:
+        return _rejected(
+            f"body larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes", status=413
+        )
+    except _BadBody as exc:
+        return _rejected(str(exc))
+    except events.InvalidEvents as exc:
+        return _rejected(exc.problems[0], exc.problems)
+    return jsonify(stored=stored, duplicates=duplicates), 201 if stored else 200

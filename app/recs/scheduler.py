@@ -1,2 +1,256 @@
-def init_app(app):
-    pass
+"""Scheduled retraining: the APScheduler wiring, the single-runner lock shared by every process, and
+"retrain now" in the background with progress any worker can read (it lives in the ModelRun row).
+
+The in-process scheduler starts with the first request a web process serves, not in
+``create_app``: CLI commands (``flask db upgrade``, ``flask recs ...``) never start one, the
+Werkzeug reloader's watcher process never serves a request so it never starts one either, and under
+gunicorn ``--preload`` the thread is created in each worker after the fork. Every worker schedules
+the job; the lock lets exactly one of them run it."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from flask import Flask
+from sqlalchemy import select, text
+
+from app.extensions import db
+from app.models import ModelRun
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "recs-retrain"
+LOCK_FILE = "recs-pipeline.lock"
+# Any fixed 64-bit number, the same in every process: PostgreSQL's advisory lock key for the pipeline.
+ADVISORY_LOCK_KEY = 0x52454353_50495045
+
+_started: dict[int, BackgroundScheduler] = {}
+_start_guard = threading.Lock()
+
+
+# --- The lock -------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """At most one pipeline run across processes: an ``flock`` on a file in instance/ for SQLite
+    (same machine), a session advisory lock on PostgreSQL (any machine). Non-blocking: a second
+    runner is told "busy" rather than queued behind the first."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._file = None
+        self._connection = None
+
+    def acquire(self) -> bool:
+        with self.app.app_context():
+            if db.engine.dialect.name == "postgresql":
+                return self._acquire_advisory()
+        return self._acquire_file()
+
+    def _acquire_file(self) -> bool:
+        path = Path(self.app.instance_path) / LOCK_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def _acquire_advisory(self) -> bool:
+        # The lock belongs to this connection's session: keep it open until release.
+        connection = db.engine.connect()
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                 {"key": ADVISORY_LOCK_KEY}).scalar()
+        connection.commit()
+        if not got:
+            connection.close()
+            return False
+        self._connection = connection
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        if self._connection is not None:
+            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            self._connection.commit()
+            self._connection.close()
+            self._connection = None
+
+
+@contextmanager
+def single_runner(app: Flask) -> Iterator[bool]:
+    """``with single_runner(app) as acquired:`` - run only when ``acquired`` is true."""
+    lock = RunLock(app)
+    acquired = lock.acquire()
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            lock.release()
+
+
+def is_locked(app: Flask) -> bool:
+    """Whether some process (or thread) is running the pipeline right now."""
+    lock = RunLock(app)
+    if lock.acquire():
+        lock.release()
+        return False
+    return True
+
+
+# --- Running the pipeline -------------------------------------------------------------------------
+
+
+def retrain(app: Flask, trigger: str = "schedule"):
+    """One guarded pipeline run; returns its PipelineResult, or None when another run holds the
+    lock. Exceptions are logged, never raised into the scheduler thread."""
+    from app.recs.pipeline import train
+
+    with single_runner(app) as acquired:
+        if not acquired:
+            log.info("retraining (%s) skipped: another run holds the pipeline lock", trigger)
+            return None
+        with app.app_context():
+            try:
+                result = train(trigger=trigger)
+            except Exception:
+                log.exception("retraining (%s) failed outside the run record", trigger)
+                return None
+            finally:
+                db.session.remove()
+        log.info("retraining (%s) finished: %s %s %s", trigger, result.version, result.status,
+                 result.reason or "")
+        return result
+
+
+def trigger_retrain(app: Flask) -> bool:
+    """Start a run in a background thread ("retrain now"); False when one is already running."""
+    from app.recs.pipeline import train
+
+    lock = RunLock(app)
+    if not lock.acquire():
+        return False
+
+    def run_and_release() -> None:
+        try:
+            with app.app_context():
+                try:
+                    train(trigger="manual")
+                except Exception:
+                    log.exception("manual retraining failed outside the run record")
+                finally:
+                    db.session.remove()
+        finally:
+            lock.release()
+
+    threading.Thread(target=run_and_release, name="recs-retrain", daemon=True).start()
+    return True
+
+
+def retrain_progress(app: Flask) -> dict:
+    """{running, started_at, stage, version, last_result, next_run_at}, read from the database and
+    the lock, so it is right whichever worker asks."""
+    with app.app_context():
+        latest = db.session.scalar(select(ModelRun).where(ModelRun.kind == "train")
+                                   .order_by(ModelRun.id.desc()).limit(1))
+        finished = db.session.scalar(
+            select(ModelRun).where(ModelRun.kind == "train", ModelRun.status != "running")
+            .order_by(ModelRun.id.desc()).limit(1))
+        running = latest is not None and latest.status == "running" and is_locked(app)
+        return {
+            "running": running,
+            "started_at": latest.started_at.isoformat() if running else None,
+            "stage": (latest.report or {}).get("stage") if running else None,
+            "version": latest.version if running else None,
+            "last_result": _result_summary(finished),
+            "next_run_at": _iso(next_run_time(app)),
+        }
+
+
+def _result_summary(run: ModelRun | None) -> dict | None:
+    if run is None:
+        return None
+    gate = (run.metrics or {}).get("gate") or {}
+    return {"version": run.version, "status": run.status, "error": run.error,
+            "finished_at": _iso(run.finished_at), "algorithm": run.algorithm,
+            "ndcg": gate.get("model_ndcg"), "heuristic_ndcg": gate.get("heuristic_ndcg")}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+# --- Scheduling -----------------------------------------------------------------------------------
+
+
+def cron_trigger(app: Flask) -> CronTrigger:
+    """The retrain schedule, a crontab line in the server's local time (default 03:00 nightly)."""
+    return CronTrigger.from_crontab(app.config["RECS_RETRAIN_CRON"])
+
+
+def configure(scheduler, app: Flask):
+    scheduler.configure(job_defaults={
+        "max_instances": 1,  # and the lock for other processes
+        "coalesce": True,  # runs missed while down collapse into one
+        "misfire_grace_time": int(app.config["RECS_MISFIRE_GRACE_SECONDS"]),
+    })
+    scheduler.add_job(retrain, cron_trigger(app), args=[app], id=JOB_ID, replace_existing=True)
+    return scheduler
+
+
+def next_run_time(app: Flask) -> datetime | None:
+    scheduler = _started.get(os.getpid())
+    job = scheduler.get_job(JOB_ID) if scheduler is not None else None
+    if job is not None:
+        return job.next_run_time
+    trigger = cron_trigger(app)
+    return trigger.get_next_fire_time(None, datetime.now(trigger.timezone))
+
+
+def run_blocking(app: Flask) -> None:
+    """``flask recs scheduler``: the same job in a process of its own (until interrupted)."""
+    scheduler = configure(BlockingScheduler(), app)
+    log.info("recommendation scheduler running: %s", app.config["RECS_RETRAIN_CRON"])
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        log.info("recommendation scheduler stopped")
+
+
+def _start_in_this_process(app: Flask) -> None:
+    pid = os.getpid()
+    if pid in _started:
+        return
+    with _start_guard:
+        if pid in _started:
+            return
+        scheduler = configure(BackgroundScheduler(daemon=True), app)
+        scheduler.start()
+        _started[pid] = scheduler
+        log.info("recommendation scheduler started in process %d: %s", pid,
+                 app.config["RECS_RETRAIN_CRON"])
+
+
+def init_app(app: Flask) -> None:
+    if not app.config.get("RECS_SCHEDULER_ENABLED"):
+        return
+
+    @app.before_request
+    def _ensure_scheduler() -> None:
+        _start_in_this_process(app)

@@ -1,0 +1,510 @@
+"""The recommendations console (admins only): status with retrain and roll back, model versions,
+online metrics per source, the QA preview and the A/B experiment. Charts are SVG routes shown
+through <img>, each beside a table of the same numbers."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import joinedload
+
+from app.admin import bp
+from app.admin.charts import bar_chart, line_chart, svg_response
+from app.auth import role_required
+from app.extensions import db
+from app.models import (
+    SOURCES,
+    Challenge,
+    Experiment,
+    ModelRun,
+    Participation,
+    RecommendationEvent,
+    User,
+    utcnow,
+)
+from app.recs import experiment as experiments
+from app.recs import heuristic, metrics, publish, scheduler, serving
+from app.recs.eligibility import UserHistory, load_user_history
+
+log = logging.getLogger(__name__)
+
+PREVIEW_ROWS = 20
+SEARCH_LIMIT = 20
+RECENT_EVENTS = 30
+WINNER_CHOICES = ("model", "heuristic", "none")
+
+
+def _admin_route(rule: str, methods: tuple[str, ...] = ("GET",)):
+    def register(view):
+        return bp.route(rule, methods=list(methods))(role_required("admin")(view))
+
+    return register
+
+
+def _refuse(message: str, page, *args):
+    """Bad input: say why on the page it came from, with a 400, and leave a line in the log."""
+    log.info("admin recommendations: refused %s %s: %s", request.method, request.path, message)
+    flash(message, "error")
+    return page(*args, status=400)
+
+
+def _requested_range() -> tuple[metrics.DateRange, str | None]:
+    return metrics.range_or_default(request.args.get("from"), request.args.get("to"), utcnow().date())
+
+
+def _range_or_400() -> metrics.DateRange:
+    period, error = _requested_range()
+    if error:
+        log.info("admin chart: bad date range %s: %s", request.query_string[:100], error)
+        abort(400, error)
+    return period
+
+
+# --- status, versions, retrain and roll back -------------------------------------------------------
+
+PREFERRED_METRICS = ("ndcg@10", "recall@10", "precision@10", "coverage")
+BASELINES = ("popularity", "heuristic")
+VERSIONS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Health:
+    published: ModelRun | None
+    age: timedelta | None
+    coverage: metrics.Coverage
+    previous_coverage: metrics.Coverage | None
+    next_run: datetime | None
+    warnings: list[str]
+
+
+def _previous_version(published: ModelRun | None) -> ModelRun | None:
+    """The version published before the current one, while its rows are still kept."""
+    if published is None:
+        return None
+    return db.session.scalar(
+        select(ModelRun)
+        .where(ModelRun.status == "superseded", ModelRun.rows_count > 0, ModelRun.id < published.id)
+        .order_by(ModelRun.id.desc())
+        .limit(1)
+    )
+
+
+def _health(now: datetime) -> Health:
+    config = current_app.config
+    published = publish.published_run()
+    age = now - (published.published_at or published.started_at) if published else None
+    coverage = metrics.coverage(published.id if published else None, now)
+    previous = _previous_version(published)
+    previous_coverage = metrics.coverage(previous.id, now) if previous else None
+    warnings = []
+    if published is None:
+        warnings.append("No model is published: every student gets the heuristic.")
+    elif age > timedelta(hours=config["RECS_STALE_AFTER_HOURS"]):
+        warnings.append(f"The published model is stale: {_age_text(age)} old "
+                        f"(limit {config['RECS_STALE_AFTER_HOURS']} hours).")
+    last = next((run for run in publish.recent_runs(5) if run.status != "running"), None)
+    if last is not None and last.status == "failed":
+        warnings.append(f"The last run ({last.version}) failed: {last.error or 'no error recorded'}")
+    if previous_coverage and coverage.share < previous_coverage.share - config.get(
+        "RECS_COVERAGE_DROP_WARN", 0.05
+    ):
+        warnings.append(f"Coverage fell: {coverage.share:.0%} of active students have model rows, "
+                        f"against {previous_coverage.share:.0%} with the previous version.")
+    return Health(published, age, coverage, previous_coverage, scheduler.next_run_time(), warnings)
+
+
+def _age_text(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours:.0f} hours" if hours < 72 else f"{hours / 24:.0f} days"
+
+
+def _rollback_choices(published: ModelRun | None) -> list[ModelRun]:
+    """Superseded versions whose rows are still kept: what ``publish.rollback`` accepts."""
+    return list(db.session.scalars(
+        select(ModelRun)
+        .where(ModelRun.status == "superseded", ModelRun.rows_count > 0,
+               ModelRun.id != (published.id if published else -1))
+        .order_by(ModelRun.id.desc())
+    ))
+
+
+@_admin_route("/recommendations")
+def recommendations():
+    return _dashboard()
+
+
+def _dashboard(status: int = 200):
+    now = utcnow()
+    health = _health(now)
+    return render_template(
+        "admin/recommendations.html",
+        health=health,
+        age_text=_age_text(health.age) if health.age is not None else None,
+        runs=publish.recent_runs(10),
+        rollback_choices=_rollback_choices(health.published),
+        latest_training=_latest_training(),
+        offline=offline_metrics,
+    ), status
+
+
+def offline_metrics(run: ModelRun) -> dict[str, dict[str, float]]:
+    """{model or baseline name: {metric: value}} from a run's metrics JSON, whatever its nesting."""
+    raw = run.metrics or {}
+    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
+    found = {name: _numbers(values) for name, values in models.items() if isinstance(values, dict)}
+    for name, values in raw.items():
+        if name == "baselines" and isinstance(values, dict):
+            found.update({b: _numbers(v) for b, v in values.items() if isinstance(v, dict)})
+        elif isinstance(values, dict) and name != "models" and _numbers(values):
+            found.setdefault(name, _numbers(values))
+    own = _numbers(raw)
+    if own:
+        found.setdefault(run.algorithm or "model", own)
+    return {name: values for name, values in found.items() if values}
+
+
+def _numbers(values: dict) -> dict[str, float]:
+    return {
+        key: float(value) for key, value in values.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def metric_columns(tables: list[dict[str, dict[str, float]]]) -> list[str]:
+    seen = {metric for table in tables for values in table.values() for metric in values}
+    return [m for m in PREFERRED_METRICS if m in seen] + sorted(seen - set(PREFERRED_METRICS))
+
+
+def model_name(run: ModelRun, table: dict[str, dict[str, float]]) -> str | None:
+    """Which entry of the metrics is the run's own model (the rest are candidates or baselines)."""
+    raw = run.metrics or {}
+    for name in (raw.get("best"), raw.get("model"), run.algorithm):
+        if isinstance(name, str) and name in table:
+            return name
+    others = [name for name in table if name not in BASELINES]
+    return others[0] if len(others) == 1 else None
+
+
+def _versions() -> list[ModelRun]:
+    return list(reversed(db.session.scalars(
+        select(ModelRun)
+        .where(ModelRun.status.in_(("published", "superseded")))
+        .order_by(ModelRun.id.desc())
+        .limit(VERSIONS_SHOWN)
+    ).all()))
+
+
+@_admin_route("/recommendations/versions")
+def recommendations_versions():
+    versions = _versions()
+    tables = {run.id: offline_metrics(run) for run in versions}
+    return render_template(
+        "admin/recommendations_versions.html",
+        versions=list(reversed(versions)),
+        tables=tables,
+        columns=metric_columns(list(tables.values())),
+        model_names={run.id: model_name(run, tables[run.id]) for run in versions},
+        baselines=BASELINES,
+        published=publish.published_run(),
+    )
+
+
+def _versions_chart() -> bytes:
+    versions = _versions()
+    series: dict[str, list[float | None]] = {}
+    for index, run in enumerate(versions):
+        table = offline_metrics(run)
+        name = model_name(run, table)
+        lines = {"model": table.get(name, {}) if name else {}}
+        lines.update({baseline: table.get(baseline, {}) for baseline in BASELINES})
+        for who, values in lines.items():
+            for metric in ("ndcg@10", "recall@10"):
+                if metric in values or who == "model":
+                    series.setdefault(f"{who} {metric}", [None] * len(versions))[index] = values.get(metric)
+    return line_chart("Offline NDCG@10 and recall@10 per version", [run.version for run in versions],
+                      series)
+
+
+@_admin_route("/recommendations/rollback", methods=("POST",))
+def recommendations_rollback():
+    version = (request.form.get("version") or "").strip()[:64]
+    if not version:
+        return _refuse("Choose the version to roll back to.", _dashboard)
+    try:
+        previous, target = publish.rollback(version)
+    except publish.PublishError as exc:
+        return _refuse(f"Cannot roll back to {version}: {exc}.", _dashboard)
+    log.info("admin rolled recommendations back from %s to %s",
+             previous.version if previous else None, target.version)
+    flash(f"Version {target.version} is published again"
+          f"{f' (was {previous.version})' if previous else ''}.", "success")
+    return redirect(url_for("admin.recommendations"), 303)
+
+
+# --- online metrics --------------------------------------------------------------------------------
+
+
+@_admin_route("/recommendations/online")
+def recommendations_online():
+    period, error = _requested_range()
+    if error:
+        return _refuse(error, _online_page, period)
+    return _online_page(period)
+
+
+def _online_page(period: metrics.DateRange, status: int = 200):
+    daily = metrics.daily_by_source(period)
+    totals = metrics.totals_by_source(daily)
+    shown = [s for s in SOURCES if s in ("model", "heuristic") or totals[s].impressions]
+    return render_template(
+        "admin/recommendations_online.html",
+        period=period, daily=daily, totals=totals, sources=shown,
+        positions=metrics.by_position(period), range_args=_range_args(period),
+    ), status
+
+
+def _range_args(period: metrics.DateRange) -> dict[str, str]:
+    return {"from": period.start.isoformat(), "to": period.end.isoformat()}
+
+
+def _daily_rate_chart(title: str, rate) -> bytes:
+    period = _range_or_400()
+    daily = metrics.daily_by_source(period)
+    series = {
+        source: [rate(days[day]) if days[day].impressions else None for day in period.days]
+        for source, days in daily.items()
+        if any(counts.impressions for counts in days.values())
+    }
+    return line_chart(title, [day.isoformat() for day in period.days], series, percent=True)
+
+
+def _positions_chart() -> bytes:
+    positions = metrics.by_position(_range_or_400())
+    return bar_chart(
+        "Position bias: rates by slate position (1 = first card)",
+        [str(position + 1) for position in positions],
+        {
+            "CTR": [counts.ctr for counts in positions.values()],
+            "Join rate": [counts.join_rate for counts in positions.values()],
+        },
+        percent=True,
+    )
+
+
+CHARTS = {
+    "versions": _versions_chart,
+    "daily-ctr": lambda: _daily_rate_chart("Click-through rate per source and day", lambda c: c.ctr),
+    "daily-join-rate": lambda: _daily_rate_chart("Join rate per source and day", lambda c: c.join_rate),
+    "positions": _positions_chart,
+}
+
+
+@_admin_route("/recommendations/charts/<name>.svg")
+def recommendations_chart(name: str):
+    build = CHARTS.get(name)
+    if build is None:
+        abort(404)
+    return svg_response(build())
+
+
+# --- QA preview ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    rank: int
+    challenge: Challenge
+    score: float
+    reason: str
+    flags: list[str] = field(default_factory=list)
+
+
+def _find_students(query: str) -> list[User]:
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return list(db.session.scalars(
+        select(User)
+        .where(
+            User.role == "student",
+            or_(User.email.ilike(pattern, escape="\\"), User.display_name.ilike(pattern, escape="\\")),
+        )
+        # An exact e-mail first, so typing a full address lands on that student.
+        .order_by((User.email == User.normalize_email(query)).desc(), User.display_name, User.id)
+        .limit(SEARCH_LIMIT)
+    ))
+
+
+def _chosen_student(matches: list[User], query: str) -> tuple[User | None, str | None]:
+    raw_id = (request.args.get("user_id") or "").strip()
+    if raw_id:
+        student = db.session.get(User, int(raw_id)) if raw_id.isdigit() else None
+        if student is None or not student.is_student:
+            return None, "No student with that id."
+        return student, None
+    if matches and (len(matches) == 1 or matches[0].email == User.normalize_email(query)):
+        return matches[0], None
+    return None, None
+
+
+@_admin_route("/recommendations/preview")
+def recommendations_preview():
+    query = (request.args.get("q") or "").strip()[:100]
+    matches = _find_students(query) if query else []
+    student, error = _chosen_student(matches, query)
+    if error:
+        return _refuse(error, _preview_page, query, matches, None)
+    return _preview_page(query, matches, student)
+
+
+def _preview_page(query: str, matches: list[User], student: User | None, status: int = 200):
+    context = _preview_of(student) if student is not None else {}
+    return render_template(
+        "admin/recommendations_preview.html", q=query, matches=matches, student=student, **context
+    ), status
+
+
+def _preview_of(student: User) -> dict:
+    """Everything the preview shows for one student; reads only, so previewing records nothing."""
+    now = utcnow()
+    history = load_user_history(student.id)
+    published = serving.published_rows(student.id)
+    served = serving.get_recommendations(student, record=False, now=now)
+    return {
+        "model_rows": _model_rows(published[:PREVIEW_ROWS], history, now),
+        "model_rows_total": len(published),
+        "model_version": published[0][1] if published else None,
+        "heuristic_rows": [
+            PreviewRow(rank, s.challenge, s.score, s.reason)
+            for rank, s in enumerate(
+                heuristic.recommend_heuristic(student.id, PREVIEW_ROWS, now=now, history=history), 1
+            )
+        ],
+        "served": served,
+        "arm": served.arm,
+        "participations": _participations(student.id),
+        "events": _recent_events(student.id),
+    }
+
+
+def _model_rows(published, history: UserHistory, now: datetime) -> list[PreviewRow]:
+    return [
+        PreviewRow(
+            rank, challenge, float(score),
+            # The reason serving would print beside this card.
+            serving._model_reason(challenge, history),
+            _row_flags(challenge, history, now),
+        )
+        for rank, (score, _version, challenge) in enumerate(published, 1)
+    ]
+
+
+def _row_flags(challenge: Challenge, history: UserHistory, now: datetime) -> list[str]:
+    """What makes a published row unservable; serving filters these, the preview shows them."""
+    flags = [status for status in ("draft", "archived") if challenge.status == status]
+    if challenge.has_ended(now):
+        flags.append("ended")
+    if challenge.id in history.joined_ids:
+        flags.append("joined")
+    if challenge.id in history.dismissed_ids:
+        flags.append("dismissed")
+    return flags
+
+
+def _participations(user_id: int) -> list[Participation]:
+    return list(db.session.scalars(
+        select(Participation)
+        .where(Participation.user_id == user_id)
+        .options(joinedload(Participation.challenge))
+        .order_by(Participation.joined_at.desc())
+    ))
+
+
+def _recent_events(user_id: int) -> list[tuple[RecommendationEvent, str]]:
+    return [
+        (event, title)
+        for event, title in db.session.execute(
+            select(RecommendationEvent, Challenge.title)
+            .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
+            .where(RecommendationEvent.user_id == user_id)
+            .order_by(RecommendationEvent.created_at.desc(), RecommendationEvent.id.desc())
+            .limit(RECENT_EVENTS)
+        )
+    ]
+
+
+# --- A/B experiment --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArmComparison:
+    """Per-arm counts with the treatment-vs-control z-tests for CTR and join rate."""
+
+    arms: dict[str, experiments.ArmStats]
+    ctr_test: tuple[float, float]
+    join_test: tuple[float, float]
+
+
+def _compare_arms(experiment: Experiment) -> ArmComparison:
+    stats = experiments.arm_stats(experiment)
+    treatment, control = stats[experiment.treatment_arm], stats[experiment.control_arm]
+    return ArmComparison(
+        stats,
+        experiments.two_proportion_test(treatment.ctr, control.ctr),
+        experiments.two_proportion_test(treatment.join_rate, control.join_rate),
+    )
+
+
+@_admin_route("/recommendations/experiment")
+def recommendations_experiment():
+    return _experiment_page()
+
+
+def _experiment_page(status: int = 200):
+    latest = experiments.latest_experiment()
+    past = db.session.scalars(select(Experiment).order_by(Experiment.id.desc()).limit(20)).all()
+    return render_template(
+        "admin/recommendations_experiment.html",
+        experiment=latest,
+        comparison=_compare_arms(latest) if latest is not None else None,
+        past=past,
+        winners=WINNER_CHOICES,
+        default_allocation=50,
+    ), status
+
+
+@_admin_route("/recommendations/experiment/start", methods=("POST",))
+def recommendations_experiment_start():
+    raw = (request.form.get("allocation_percent") or "").strip()
+    if not re.fullmatch(r"\d{1,3}", raw) or not 0 <= int(raw) <= 100:
+        return _refuse("Allocation must be a whole number of percent from 0 to 100.", _experiment_page)
+    name = (request.form.get("name") or "").strip()
+    try:
+        started = experiments.start_experiment(name, int(raw))
+    except ValueError as exc:
+        return _refuse(str(exc).capitalize() + ".", _experiment_page)
+    log.info("experiment %s started: %s%% model", started.id, started.allocation_percent)
+    flash(f"Experiment “{started.name}” started: {started.allocation_percent}% of students get the model.",
+          "success")
+    return redirect(url_for("admin.recommendations_experiment"), 303)
+
+
+@_admin_route("/recommendations/experiment/stop", methods=("POST",))
+def recommendations_experiment_stop():
+    winner = request.form.get("winner") or ""
+    if winner not in WINNER_CHOICES:
+        return _refuse("Choose the winner: model, heuristic or none.", _experiment_page)
+    running = experiments.running_experiment()
+    if running is None:
+        return _refuse("No experiment is running.", _experiment_page)
+    try:
+        experiments.stop_experiment(running, None if winner == "none" else winner)
+    except ValueError as exc:
+        return _refuse(str(exc).capitalize() + ".", _experiment_page)
+    log.info("experiment %s stopped, winner=%s", running.id, winner)
+    outcome = "everyone now gets the default" if winner == "none" else f"everyone now gets the {winner}"
+    flash(f"Experiment stopped: {outcome}.", "success")
+    return redirect(url_for("admin.recommendations_experiment"), 303)

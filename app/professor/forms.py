@@ -1,0 +1,61 @@
+"""The challenge form professors and admins fill in to create or edit a challenge."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields import DateTimeLocalField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
+
+from app.models import CHALLENGE_STATUSES
+
+# The browser widget submits "YYYY-MM-DDTHH:MM"; the first format is also the one rendered back.
+DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
+# Postgres INTEGER tops out at 2**31 - 1; a sane cap keeps a typo from becoming a database error.
+MAX_REWARD_POINTS = 100_000
+UTC_HELP = "Date and time in UTC (not your local time zone)."
+
+
+class ChallengeForm(FlaskForm):
+    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
+    description = TextAreaField("Description", validators=[DataRequired(), Length(max=10_000)])
+    category_id = SelectField("Category", coerce=int, validators=[InputRequired()])
+    reward_points = IntegerField(
+        "Reward points",
+        default=0,
+        validators=[InputRequired(), NumberRange(min=0, max=MAX_REWARD_POINTS)],
+    )
+    starts_at = DateTimeLocalField(
+        "Starts at",
+        format=DATETIME_FORMATS,
+        tz=UTC,
+        validators=[InputRequired()],
+        description=UTC_HELP,
+    )
+    ends_at = DateTimeLocalField(
+        "Ends at (optional)",
+        format=DATETIME_FORMATS,
+        tz=UTC,
+        validators=[Optional()],
+        description=UTC_HELP + " Leave empty for a challenge without an end.",
+    )
+    status = SelectField(
+        "Status",
+        choices=[SelectChoice(s, s.title()) for s in CHALLENGE_STATUSES],
+        default="draft",
+        validators=[InputRequired()],
+    )
+
+    def validate_ends_at(self, field) -> None:
+        if field.data and self.starts_at.data and field.data <= self.starts_at.data:
+            raise ValidationError("The end must be after the start.")

@@ -1,0 +1,319 @@
+"""Interactions from the database, our CSV export or MovieLens, turned into a weighted implicit
+user x challenge matrix. ``IdMap`` is the one place that maps ids to matrix indices."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from scipy import sparse
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Participation, RecommendationEvent
+
+EXPORT_HEADER = ("user_id", "challenge_id", "event", "weight", "timestamp")
+# Clicks and dismisses come from the event table; joins and completions from participations, which
+# are the source of truth (a "join" event row duplicates the participation it belongs to).
+EVENT_TYPES_FROM_LOG = ("click", "dismiss")
+MAX_ID_LENGTH = 64
+# Leading characters that make spreadsheets evaluate a cell as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class DataError(ValueError):
+    """Interactions that cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """One row per interaction event, as parallel arrays (ids are int64, or str when not numeric)."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    events: np.ndarray
+    weights: np.ndarray
+    timestamps: np.ndarray  # seconds since the epoch, UTC
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def take(self, selector: np.ndarray) -> Interactions:
+        return Interactions(
+            self.user_ids[selector], self.item_ids[selector], self.events[selector],
+            self.weights[selector], self.timestamps[selector],
+        )
+
+    def in_time_order(self) -> Interactions:
+        # A stable sort keeps ties in their original order, so splits are reproducible.
+        return self.take(np.argsort(self.timestamps, kind="stable"))
+
+    @property
+    def latest(self) -> datetime | None:
+        if not len(self):
+            return None
+        return datetime.fromtimestamp(float(self.timestamps.max()), UTC)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple]) -> Interactions:
+        """Rows of (user_id, item_id, event, weight, timestamp)."""
+        columns = list(zip(*rows, strict=True)) or [(), (), (), (), ()]
+        users, items, events, weights, stamps = columns
+        return cls(
+            _id_array(users), _id_array(items), np.asarray(events, dtype=str),
+            np.asarray(weights, dtype=np.float32), np.asarray(stamps, dtype=np.float64),
+        )
+
+
+def _id_array(values) -> np.ndarray:
+    """int64 when every id is an integer, else str; numpy sorts and searches both."""
+    values = list(values)
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray([str(v) for v in values], dtype=str)
+
+
+class IdMap:
+    """Sorted unique ids and their matrix indices."""
+
+    def __init__(self, ids: Iterable) -> None:
+        self.ids = np.unique(_id_array(ids) if not isinstance(ids, np.ndarray) else ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, values: np.ndarray | Iterable) -> np.ndarray:
+        """Matrix indices of ``values``; -1 for ids this map does not know."""
+        values = np.asarray(values if isinstance(values, np.ndarray) else _id_array(values))
+        if not len(self.ids) or not len(values) or values.dtype.kind != self.ids.dtype.kind:
+            return np.full(len(values), -1, dtype=np.int64)
+        positions = np.searchsorted(self.ids, values).clip(0, len(self.ids) - 1)
+        return np.where(self.ids[positions] == values, positions, -1).astype(np.int64)
+
+    def to_json(self) -> list:
+        return self.ids.tolist()
+
+    @classmethod
+    def from_json(cls, ids: list) -> IdMap:
+        return cls(_id_array(ids))
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """Weighted implicit feedback: cell = sum of event weights, kept only where positive."""
+
+    matrix: sparse.csr_matrix
+    users: IdMap
+    items: IdMap
+
+    @classmethod
+    def build(
+        cls, interactions: Interactions, users: IdMap | None = None, items: IdMap | None = None
+    ) -> InteractionMatrix:
+        users = users or IdMap(interactions.user_ids)
+        items = items or IdMap(interactions.item_ids)
+        rows, cols = users.index(interactions.user_ids), items.index(interactions.item_ids)
+        known = (rows >= 0) & (cols >= 0)
+        matrix = sparse.coo_matrix(
+            (interactions.weights[known].astype(np.float64), (rows[known], cols[known])),
+            shape=(len(users), len(items)),
+        ).tocsr()  # duplicates are summed here
+        # A dismiss outweighing a click means "not interested": no positive signal to learn from.
+        matrix.data[matrix.data <= 0] = 0
+        matrix.eliminate_zeros()
+        return cls(matrix.astype(np.float32), users, items)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+    def active_users(self) -> int:
+        return int((np.diff(self.matrix.indptr) > 0).sum())
+
+
+def fingerprint(interactions: Interactions) -> str:
+    """A short digest of the training data, stored with the artifact to tell data sets apart."""
+    digest = hashlib.sha256()
+    for column in (interactions.user_ids, interactions.item_ids, interactions.weights,
+                   interactions.timestamps):
+        digest.update(np.ascontiguousarray(column).tobytes())
+    return digest.hexdigest()[:16]
+
+
+# --- Database -------------------------------------------------------------------------------------
+
+
+def read_database(weights: dict[str, float], since: datetime | None = None) -> Interactions:
+    """Joins and completions (participations not left) plus clicks and dismisses, weighted."""
+    rows: list[tuple] = []
+    query = select(
+        Participation.user_id, Participation.challenge_id, Participation.status,
+        Participation.joined_at, Participation.updated_at,
+    ).where(Participation.status != "left")
+    if since is not None:
+        query = query.where(Participation.joined_at >= since)
+    for user_id, challenge_id, status, joined_at, updated_at in db.session.execute(query):
+        rows.append((user_id, challenge_id, "join", joined_at))
+        if status == "completed":
+            rows.append((user_id, challenge_id, "complete", max(updated_at, joined_at)))
+    events = select(
+        RecommendationEvent.user_id, RecommendationEvent.challenge_id, RecommendationEvent.type,
+        RecommendationEvent.created_at,
+    ).where(RecommendationEvent.type.in_(EVENT_TYPES_FROM_LOG))
+    if since is not None:
+        events = events.where(RecommendationEvent.created_at >= since)
+    rows.extend(db.session.execute(events))
+    return Interactions.from_rows(
+        (user, item, event, float(weights.get(event, 0.0)), stamp.timestamp())
+        for user, item, event, stamp in rows
+        if weights.get(event, 0.0)
+    )
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+def pseudonym(user_id, key: bytes) -> str:
+    """A keyed hash of a user id: stable for one key, meaningless without it."""
+    return hmac.new(key, str(user_id).encode(), hashlib.sha256).hexdigest()
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """Defuse cells a spreadsheet would run as a formula; plain numbers (e.g. -2.0) stay numbers,
+    since a number is never evaluated as a formula and the weight must round-trip."""
+    if cell.startswith(FORMULA_PREFIXES) and not _is_number(cell):
+        return "'" + cell
+    return cell
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        return math.isfinite(float(cell))
+    except ValueError:
+        return False
+
+
+def _unescape(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:2] in FORMULA_PREFIXES else cell
+
+
+def format_timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_csv(interactions: Interactions, out: TextIO, pseudonym_key: bytes | None = None) -> int:
+    """Write the export format; returns the number of rows written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_HEADER)
+    for user, item, event, weight, stamp in zip(
+        interactions.user_ids.tolist(), interactions.item_ids.tolist(), interactions.events.tolist(),
+        interactions.weights.tolist(), interactions.timestamps.tolist(), strict=True,
+    ):
+        user_cell = pseudonym(user, pseudonym_key) if pseudonym_key else str(user)
+        writer.writerow([spreadsheet_safe(c) for c in (
+            user_cell, str(item), str(event), f"{weight:g}", format_timestamp(stamp),
+        )])
+    return len(interactions)
+
+
+def read_csv(path: str | Path) -> Interactions:
+    """Read the export format (ours or any tool's); raises DataError naming the bad line."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return parse_csv(fh, str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from exc
+
+
+def parse_csv(fh: TextIO, name: str = "<csv>") -> Interactions:
+    reader = csv.reader(fh)
+    header = next(reader, None)
+    if header is None or tuple(c.strip() for c in header) != EXPORT_HEADER:
+        raise DataError(f"{name}:1: header must be {','.join(EXPORT_HEADER)}, got {header!r}")
+    return Interactions.from_rows(_parse_rows(reader, name))
+
+
+def _parse_rows(reader, name: str) -> Iterator[tuple]:
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != len(EXPORT_HEADER):
+            raise DataError(f"{name}:{line}: expected {len(EXPORT_HEADER)} columns, got {len(row)}")
+        user, item, event, weight, stamp = (_unescape(c.strip()) for c in row)
+        try:
+            yield (_parse_id(user), _parse_id(item), event or "interaction",
+                   _parse_weight(weight), parse_timestamp(stamp))
+        except ValueError as exc:
+            raise DataError(f"{name}:{line}: {exc}") from exc
+
+
+def _parse_id(cell: str) -> int | str:
+    if not cell or len(cell) > MAX_ID_LENGTH:
+        raise ValueError(f"bad id {cell[:MAX_ID_LENGTH]!r}")
+    try:
+        return int(cell)
+    except ValueError:
+        return cell
+
+
+def _parse_weight(cell: str) -> float:
+    weight = float(cell)
+    if not math.isfinite(weight):
+        raise ValueError(f"weight {cell!r} is not finite")
+    return weight
+
+
+def parse_timestamp(cell: str) -> float:
+    """ISO 8601 (naive means UTC) or seconds since the epoch."""
+    try:
+        return float(cell)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(cell.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"bad timestamp {cell!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+# --- MovieLens ------------------------------------------------------------------------------------
+
+
+def read_movielens(path: str | Path) -> Interactions:
+    """MovieLens ``u.data`` (user, item, rating, timestamp; tab-separated): every rating counts as
+    implicit feedback of weight 1, as in the usual top-N protocol."""
+    try:
+        raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a MovieLens ratings file: {exc}") from exc
+    if raw.shape[1] != 4:
+        raise DataError(f"{path}: expected 4 columns (user, item, rating, timestamp)")
+    return Interactions(
+        raw[:, 0], raw[:, 1], np.full(len(raw), "rating"),
+        np.ones(len(raw), dtype=np.float32), raw[:, 3].astype(np.float64),
+    )
+
+
+def read_movielens_genres(path: str | Path) -> dict[int, np.ndarray]:
+    """``u.item``: item id -> 19 genre flags (the last 19 '|'-separated fields)."""
+    genres: dict[int, np.ndarray] = {}
+    with open(path, encoding="latin-1") as fh:
+        for row in csv.reader(fh, delimiter="|"):
+            if len(row) >= 20:
+                genres[int(row[0])] = np.asarray(row[-19:], dtype=np.int8)
+    return genres
+
+
+def to_csv_text(interactions: Interactions) -> str:
+    buffer = io.StringIO()
+    write_csv(interactions, buffer)
+    return buffer.getvalue()

@@ -1,0 +1,385 @@
+"""Offline evaluation: time-based and random per-user splits, ranking metrics (precision, recall,
+NDCG at K, catalogue coverage), the popularity and heuristic baselines, and hyperparameter tuning on
+a validation split carved from the training data."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from scipy import sparse
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Challenge
+from app.recs.data import IdMap, InteractionMatrix, Interactions
+from app.recs.heuristic import heuristic_scores, timeframe_scores
+from app.recs.models import CANDIDATES, PARAM_GRIDS, Popularity, Recommender, candidate_names, top_k
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+# --- Splits ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training interactions and held-out positives on shared id maps. ``test`` only keeps cells
+    that are new to the user and on ``candidates`` (items seen in training: the only ones a
+    collaborative model can rank)."""
+
+    kind: str
+    train: InteractionMatrix
+    test: sparse.csr_matrix
+    candidates: np.ndarray
+    train_events: Interactions
+    reference_time: datetime
+
+    @property
+    def eval_users(self) -> np.ndarray:
+        has_test = np.diff(self.test.indptr) > 0
+        has_train = np.diff(self.train.matrix.indptr) > 0
+        return np.flatnonzero(has_test & has_train)
+
+
+def _make_split(kind: str, everything: Interactions, train_events: Interactions,
+                test_events: Interactions) -> Split:
+    users, items = IdMap(everything.user_ids), IdMap(everything.item_ids)
+    train = InteractionMatrix.build(train_events, users, items)
+    held_out = InteractionMatrix.build(test_events, users, items).matrix
+    candidates = np.asarray((train.matrix > 0).sum(axis=0)).ravel() > 0
+    new_to_user = held_out - held_out.multiply(train.matrix > 0)
+    test = (new_to_user @ sparse.diags(candidates.astype(np.float32))).tocsr()
+    test.eliminate_zeros()
+    reference = train_events.latest or datetime.now(UTC)
+    return Split(kind, train, test.astype(np.float32), candidates, train_events, reference)
+
+
+def time_split(interactions: Interactions, fraction: float = 0.2) -> Split:
+    """The most recent ``fraction`` of interactions are held out; every training interaction is at
+    or before every held-out one, so nothing from the future leaks into training."""
+    ordered = interactions.in_time_order()
+    cut = len(ordered) - int(round(fraction * len(ordered)))
+    return _make_split("time", interactions, ordered.take(slice(0, cut)),
+                       ordered.take(slice(cut, None)))
+
+
+def random_split(interactions: Interactions, fraction: float = 0.2, seed: int = 42) -> Split:
+    """The papers' protocol: per user, a random ``fraction`` of their positive (user, item) cells
+    is held out, with all of those cells' events."""
+    full = InteractionMatrix.build(interactions)
+    rng = np.random.default_rng(seed)
+    held_out_keys = []
+    n_items = len(full.items)
+    for user in range(full.matrix.shape[0]):
+        cells = full.matrix.indices[full.matrix.indptr[user]:full.matrix.indptr[user + 1]]
+        n_test = int(round(fraction * len(cells)))
+        if n_test:
+            held_out_keys.append(user * n_items + rng.permutation(cells)[:n_test])
+    keys = (full.users.index(interactions.user_ids) * n_items
+            + full.items.index(interactions.item_ids))
+    in_test = np.isin(keys, np.concatenate(held_out_keys) if held_out_keys else [])
+    return _make_split("random", interactions, interactions.take(~in_test),
+                       interactions.take(in_test))
+
+
+def validation_split(split: Split, fraction: float, seed: int) -> Split:
+    """A split of the training part only, of the same kind, for choosing hyperparameters."""
+    if split.kind == "time":
+        return time_split(split.train_events, fraction)
+    return random_split(split.train_events, fraction, seed + 1)
+
+
+# --- Metrics --------------------------------------------------------------------------------------
+
+
+def hit_matrix(ranked: np.ndarray, relevant: sparse.csr_matrix) -> np.ndarray:
+    """Boolean (users x K): whether the item at each rank is in that user's relevant row."""
+    hits = np.zeros(ranked.shape, dtype=bool)
+    for row in range(ranked.shape[0]):
+        wanted = relevant.indices[relevant.indptr[row]:relevant.indptr[row + 1]]
+        hits[row] = np.isin(ranked[row], wanted) & (ranked[row] >= 0)
+    return hits
+
+
+def precision_at_k(hits: np.ndarray, k: int) -> np.ndarray:
+    return hits[:, :k].sum(axis=1) / k
+
+
+def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    return hits[:, :k].sum(axis=1) / np.maximum(n_relevant, 1)
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Binary relevance; the ideal DCG puts min(|relevant|, k) hits at the top."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits[:, :k] * discounts[: hits[:, :k].shape[1]]).sum(axis=1)
+    ideal = np.cumsum(discounts)[np.clip(np.minimum(n_relevant, k), 1, k) - 1]
+    return np.where(n_relevant > 0, dcg / ideal, 0.0)
+
+
+def catalogue_coverage(ranked: np.ndarray, n_candidates: int) -> float:
+    """Share of the candidate items that appear in at least one user's top K."""
+    shown = np.unique(ranked[ranked >= 0])
+    return len(shown) / n_candidates if n_candidates else 0.0
+
+
+@dataclass(frozen=True)
+class RankingMetrics:
+    precision: float
+    recall: float
+    ndcg: float
+    coverage: float
+    users: int
+
+    def as_dict(self, k: int) -> dict[str, float]:
+        return {f"precision@{k}": round(self.precision, 4), f"recall@{k}": round(self.recall, 4),
+                f"ndcg@{k}": round(self.ndcg, 4), "coverage": round(self.coverage, 4),
+                "users": self.users}
+
+
+def evaluate_model(model: Recommender, split: Split, k: int = 10) -> RankingMetrics:
+    """Full ranking over all candidates, excluding each user's training items."""
+    users = split.eval_users
+    if not len(users):
+        return RankingMetrics(0.0, 0.0, 0.0, 0.0, 0)
+    seen = split.train.matrix[users]
+    ranked, _ = top_k(model, seen, k, exclude=seen, candidates=split.candidates)
+    relevant = split.test[users]
+    hits = hit_matrix(ranked, relevant)
+    n_relevant = np.diff(relevant.indptr)
+    return RankingMetrics(
+        float(precision_at_k(hits, k).mean()), float(recall_at_k(hits, n_relevant, k).mean()),
+        float(ndcg_at_k(hits, n_relevant, k).mean()),
+        catalogue_coverage(ranked, int(split.candidates.sum())), len(users),
+    )
+
+
+# --- The heuristic as an offline baseline ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemFeatures:
+    """What the heuristic knows about each item, aligned with an IdMap. ``categories`` is an
+    (items x categories) membership matrix; ``main_category`` the one the heuristic scores by."""
+
+    categories: sparse.csr_matrix
+    main_category: np.ndarray
+    reward: np.ndarray
+    starts_at: list[datetime] | None = None  # None: no dates, timeframe is a constant 0.5
+    ends_at: list[datetime | None] | None = None
+
+    @classmethod
+    def uniform(cls, n_items: int) -> ItemFeatures:
+        return cls(sparse.csr_matrix(np.ones((n_items, 1), dtype=np.float32)),
+                   np.zeros(n_items, dtype=np.int64), np.zeros(n_items))
+
+    @classmethod
+    def from_genres(cls, items: IdMap, genres: Mapping[int, np.ndarray]) -> ItemFeatures:
+        """MovieLens: multi-genre membership, the first flagged genre as the main category."""
+        width = len(next(iter(genres.values()))) if genres else 1
+        flags = np.zeros((len(items), width), dtype=np.float32)
+        for index, item_id in enumerate(items.ids.tolist()):
+            if item_id in genres:
+                flags[index] = genres[item_id]
+        main = np.where(flags.any(axis=1), flags.argmax(axis=1), 0)
+        return cls(sparse.csr_matrix(flags), main.astype(np.int64), np.zeros(len(items)))
+
+    @classmethod
+    def from_database(cls, items: IdMap) -> ItemFeatures:
+        """Categories, rewards and dates of the challenges the map knows; ids the database does
+        not know get a category of their own and no reward."""
+        if items.ids.dtype.kind != "i":
+            return cls.uniform(len(items))
+        rows = {c.id: c for c in db.session.scalars(
+            select(Challenge).where(Challenge.id.in_(items.ids.tolist())))}
+        category_ids = sorted({c.category_id for c in rows.values()})
+        column = {cat: i for i, cat in enumerate(category_ids)}
+        unknown_column = len(category_ids)
+        epoch = datetime.fromtimestamp(0, UTC)
+        main, reward, starts, ends = [], [], [], []
+        for item_id in items.ids.tolist():
+            challenge = rows.get(item_id)
+            main.append(column[challenge.category_id] if challenge else unknown_column)
+            reward.append(challenge.reward_points if challenge else 0)
+            starts.append(challenge.starts_at if challenge else epoch)
+            ends.append(challenge.ends_at if challenge else None)
+        main_array = np.asarray(main, dtype=np.int64)
+        membership = sparse.csr_matrix(
+            (np.ones(len(main_array), dtype=np.float32), (np.arange(len(main_array)), main_array)),
+            shape=(len(main_array), unknown_column + 1),
+        )
+        return cls(membership, main_array, np.asarray(reward, dtype=np.float64), starts, ends)
+
+
+class HeuristicBaseline(Recommender):
+    """The serving heuristic (app.recs.heuristic) scored from a training matrix as of ``now``."""
+
+    name = "heuristic"
+
+    def __init__(self, features: ItemFeatures, weights: Mapping[str, float], smoothing: float,
+                 recent_popularity: np.ndarray, now: datetime) -> None:
+        self.features = features
+        self.weights = weights
+        self.smoothing = smoothing
+        self.recent_popularity = recent_popularity
+        self.now = now
+
+    def fit(self, X):
+        self.popularity_ = np.asarray((X > 0).sum(axis=0), dtype=np.float64).ravel()
+        if self.features.starts_at is None:
+            self.timeframe_, self.urgency_ = np.full(X.shape[1], 0.5), None
+        else:
+            self.timeframe_, self.urgency_ = timeframe_scores(
+                self.features.starts_at, self.features.ends_at, self.now)
+        return self
+
+    def scores(self, X_rows):
+        category_counts = ((X_rows > 0).astype(np.float32) @ self.features.categories).toarray()
+        return heuristic_scores(
+            category_counts, self.features.main_category, self.popularity_, self.recent_popularity,
+            self.features.reward, self.timeframe_, self.weights, self.smoothing, self.urgency_,
+        ).astype(np.float32)
+
+
+def recent_popularity(split: Split, window_days: float) -> np.ndarray:
+    """Per item, the users with a positive interaction in the window before the reference time."""
+    events = split.train_events
+    start = (split.reference_time - timedelta(days=window_days)).timestamp()
+    recent = events.take((events.timestamps >= start) & (events.weights > 0))
+    matrix = InteractionMatrix.build(recent, split.train.users, split.train.items).matrix
+    return np.asarray((matrix > 0).sum(axis=0), dtype=np.float64).ravel()
+
+
+# --- Comparing candidates -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    k: int = 10
+    holdout_fraction: float = 0.2
+    seed: int = 42
+    ease_max_items: int = 20000
+    heuristic_weights: Mapping[str, float] = field(default_factory=dict)
+    smoothing: float = 1.0
+    recent_window_days: float = 7.0
+
+    @classmethod
+    def from_config(cls, config: Mapping, **overrides) -> EvaluationSettings:
+        values = dict(
+            holdout_fraction=float(config["RECS_HOLDOUT_FRACTION"]),
+            ease_max_items=int(config["RECS_EASE_MAX_ITEMS"]),
+            heuristic_weights=dict(config["RECS_HEURISTIC_WEIGHTS"]),
+            smoothing=float(config["RECS_AFFINITY_SMOOTHING"]),
+            recent_window_days=float(config["RECS_POPULAR_WINDOW_DAYS"]),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    name: str
+    params: dict
+    test: RankingMetrics
+    validation_ndcg: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every candidate and baseline on one split; ``best`` is chosen on validation NDCG."""
+
+    split: str
+    k: int
+    rows: list[ModelEvaluation]
+    best: str | None
+
+    def row(self, name: str) -> ModelEvaluation | None:
+        return next((r for r in self.rows if r.name == name), None)
+
+    def as_dict(self) -> dict:
+        return {"split": self.split, "k": self.k, "best": self.best, "models": {
+            r.name: {**r.test.as_dict(self.k), "params": r.params,
+                     "validation_ndcg": None if r.validation_ndcg is None else round(r.validation_ndcg, 4)}
+            for r in self.rows}}
+
+
+def build_candidate(name: str, params: Mapping) -> Recommender:
+    return CANDIDATES[name](**params)
+
+
+def tune(name: str, validation: Split, k: int) -> tuple[dict, float]:
+    """The grid point with the best validation NDCG@k (first one wins ties)."""
+    best_params, best_ndcg = {}, -1.0
+    for params in _grid_for(name, validation.train.matrix.shape):
+        ndcg = evaluate_model(build_candidate(name, params).fit(validation.train.matrix),
+                              validation, k).ndcg
+        if ndcg > best_ndcg:
+            best_params, best_ndcg = dict(params), ndcg
+    return best_params, best_ndcg
+
+
+def _grid_for(name: str, shape: tuple[int, int]) -> list[dict]:
+    """Drop the grid points the data is too small for (they would all clip to the same model)."""
+    if name != "svd":
+        return PARAM_GRIDS[name]
+    limit = max(1, min(shape) - 1)
+    grid = [p for p in PARAM_GRIDS[name] if p["n_components"] <= limit]
+    return grid or [{"n_components": limit}]
+
+
+def baselines(split: Split, features: ItemFeatures, settings: EvaluationSettings) -> list[Recommender]:
+    heuristic = HeuristicBaseline(features, settings.heuristic_weights, settings.smoothing,
+                                  recent_popularity(split, settings.recent_window_days),
+                                  split.reference_time)
+    return [Popularity(), heuristic]
+
+
+def compare(split: Split, features: ItemFeatures, settings: EvaluationSettings,
+            progress: Progress | None = None) -> Comparison:
+    """Baselines, then each candidate tuned on a validation split and refit on the whole training
+    part, all evaluated on ``split``'s held-out interactions."""
+    progress = progress or (lambda step: None)
+    rows = []
+    for baseline in baselines(split, features, settings):
+        started = time.perf_counter()
+        metrics = evaluate_model(baseline.fit(split.train.matrix), split, settings.k)
+        rows.append(ModelEvaluation(baseline.name, {}, metrics, None, time.perf_counter() - started))
+        progress(baseline.name)
+    validation = validation_split(split, settings.holdout_fraction, settings.seed)
+    for name in candidate_names(len(split.train.items), settings.ease_max_items):
+        started = time.perf_counter()
+        params, validation_ndcg = tune(name, validation, settings.k)
+        model = build_candidate(name, params).fit(split.train.matrix)
+        metrics = evaluate_model(model, split, settings.k)
+        rows.append(ModelEvaluation(name, params, metrics, validation_ndcg,
+                                    time.perf_counter() - started))
+        log.info("%s %s: validation ndcg@%d %.4f, test %.4f", split.kind, name, settings.k,
+                 validation_ndcg, metrics.ndcg)
+        progress(name)
+    tuned = [r for r in rows if r.validation_ndcg is not None]
+    best = max(tuned, key=lambda r: r.validation_ndcg).name if tuned else None
+    return Comparison(split.kind, settings.k, rows, best)
+
+
+def format_table(comparison: Comparison) -> str:
+    k = comparison.k
+    header = (f"{'model':<11}{'P@' + str(k):>8}{'R@' + str(k):>8}{'NDCG@' + str(k):>9}"
+              f"{'coverage':>10}{'valid':>8}  params")
+    lines = [f"split: {comparison.split}, users evaluated: "
+             f"{comparison.rows[0].test.users if comparison.rows else 0}", header]
+    for row in comparison.rows:
+        marker = " *" if row.name == comparison.best else ""
+        valid = "" if row.validation_ndcg is None else f"{row.validation_ndcg:.4f}"
+        params = ", ".join(f"{key}={value}" for key, value in row.params.items())
+        lines.append(f"{row.name:<11}{row.test.precision:>8.4f}{row.test.recall:>8.4f}"
+                     f"{row.test.ndcg:>9.4f}{row.test.coverage:>10.3f}{valid:>8}  {params}{marker}")
+    lines.append("* best candidate on the validation split (NDCG); P/R/NDCG/coverage on the test split")
+    return "\n".join(lines)

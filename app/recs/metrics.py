@@ -1,0 +1,238 @@
+"""Online metrics read from the event table: impressions, click-through and join rates per source and
+day, position bias, per-challenge counts for professors, and the model's coverage of active students."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import Date, and_, case, cast, distinct, exists, func, select, union
+from sqlalchemy.orm import aliased
+
+from app.extensions import db
+from app.models import (
+    SOURCES,
+    Challenge,
+    Participation,
+    RecommendationEvent,
+    User,
+    UserRecommendation,
+)
+
+DEFAULT_RANGE_DAYS = 30
+MAX_RANGE_DAYS = 366
+COUNTED_TYPES = ("impression", "click", "join")
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Whole UTC days from ``start`` to ``end``, both included."""
+
+    start: date
+    end: date
+
+    @property
+    def starts_at(self) -> datetime:
+        return datetime.combine(self.start, time.min, tzinfo=UTC)
+
+    @property
+    def ends_before(self) -> datetime:
+        return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=UTC)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
+
+
+def default_range(today: date, days: int = DEFAULT_RANGE_DAYS) -> DateRange:
+    return DateRange(today - timedelta(days=days - 1), today)
+
+
+def parse_date_range(raw_from: str | None, raw_to: str | None, today: date) -> DateRange:
+    """The range named by ``from``/``to`` (YYYY-MM-DD) query values; missing ends default to the
+    last 30 days. Raises ValueError with a message fit to show the user."""
+    raw_from, raw_to = (raw_from or "").strip(), (raw_to or "").strip()
+    end = _parse_day(raw_to, "to") if raw_to else today
+    start = _parse_day(raw_from, "from") if raw_from else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if start > end:
+        raise ValueError("The start date must not be after the end date.")
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise ValueError(f"Choose at most {MAX_RANGE_DAYS} days.")
+    return DateRange(start, end)
+
+
+def range_or_default(raw_from: str | None, raw_to: str | None, today: date) -> tuple[DateRange, str | None]:
+    """``parse_date_range``, falling back to the default range with the reason it was refused."""
+    try:
+        return parse_date_range(raw_from, raw_to, today), None
+    except ValueError as exc:
+        return default_range(today), str(exc)
+
+
+def _parse_day(raw: str, name: str) -> date:
+    # fromisoformat also takes "20240105" and week dates; the form only ever sends YYYY-MM-DD.
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            pass
+    raise ValueError(f"'{name}' must be a date written as YYYY-MM-DD.")
+
+
+@dataclass(frozen=True)
+class Counts:
+    impressions: int = 0
+    clicks: int = 0
+    joins: int = 0
+
+    @property
+    def ctr(self) -> float:
+        return self.clicks / self.impressions if self.impressions else 0.0
+
+    @property
+    def join_rate(self) -> float:
+        return self.joins / self.impressions if self.impressions else 0.0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.impressions + other.impressions, self.clicks + other.clicks, self.joins + other.joins
+        )
+
+
+def _type_sums(event=RecommendationEvent) -> list:
+    return [func.sum(case((event.type == kind, 1), else_=0)) for kind in COUNTED_TYPES]
+
+
+def _counts(row: Iterable) -> Counts:
+    return Counts(*(int(value or 0) for value in row))
+
+
+def _in_range(period: DateRange, event=RecommendationEvent):
+    return and_(event.created_at >= period.starts_at, event.created_at < period.ends_before)
+
+
+def _utc_day(column):
+    # SQLite keeps naive UTC text, where date() is the day; PostgreSQL must be told the zone.
+    if db.session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def daily_by_source(period: DateRange) -> dict[str, dict[date, Counts]]:
+    """Counts per source per day; every source and every day of the range is present."""
+    day = _utc_day(RecommendationEvent.created_at)
+    rows = db.session.execute(
+        select(RecommendationEvent.source, day, *_type_sums())
+        .where(_in_range(period), RecommendationEvent.source.in_(SOURCES))
+        .group_by(RecommendationEvent.source, day)
+    ).all()
+    table = {source: dict.fromkeys(period.days, Counts()) for source in SOURCES}
+    for source, raw_day, *sums in rows:
+        table[source][_as_date(raw_day)] = _counts(sums)
+    return table
+
+
+def totals_by_source(daily: dict[str, dict[date, Counts]]) -> dict[str, Counts]:
+    return {source: sum(days.values(), Counts()) for source, days in daily.items()}
+
+
+def by_position(period: DateRange) -> dict[int, Counts]:
+    """Counts per slate position, to show position bias. Join events carry no position, so a join
+    takes the position at which its slate showed that challenge."""
+    shown = db.session.execute(
+        select(RecommendationEvent.position, *_type_sums()[:2])
+        .where(
+            _in_range(period),
+            RecommendationEvent.position.is_not(None),
+            RecommendationEvent.type.in_(("impression", "click")),
+        )
+        .group_by(RecommendationEvent.position)
+    ).all()
+    joined = _joins_by_position(period)
+    positions = sorted({row[0] for row in shown} | set(joined))
+    counted = {row[0]: row[1:] for row in shown}
+    return {
+        position: Counts(*(int(v or 0) for v in counted.get(position, (0, 0))), joined.get(position, 0))
+        for position in positions
+    }
+
+
+def _joins_by_position(period: DateRange) -> dict[int, int]:
+    join, impression = RecommendationEvent, aliased(RecommendationEvent)
+    rows = db.session.execute(
+        select(impression.position, func.count(distinct(join.id)))
+        .select_from(join)
+        .join(
+            impression,
+            and_(
+                impression.slate_id == join.slate_id,
+                impression.challenge_id == join.challenge_id,
+                impression.type == "impression",
+            ),
+        )
+        .where(join.type == "join", _in_range(period, join), impression.position.is_not(None))
+        .group_by(impression.position)
+    ).all()
+    return {int(position): int(n) for position, n in rows}
+
+
+@dataclass(frozen=True)
+class ChallengeCounts:
+    challenge_id: int
+    title: str
+    status: str
+    counts: Counts
+
+
+def challenge_counts(owner_id: int, period: DateRange) -> list[ChallengeCounts]:
+    """Per challenge of one owner: impressions, clicks and joins that came from recommendations."""
+    rows = db.session.execute(
+        select(Challenge.id, Challenge.title, Challenge.status, *_type_sums())
+        .outerjoin(
+            RecommendationEvent,
+            and_(
+                RecommendationEvent.challenge_id == Challenge.id,
+                RecommendationEvent.source.is_not(None),
+                _in_range(period),
+            ),
+        )
+        .where(Challenge.owner_id == owner_id)
+        .group_by(Challenge.id, Challenge.title, Challenge.status)
+        .order_by(Challenge.created_at.desc(), Challenge.id.desc())
+    ).all()
+    return [ChallengeCounts(cid, title, status, _counts(sums)) for cid, title, status, *sums in rows]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    active_students: int
+    covered: int
+
+    @property
+    def share(self) -> float:
+        return self.covered / self.active_students if self.active_students else 0.0
+
+
+def coverage(run_id: int | None, now: datetime, days: int = 30) -> Coverage:
+    """Share of students active in the last ``days`` (a recommendation event or a participation
+    change) who have rows in run ``run_id``."""
+    since = now - timedelta(days=days)
+    recent = union(
+        select(RecommendationEvent.user_id).where(RecommendationEvent.created_at >= since),
+        select(Participation.user_id).where(Participation.updated_at >= since),
+    ).subquery()
+    active = select(User.id).where(User.role == "student", User.active.is_(True), User.id.in_(select(recent)))
+    total = db.session.scalar(select(func.count()).select_from(active.subquery())) or 0
+    if run_id is None or total == 0:
+        return Coverage(total, 0)
+    has_rows = exists().where(
+        UserRecommendation.model_run_id == run_id, UserRecommendation.user_id == User.id
+    )
+    covered = db.session.scalar(select(func.count()).select_from(active.where(has_rows).subquery()))
+    return Coverage(total, covered or 0)

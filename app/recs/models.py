@@ -1,0 +1,286 @@
+"""Collaborative-filtering estimators (PureSVD, item-kNN, EASE, popularity) with the scikit-learn
+contract, top-k ranking, and the versioned ``.npz`` + JSON artifact that stores them."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy
+import sklearn
+from scipy import sparse
+from sklearn.decomposition import TruncatedSVD
+
+from app.recs.data import IdMap, InteractionMatrix
+
+ARTIFACT_ARRAYS = "model.npz"
+ARTIFACT_METADATA = "metadata.json"
+SCORE_BATCH_USERS = 2048
+
+
+class Recommender:
+    """Base class: ``fit(X)`` on a users x items CSR matrix, ``scores(X_rows)`` for any users'
+    rows (fold-in: nothing user-specific is learned, so unseen users are scored the same way)."""
+
+    name = "base"
+    param_names: tuple[str, ...] = ()
+
+    def get_params(self) -> dict:
+        return {p: getattr(self, p) for p in self.param_names}
+
+    def fit(self, X: sparse.csr_matrix) -> Recommender:
+        raise NotImplementedError
+
+    def scores(self, X_rows: sparse.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The learned arrays, saved with ``allow_pickle=False``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, params: dict, state: dict[str, np.ndarray]) -> Recommender:
+        model = cls(**params)
+        model._set_state(state)
+        return model
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+class Popularity(Recommender):
+    """Baseline: the same ranking for everyone, by number of students who interacted."""
+
+    name = "popularity"
+
+    def fit(self, X):
+        self.item_counts_ = np.asarray((X > 0).sum(axis=0), dtype=np.float32).ravel()
+        return self
+
+    def scores(self, X_rows):
+        return np.tile(self.item_counts_, (X_rows.shape[0], 1))
+
+    def get_state(self):
+        return {"item_counts": self.item_counts_}
+
+    def _set_state(self, state):
+        self.item_counts_ = state["item_counts"]
+
+
+class PureSVD(Recommender):
+    """PureSVD (Cremonesi et al. 2010): truncated SVD of the interaction matrix, a user's scores
+    are their row projected on the item factors and back, r_u V V^T."""
+
+    name = "svd"
+    param_names = ("n_components", "random_state")
+
+    def __init__(self, n_components: int = 50, random_state: int = 0) -> None:
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def fit(self, X):
+        rank = max(1, min(self.n_components, min(X.shape) - 1))
+        svd = TruncatedSVD(n_components=rank, n_iter=10, random_state=self.random_state)
+        svd.fit(X.astype(np.float64))
+        self.item_factors_ = svd.components_.T.astype(np.float32)
+        return self
+
+    def scores(self, X_rows):
+        return np.asarray((X_rows @ self.item_factors_) @ self.item_factors_.T, dtype=np.float32)
+
+    def get_state(self):
+        return {"item_factors": self.item_factors_}
+
+    def _set_state(self, state):
+        self.item_factors_ = state["item_factors"]
+
+
+class ItemKNN(Recommender):
+    """Item nearest neighbours: cosine similarity from one sparse product, each item keeping its
+    ``n_neighbors`` most similar items; a user's score sums the similarities to their items."""
+
+    name = "knn"
+    param_names = ("n_neighbors",)
+
+    def __init__(self, n_neighbors: int = 50) -> None:
+        self.n_neighbors = n_neighbors
+
+    def fit(self, X):
+        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel())
+        inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        normalized = (X @ sparse.diags(inverse)).tocsc()
+        similarity = (normalized.T @ normalized).tocsr()
+        similarity.setdiag(0)
+        similarity.eliminate_zeros()
+        self.neighbours_ = _keep_top_k_per_row(similarity, self.n_neighbors)
+        return self
+
+    def scores(self, X_rows):
+        # neighbours_ row j lists the items j is scored from, hence the transpose.
+        return np.asarray((X_rows @ self.neighbours_.T).toarray(), dtype=np.float32)
+
+    def get_state(self):
+        n = self.neighbours_
+        return {"neighbour_data": n.data, "neighbour_indices": n.indices,
+                "neighbour_indptr": n.indptr, "neighbour_shape": np.asarray(n.shape)}
+
+    def _set_state(self, state):
+        self.neighbours_ = sparse.csr_matrix(
+            (state["neighbour_data"], state["neighbour_indices"], state["neighbour_indptr"]),
+            shape=tuple(state["neighbour_shape"]),
+        )
+
+
+def _keep_top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    rows, cols, vals = [], [], []
+    for row in range(matrix.shape[0]):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        data, indices = matrix.data[start:end], matrix.indices[start:end]
+        if len(data) > k:
+            best = np.argpartition(-data, k - 1)[:k]
+            data, indices = data[best], indices[best]
+        rows.append(np.full(len(data), row))
+        cols.append(indices)
+        vals.append(data)
+    return sparse.csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=matrix.shape,
+    )
+
+
+class EASE(Recommender):
+    """EASE (Steck 2019): a dense item x item weight matrix in closed form, B = I - P diagMat(1/diag(P))
+    with P = (X^T X + l2 I)^-1 and a zero diagonal. Needs the Gram matrix inverted, so only for
+    catalogues up to RECS_EASE_MAX_ITEMS."""
+
+    name = "ease"
+    param_names = ("l2",)
+
+    def __init__(self, l2: float = 500.0) -> None:
+        self.l2 = l2
+
+    def fit(self, X):
+        gram = (X.T @ X).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.l2
+        precision = np.linalg.inv(gram)
+        weights = precision / -np.diag(precision)
+        weights[np.diag_indices_from(weights)] = 0.0
+        self.weights_ = weights.astype(np.float32)
+        return self
+
+    def scores(self, X_rows):
+        return np.asarray(X_rows @ self.weights_, dtype=np.float32)
+
+    def get_state(self):
+        return {"weights": self.weights_}
+
+    def _set_state(self, state):
+        self.weights_ = state["weights"]
+
+
+CANDIDATES: dict[str, type[Recommender]] = {"svd": PureSVD, "knn": ItemKNN, "ease": EASE}
+ESTIMATORS: dict[str, type[Recommender]] = {**CANDIDATES, "popularity": Popularity}
+PARAM_GRIDS: dict[str, list[dict]] = {
+    "svd": [{"n_components": k} for k in (8, 16, 32, 64, 128)],
+    "knn": [{"n_neighbors": k} for k in (10, 25, 50, 100, 200)],
+    "ease": [{"l2": v} for v in (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0)],
+}
+
+
+def candidate_names(n_items: int, ease_max_items: int) -> list[str]:
+    return [name for name in CANDIDATES if name != "ease" or n_items <= ease_max_items]
+
+
+def top_k(
+    model: Recommender,
+    X_rows: sparse.csr_matrix,
+    k: int,
+    exclude: sparse.csr_matrix | None = None,
+    candidates: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the k best item indices, best first, and their scores. Items set in ``exclude``
+    (usually the rows themselves: what each user already has) and items outside the
+    ``candidates`` mask are never returned; rows with fewer eligible items are padded with index
+    -1 and score -inf."""
+    n_users, n_items = X_rows.shape
+    k = max(0, min(k, n_items))
+    indices = np.full((n_users, k), -1, dtype=np.int64)
+    values = np.full((n_users, k), -np.inf, dtype=np.float32)
+    if k == 0:
+        return indices, values
+    for start in range(0, n_users, SCORE_BATCH_USERS):
+        stop = min(start + SCORE_BATCH_USERS, n_users)
+        scores = model.scores(X_rows[start:stop]).astype(np.float32, copy=True)
+        if candidates is not None:
+            scores[:, ~candidates] = -np.inf
+        if exclude is not None:
+            rows, cols = exclude[start:stop].nonzero()
+            scores[rows, cols] = -np.inf
+        best = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_items
+                else np.tile(np.arange(n_items), (stop - start, 1)))
+        best_scores = np.take_along_axis(scores, best, axis=1)
+        order = np.argsort(-best_scores, axis=1, kind="stable")
+        best, best_scores = (np.take_along_axis(a, order, axis=1) for a in (best, best_scores))
+        best[~np.isfinite(best_scores)] = -1
+        indices[start:stop] = best
+        values[start:stop] = best_scores
+    return indices, values
+
+
+# --- Artifacts ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Artifact:
+    """A trained model with its training matrix and id maps: enough to score any of its users."""
+
+    model: Recommender
+    data: InteractionMatrix
+    metadata: dict
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__}
+
+
+def save_artifact(directory: Path, model: Recommender, data: InteractionMatrix, metadata: dict) -> Path:
+    """Write ``model.npz`` (learned arrays and the training matrix) and ``metadata.json`` (params,
+    id maps, metrics...) into a temporary folder, then rename it into place."""
+    directory = Path(directory)
+    staging = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    arrays = {f"model_{key}": value for key, value in model.get_state().items()}
+    X = data.matrix
+    arrays.update(matrix_data=X.data, matrix_indices=X.indices, matrix_indptr=X.indptr,
+                  matrix_shape=np.asarray(X.shape))
+    np.savez_compressed(staging / ARTIFACT_ARRAYS, **arrays)
+    full_metadata = {
+        **metadata, "algorithm": model.name, "params": model.get_params(),
+        "user_ids": data.users.to_json(), "item_ids": data.items.to_json(),
+        "libraries": library_versions(),
+    }
+    (staging / ARTIFACT_METADATA).write_text(json.dumps(full_metadata, indent=1, default=str))
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return directory
+
+
+def load_artifact(directory: Path) -> Artifact:
+    directory = Path(directory)
+    metadata = json.loads((directory / ARTIFACT_METADATA).read_text())
+    with np.load(directory / ARTIFACT_ARRAYS, allow_pickle=False) as arrays:
+        state = {key[len("model_"):]: arrays[key] for key in arrays.files if key.startswith("model_")}
+        matrix = sparse.csr_matrix(
+            (arrays["matrix_data"], arrays["matrix_indices"], arrays["matrix_indptr"]),
+            shape=tuple(arrays["matrix_shape"]),
+        )
+    model = ESTIMATORS[metadata["algorithm"]].from_state(metadata["params"], state)
+    data = InteractionMatrix(matrix, IdMap.from_json(metadata["user_ids"]),
+                             IdMap.from_json(metadata["item_ids"]))
+    return Artifact(model, data, metadata)

@@ -1,0 +1,481 @@
+"""The training pipeline, export -> train -> evaluate -> gate -> generate -> import (publish), and the
+operations around it (status, event retention). The ``flask recs`` commands and the scheduler call
+these functions; the pipeline calls the same ``generate_rows`` and ``import_rows`` as the
+``generate`` and ``import`` commands, without files in between."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import resource
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from flask import current_app
+from scipy import sparse
+from sqlalchemy import delete, func, select
+
+from app.extensions import db
+from app.models import ModelRun, RecommendationEvent, Role, User, utcnow
+from app.recs import eligibility
+from app.recs.data import (
+    IdMap,
+    InteractionMatrix,
+    Interactions,
+    fingerprint,
+    read_csv,
+    read_database,
+    read_movielens,
+    read_movielens_genres,
+    spreadsheet_safe,
+    write_csv,
+)
+from app.recs.evaluate import (
+    Comparison,
+    EvaluationSettings,
+    ItemFeatures,
+    build_candidate,
+    compare,
+    random_split,
+    time_split,
+)
+from app.recs.models import Artifact, load_artifact, save_artifact, top_k
+from app.recs.publish import (
+    OUTPUT_HEADER,
+    Catalogue,
+    ImportReport,
+    cleanup_orphans,
+    fail_run,
+    finish_run,
+    prune_versions,
+    publish,
+    published_run,
+    rank_rows,
+    read_output_csv,
+    recent_runs,
+    start_run,
+    update_report,
+    validate_rows,
+    write_rows,
+)
+
+log = logging.getLogger(__name__)
+
+STAGES = ("loading", "evaluating", "training", "generating", "publishing")
+Progress = Callable[[str], None]
+
+
+def _config(key: str):
+    return current_app.config[key]
+
+
+def model_dir() -> Path:
+    return Path(_config("RECS_MODEL_DIR"))
+
+
+def top_n() -> int:
+    """Precomputed rows per student: at least 3 slates, so serve-time filtering never empties it."""
+    return max(int(_config("RECS_TOP_N")), 3 * int(_config("RECS_SLATE_SIZE")))
+
+
+def pseudonym_key() -> bytes:
+    return str(_config("RECS_PSEUDONYM_KEY") or _config("SECRET_KEY")).encode()
+
+
+def default_export_path() -> Path:
+    return Path(current_app.instance_path) / "recommendations" / "interactions.csv"
+
+
+# --- Export ---------------------------------------------------------------------------------------
+
+
+def export_interactions(output: Path, since: datetime | None = None,
+                        pseudonymize: bool = False) -> int:
+    """Write the interactions the training reads, with their weights; returns the row count."""
+    interactions = read_database(_config("RECS_INTERACTION_WEIGHTS"), since)
+    with _atomic_text_file(output) as fh:
+        count = write_csv(interactions, fh, pseudonym_key() if pseudonymize else None)
+    log.info("exported %d interactions to %s", count, output)
+    return count
+
+
+class _atomic_text_file:
+    """Write to a sibling temp file and rename it over the target, so readers never see half a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+
+    def __enter__(self) -> TextIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.temp, "w", newline="", encoding="utf-8")
+        return self.fh
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.fh.close()
+        if exc_type is None:
+            os.replace(self.temp, self.path)
+        else:
+            self.temp.unlink(missing_ok=True)
+
+
+# --- Train ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineResult:
+    version: str
+    status: str  # published | rejected | failed
+    reason: str | None = None
+    comparison: Comparison | None = None
+    import_report: ImportReport | None = None
+
+
+def train(interactions: Interactions | None = None, trigger: str = "cli",
+          progress: Progress | None = None) -> PipelineResult:
+    """Train on the database (or the given interactions), evaluate every candidate against the
+    baselines on a time split, gate, and publish the winner's top-N rows. Call while holding the
+    pipeline lock (``scheduler.single_runner``). Failures are recorded on the run, never raised."""
+    cleanup_orphans()
+    source = "database" if interactions is None else "file"
+    run = start_run("train", report={"trigger": trigger, "source": source})
+    started = time.perf_counter()
+    try:
+        result = _train(run, interactions, progress or (lambda stage: None))
+    except Exception as exc:
+        log.exception("training run %s failed", run.version)
+        fail_run(run.id, f"{type(exc).__name__}: {exc}")
+        result = PipelineResult(run.version, "failed", str(exc))
+    _record_resources(run.id, time.perf_counter() - started)
+    prune_versions(int(_config("RECS_KEEP_VERSIONS")), model_dir())
+    return result
+
+
+def _stage(run: ModelRun, stage: str, progress: Progress) -> None:
+    update_report(run, stage=stage, stage_started_at=utcnow().isoformat())
+    progress(stage)
+
+
+def _train(run: ModelRun, interactions: Interactions | None, progress: Progress) -> PipelineResult:
+    _stage(run, "loading", progress)
+    if interactions is None:
+        interactions = read_database(_config("RECS_INTERACTION_WEIGHTS"))
+    data = InteractionMatrix.build(interactions)
+    run.trained_through = interactions.latest
+    update_report(run, data={"events": len(interactions), "students": data.active_users(),
+                             "interactions": data.nnz, "challenges": len(data.items)})
+    too_small = _too_small(data)
+    if too_small:
+        return _reject(run, too_small)
+
+    _stage(run, "evaluating", progress)
+    settings = EvaluationSettings.from_config(current_app.config)
+    split = time_split(interactions, settings.holdout_fraction)
+    if not len(split.eval_users):
+        return _reject(run, "the held-out (most recent) interactions have no student to evaluate")
+    comparison = compare(split, ItemFeatures.from_database(split.train.items), settings,
+                         progress=lambda step: update_report(run, stage=f"evaluating: {step}"))
+    gate = _gate(comparison, float(_config("RECS_GATE_MARGIN")))
+    run.algorithm = comparison.best
+    run.params = comparison.row(comparison.best).params if comparison.best else None
+    run.metrics = {"gate": gate, "comparison": comparison.as_dict()}
+    db.session.commit()
+    if not gate["passed"]:
+        return _reject(run, gate["reason"], comparison)
+
+    _stage(run, "training", progress)
+    artifact = _fit_final(run, comparison, data, interactions)
+
+    _stage(run, "generating", progress)
+    rows = generate_rows(artifact, top_n(), user_ids=_student_ids())
+
+    _stage(run, "publishing", progress)
+    report = import_rows(_as_lines(rows), run=run)
+    if report.refused:
+        return PipelineResult(run.version, "failed", report.refused, comparison, report)
+    return PipelineResult(run.version, "published", None, comparison, report)
+
+
+def _too_small(data: InteractionMatrix) -> str | None:
+    students, interactions = data.active_users(), data.nnz
+    need_students, need_interactions = int(_config("RECS_MIN_STUDENTS")), int(_config("RECS_MIN_INTERACTIONS"))
+    if students < need_students or interactions < need_interactions:
+        return (f"not enough data: {students} students and {interactions} interactions, "
+                f"need {need_students} and {need_interactions}")
+    return None
+
+
+def _gate(comparison: Comparison, margin: float) -> dict:
+    """The best candidate (chosen on validation) must beat the heuristic's held-out NDCG by more
+    than ``margin``."""
+    heuristic = comparison.row("heuristic").test.ndcg
+    best = comparison.row(comparison.best) if comparison.best else None
+    model = best.test.ndcg if best else 0.0
+    passed = best is not None and model > heuristic + margin
+    reason = None if passed else (
+        f"{comparison.best or 'no candidate'} NDCG@{comparison.k} {model:.4f} does not beat the "
+        f"heuristic's {heuristic:.4f} by more than {margin}")
+    return {"model": comparison.best, "model_ndcg": round(model, 4),
+            "heuristic_ndcg": round(heuristic, 4), "margin": margin, "passed": passed,
+            "reason": reason, "k": comparison.k, "split": comparison.split}
+
+
+def _reject(run: ModelRun, reason: str, comparison: Comparison | None = None) -> PipelineResult:
+    log.info("training run %s rejected: %s", run.version, reason)
+    update_report(run, reason=reason)
+    finish_run(run, "rejected", reason)
+    return PipelineResult(run.version, "rejected", reason, comparison)
+
+
+def _fit_final(run: ModelRun, comparison: Comparison, data: InteractionMatrix,
+               interactions: Interactions) -> Artifact:
+    """Refit the chosen candidate on all the data (the held-out part is the most recent, the most
+    useful for tomorrow's slates) and save the artifact."""
+    started = time.perf_counter()
+    model = build_candidate(comparison.best, run.params).fit(data.matrix)
+    seconds = time.perf_counter() - started
+    metadata = {
+        "version": run.version, "trained_at": utcnow().isoformat(),
+        "trained_through": interactions.latest.isoformat() if interactions.latest else None,
+        "training_seconds": round(seconds, 3), "data_fingerprint": fingerprint(interactions),
+        "metrics": run.metrics,
+    }
+    path = save_artifact(model_dir() / run.version, model, data, metadata)
+    run.artifact_path = str(path)
+    db.session.commit()
+    return Artifact(model, data, metadata)
+
+
+def _record_resources(run_id: int, seconds: float) -> None:
+    run = db.session.get(ModelRun, run_id)
+    if run is None:
+        return
+    # ru_maxrss is the process's peak so far, in KiB on Linux: an upper bound for this run.
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    update_report(run, seconds=round(seconds, 2), peak_memory_mb=round(peak_mb, 1))
+
+
+def _student_ids() -> list[int]:
+    return list(db.session.scalars(
+        select(User.id).where(User.role == Role.STUDENT.value, User.active.is_(True))))
+
+
+# --- Generate -------------------------------------------------------------------------------------
+
+
+def generate_rows(artifact: Artifact, k: int, user_ids: Iterable | None = None,
+                  now: datetime | None = None) -> list[tuple]:
+    """Top-k (user_id, challenge_id, score) per user of the artifact, over challenges that can be
+    recommended now, without what each user already has, joined or dismissed."""
+    data = artifact.data
+    users = np.arange(len(data.users)) if user_ids is None else _known(data.users, user_ids)
+    candidates = _recommendable(data.items, now or utcnow())
+    exclude = data.matrix[users] + _excluded_by_eligibility(data, users)
+    ranked, scores = top_k(artifact.model, data.matrix[users], k, exclude=exclude,
+                           candidates=candidates)
+    user_list, item_list = data.users.ids.tolist(), data.items.ids.tolist()
+    return [(user_list[u], item_list[i], float(s))
+            for u, row, row_scores in zip(users.tolist(), ranked, scores, strict=True)
+            for i, s in zip(row.tolist(), row_scores.tolist(), strict=True) if i >= 0]
+
+
+def _known(users: IdMap, user_ids: Iterable) -> np.ndarray:
+    index = users.index(list(user_ids))
+    return np.unique(index[index >= 0])
+
+
+def _recommendable(items: IdMap, now: datetime) -> np.ndarray:
+    """Eligible challenges; ids the database does not know (an artifact trained on an outside
+    file) stay candidates, since nothing says they are closed."""
+    if items.ids.dtype.kind != "i":
+        return np.ones(len(items), dtype=bool)
+    from app.models import Challenge
+
+    known = set(db.session.scalars(select(Challenge.id).where(Challenge.id.in_(items.ids.tolist()))))
+    eligible = {c.id for c in db.session.scalars(eligibility.eligible_challenges(now))}
+    return np.array([i not in known or i in eligible for i in items.ids.tolist()], dtype=bool)
+
+
+def _excluded_by_eligibility(data: InteractionMatrix, users: np.ndarray) -> sparse.csr_matrix:
+    """Joined and dismissed challenges per user, as the serving rules define them."""
+    rows, cols = [], []
+    if data.users.ids.dtype.kind == "i":
+        for position, user in enumerate(users.tolist()):
+            excluded = eligibility.excluded_challenge_ids(int(data.users.ids[user]))
+            index = data.items.index(sorted(excluded))
+            index = index[index >= 0]
+            rows.extend([position] * len(index))
+            cols.extend(index.tolist())
+    return sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                             shape=(len(users), len(data.items)))
+
+
+def write_output_csv(rows: Iterable[tuple], out: TextIO) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(OUTPUT_HEADER)
+    count = 0
+    for user_id, challenge_id, score in rows:
+        writer.writerow([spreadsheet_safe(str(user_id)), spreadsheet_safe(str(challenge_id)),
+                         repr(float(score))])
+        count += 1
+    return count
+
+
+def generate_file(run: ModelRun, k: int, output: Path) -> int:
+    artifact = load_artifact(Path(run.artifact_path))
+    with _atomic_text_file(output) as fh:
+        return write_output_csv(generate_rows(artifact, k), fh)
+
+
+def run_with_artifact(version: str | None) -> ModelRun | None:
+    """The named run, else the published one if it has an artifact, else the newest that has."""
+    if version:
+        return db.session.scalar(select(ModelRun).where(ModelRun.version == version))
+    current = published_run()
+    if current is not None and current.artifact_path:
+        return current
+    return db.session.scalar(select(ModelRun).where(ModelRun.artifact_path.is_not(None))
+                             .order_by(ModelRun.id.desc()).limit(1))
+
+
+# --- Import ---------------------------------------------------------------------------------------
+
+
+def _as_lines(rows: Iterable[tuple]) -> Iterable[tuple[int, list[str]]]:
+    """In-process rows in the shape a CSV reader yields, for the same validation as a file."""
+    return ((line, [str(u), str(c), repr(float(s))]) for line, (u, c, s) in enumerate(rows, start=2))
+
+
+def import_file(path: Path) -> ImportReport:
+    """Validate a ``user_id,challenge_id,score`` file and publish it as a new version, unless it
+    is refused (unreadable, bad header, no rows, or too many bad rows): then nothing changes."""
+    report = ImportReport()
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            lines = read_output_csv(fh, report)
+            if lines is not None:
+                return import_rows(lines, report=report, source=str(path))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        report.refused = f"cannot read {path}: {exc}"
+    log.warning("import of %s refused: %s", path, report.refused)
+    return report
+
+
+def import_rows(lines: Iterable[tuple[int, list[str]]], run: ModelRun | None = None,
+                report: ImportReport | None = None, source: str = "pipeline") -> ImportReport:
+    """Validate rows and publish the good ones under ``run`` (or a new import run). A refused
+    input changes nothing, except that a given run is recorded as failed."""
+    report = report or ImportReport()
+    kept = validate_rows(lines, Catalogue.load(pseudonym_key()), report)
+    report.refused = _refusal(report, float(_config("RECS_IMPORT_MAX_BAD_SHARE")))
+    if report.refused:
+        log.warning("recommendations from %s refused: %s; %s", source, report.refused,
+                    dict(report.bad))
+        if run is not None:
+            fail_run(run.id, f"import refused: {report.refused}")
+        return report
+    if run is None:
+        cleanup_orphans()
+        run = start_run("import", algorithm="import", params={"source": source})
+    update_report(run, stage="publishing", validation=report.as_dict())
+    write_rows(run, rank_rows(kept, top_n()))
+    publish(run)
+    report.version = run.version
+    if run.kind == "import":
+        prune_versions(int(_config("RECS_KEEP_VERSIONS")), model_dir())
+    return report
+
+
+def _refusal(report: ImportReport, max_bad_share: float) -> str | None:
+    if report.total == 0:
+        return "no rows"
+    if report.accepted == 0:
+        return "no valid rows"
+    if report.bad_share > max_bad_share:
+        return (f"{report.bad_share:.2%} of the rows are bad, more than the "
+                f"{max_bad_share:.2%} allowed")
+    return None
+
+
+# --- Offline evaluation of a file -----------------------------------------------------------------
+
+
+def read_interactions_file(path: Path, fmt: str) -> tuple[Interactions, Callable[[IdMap], ItemFeatures]]:
+    """Interactions and how to describe their items to the heuristic."""
+    if fmt == "movielens":
+        interactions = read_movielens(path)
+        genres_path = Path(path).with_name("u.item")
+        if genres_path.exists():
+            genres = read_movielens_genres(genres_path)
+            return interactions, lambda items: ItemFeatures.from_genres(items, genres)
+        return interactions, lambda items: ItemFeatures.uniform(len(items))
+    return read_csv(path), ItemFeatures.from_database
+
+
+def evaluate_file(path: Path, fmt: str, splits: Iterable[str], seed: int = 42, k: int = 10,
+                  progress: Progress | None = None) -> list[Comparison]:
+    interactions, features_for = read_interactions_file(path, fmt)
+    if not len(interactions):
+        raise ValueError(f"{path} holds no interactions")
+    settings = EvaluationSettings.from_config(current_app.config, seed=seed, k=k)
+    comparisons = []
+    for kind in splits:
+        split = (random_split(interactions, settings.holdout_fraction, seed) if kind == "random"
+                 else time_split(interactions, settings.holdout_fraction))
+        comparisons.append(compare(split, features_for(split.train.items), settings, progress))
+    return comparisons
+
+
+# --- Status and retention -------------------------------------------------------------------------
+
+
+def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
+    """The published version (age, coverage, metrics) and the latest runs, JSON-ready."""
+    now = now or utcnow()
+    current = published_run()
+    students = db.session.scalar(select(func.count()).select_from(User).where(
+        User.role == Role.STUDENT.value, User.active.is_(True))) or 0
+    published = None
+    if current is not None:
+        published = {
+            **_run_summary(current),
+            "age_hours": round((now - current.published_at).total_seconds() / 3600, 1)
+            if current.published_at else None,
+            "coverage": round(current.users_count / students, 4) if students else 0.0,
+            "students": students,
+        }
+    return {"published": published, "runs": [_run_summary(r) for r in recent_runs(limit)]}
+
+
+def _run_summary(run: ModelRun) -> dict:
+    gate = (run.metrics or {}).get("gate") or {}
+    report = run.report or {}
+    return {
+        "version": run.version, "kind": run.kind, "status": run.status, "algorithm": run.algorithm,
+        "params": run.params, "ndcg": gate.get("model_ndcg"),
+        "heuristic_ndcg": gate.get("heuristic_ndcg"), "rows": run.rows_count,
+        "users": run.users_count, "stage": report.get("stage"),
+        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+        "published_at": _iso(run.published_at), "seconds": report.get("seconds"),
+        "error": run.error,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def purge_events(days: int, now: datetime | None = None) -> int:
+    """Delete recommendation events older than ``days`` (personal data kept no longer than
+    needed); returns how many."""
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    result = db.session.execute(delete(RecommendationEvent).where(RecommendationEvent.created_at < cutoff))
+    db.session.commit()
+    log.info("purged %d recommendation events older than %s", result.rowcount, cutoff.isoformat())
+    return int(result.rowcount or 0)

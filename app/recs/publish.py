@@ -1,0 +1,371 @@
+"""Model versions in the database: runs, validated recommendation rows, the one-transaction publish,
+rollback, and cleanup of orphaned rows and old versions.
+
+Invariant: serving reads only the rows of ``RecommendationState.published_run_id``. New rows are
+written under a run whose status is ``running`` (invisible to readers); publishing flips the pointer
+and the statuses in one transaction, so readers see either the old version or the new one."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+import secrets
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import delete, func, insert, select
+
+from app.extensions import db
+from app.models import (
+    Challenge,
+    ModelRun,
+    RecommendationState,
+    Role,
+    User,
+    UserRecommendation,
+    utcnow,
+)
+from app.recs.data import pseudonym
+
+log = logging.getLogger(__name__)
+
+OUTPUT_HEADER = ("user_id", "challenge_id", "score")
+INSERT_BATCH = 5000
+PSEUDONYM_PATTERN = re.compile(r"[0-9a-f]{64}")
+STATE_ID = 1
+
+
+class PublishError(RuntimeError):
+    """A publish or rollback that cannot happen; nothing was changed."""
+
+
+# --- Runs -----------------------------------------------------------------------------------------
+
+
+def new_version() -> str:
+    return f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def start_run(kind: str, **fields) -> ModelRun:
+    run = ModelRun(version=new_version(), kind=kind, status="running", **fields)
+    run.report = {"stage": "starting", **(fields.get("report") or {})}
+    db.session.add(run)
+    db.session.commit()
+    return run
+
+
+def update_report(run: ModelRun, **values) -> None:
+    """Merge into the run's report and commit, so other processes can follow the progress."""
+    run.report = {**(run.report or {}), **values}
+    db.session.commit()
+
+
+def finish_run(run: ModelRun, status: str, error: str | None = None) -> None:
+    run.status = status
+    run.error = error
+    run.finished_at = utcnow()
+    run.report = {**(run.report or {}), "stage": "done"}
+    db.session.commit()
+
+
+def fail_run(run_id: int, error: str) -> None:
+    """Record a failure in a fresh transaction and drop whatever rows the run had written."""
+    db.session.rollback()
+    db.session.execute(delete(UserRecommendation).where(UserRecommendation.model_run_id == run_id))
+    run = db.session.get(ModelRun, run_id)
+    if run is not None:
+        run.rows_count = 0
+        finish_run(run, "failed", error[:2000])
+    else:
+        db.session.commit()
+
+
+def published_run() -> ModelRun | None:
+    state = db.session.get(RecommendationState, STATE_ID)
+    return state.published_run if state is not None else None
+
+
+def recent_runs(limit: int = 10) -> list[ModelRun]:
+    return list(db.session.scalars(select(ModelRun).order_by(ModelRun.id.desc()).limit(limit)))
+
+
+# --- Validating rows (import and pipeline alike) --------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What validation found: rows kept, bad rows by reason (with a few line numbers), or why the
+    whole input was refused."""
+
+    total: int = 0
+    bad: Counter = field(default_factory=Counter)
+    examples: dict[str, list[int]] = field(default_factory=dict)
+    refused: str | None = None
+    version: str | None = None
+
+    @property
+    def bad_rows(self) -> int:
+        return sum(self.bad.values())
+
+    @property
+    def accepted(self) -> int:
+        return self.total - self.bad_rows
+
+    @property
+    def bad_share(self) -> float:
+        return self.bad_rows / self.total if self.total else 0.0
+
+    def reject(self, line: int, reason: str) -> None:
+        self.bad[reason] += 1
+        lines = self.examples.setdefault(reason, [])
+        if len(lines) < 5:
+            lines.append(line)
+
+    def as_dict(self) -> dict:
+        return {"total": self.total, "accepted": self.accepted, "bad": dict(self.bad),
+                "examples": self.examples, "refused": self.refused, "version": self.version}
+
+    def describe(self) -> str:
+        lines = [f"rows: {self.total}, accepted: {self.accepted}, bad: {self.bad_rows}"
+                 f" ({self.bad_share:.2%})"]
+        for reason, count in self.bad.most_common():
+            lines.append(f"  {reason}: {count} (lines {', '.join(map(str, self.examples[reason]))})")
+        if self.refused:
+            lines.append(f"refused: {self.refused}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Known students (by id and by pseudonym) and known challenges, loaded once per validation."""
+
+    student_ids: frozenset[int]
+    challenge_ids: frozenset[int]
+    pseudonyms: dict[str, int]
+
+    @classmethod
+    def load(cls, pseudonym_key: bytes | None) -> Catalogue:
+        students = frozenset(db.session.scalars(select(User.id).where(User.role == Role.STUDENT.value)))
+        challenges = frozenset(db.session.scalars(select(Challenge.id)))
+        pseudonyms = {pseudonym(uid, pseudonym_key): uid for uid in students} if pseudonym_key else {}
+        return cls(students, challenges, pseudonyms)
+
+    def student(self, cell: str) -> int | str:
+        """The student id, or the reason this cell is not one."""
+        if PSEUDONYM_PATTERN.fullmatch(cell):
+            return self.pseudonyms.get(cell, "unknown student")
+        try:
+            user_id = int(cell)
+        except ValueError:
+            return "user_id not an integer"
+        return user_id if user_id in self.student_ids else "unknown student"
+
+
+def validate_rows(rows: Iterable[tuple[int, list[str]]], catalogue: Catalogue,
+                  report: ImportReport) -> list[tuple[int, int, float]]:
+    """Check (line, [user_id, challenge_id, score]) rows; bad ones are counted, not returned."""
+    kept, seen = [], set()
+    for line, cells in rows:
+        report.total += 1
+        outcome = _check_row(cells, catalogue)
+        if isinstance(outcome, str):
+            report.reject(line, outcome)
+        elif outcome[:2] in seen:
+            report.reject(line, "duplicate (user_id, challenge_id)")
+        else:
+            seen.add(outcome[:2])
+            kept.append(outcome)
+    return kept
+
+
+def _check_row(cells: list[str], catalogue: Catalogue) -> tuple[int, int, float] | str:
+    if len(cells) != len(OUTPUT_HEADER):
+        return "wrong number of columns"
+    user_cell, challenge_cell, score_cell = (c.strip() for c in cells)
+    user_id = catalogue.student(user_cell)
+    if isinstance(user_id, str):
+        return user_id
+    try:
+        challenge_id = int(challenge_cell)
+    except ValueError:
+        return "challenge_id not an integer"
+    try:
+        score = float(score_cell)
+    except ValueError:
+        return "score not a number"
+    if not math.isfinite(score):
+        return "score not finite"
+    if challenge_id not in catalogue.challenge_ids:
+        return "unknown challenge"
+    return user_id, challenge_id, score
+
+
+def read_output_csv(fh: TextIO, report: ImportReport) -> Iterable[tuple[int, list[str]]] | None:
+    """The rows of a ``user_id,challenge_id,score`` file, or None (and ``report.refused``) when the
+    header is wrong."""
+    reader = csv.reader(fh)
+    header = next(reader, None)
+    if header is None or tuple(c.strip().lower() for c in header) != OUTPUT_HEADER:
+        report.refused = f"header must be {','.join(OUTPUT_HEADER)}, got {header!r}"
+        return None
+    return ((line, row) for line, row in enumerate(reader, start=2) if row)
+
+
+def rank_rows(rows: Iterable[tuple[int, int, float]], top_n: int) -> list[dict]:
+    """Rank 1..top_n per student by score (ties: lower challenge id first)."""
+    by_user: dict[int, list[tuple[float, int]]] = {}
+    for user_id, challenge_id, score in rows:
+        by_user.setdefault(user_id, []).append((score, challenge_id))
+    ranked = []
+    for user_id, scored in by_user.items():
+        scored.sort(key=lambda pair: (-pair[0], pair[1]))
+        ranked.extend({"user_id": user_id, "challenge_id": challenge_id, "score": float(score),
+                       "rank": rank} for rank, (score, challenge_id) in enumerate(scored[:top_n], 1))
+    return ranked
+
+
+# --- Writing and publishing -----------------------------------------------------------------------
+
+
+def write_rows(run: ModelRun, ranked: list[dict]) -> int:
+    """Insert under a running run; committed, yet invisible to serving until ``publish``."""
+    if run.status != "running":
+        raise PublishError(f"run {run.version} is {run.status}, not running")
+    for start in range(0, len(ranked), INSERT_BATCH):
+        batch = [{**row, "model_run_id": run.id} for row in ranked[start:start + INSERT_BATCH]]
+        db.session.execute(insert(UserRecommendation), batch)
+    run.rows_count = len(ranked)
+    run.users_count = len({row["user_id"] for row in ranked})
+    db.session.commit()
+    return len(ranked)
+
+
+def publish(run: ModelRun) -> None:
+    """Flip the published pointer to ``run`` and supersede the previous version, in one
+    transaction. On any error nothing is flipped: the run is marked failed and its rows dropped."""
+    run_id = run.id
+    try:
+        _flip_to(run)
+        run.finished_at = run.published_at
+        run.report = {**(run.report or {}), "stage": "done"}
+        db.session.commit()
+    except Exception as exc:
+        log.exception("publishing %s failed; the previous version stays published", run.version)
+        fail_run(run_id, f"publish failed: {exc}")
+        raise
+    log.info("published recommendations %s (%d rows, %d students)", run.version, run.rows_count,
+             run.users_count)
+
+
+def _flip_to(run: ModelRun) -> None:
+    """The statuses and the pointer; the caller commits (or rolls back) them together."""
+    previous = published_run()
+    if previous is not None and previous.id != run.id:
+        previous.status = "superseded"
+    run.status = "published"
+    run.published_at = utcnow()
+    _point_state_at(run)
+
+
+def _point_state_at(run: ModelRun) -> None:
+    state = db.session.get(RecommendationState, STATE_ID)
+    if state is None:
+        db.session.add(RecommendationState(id=STATE_ID, published_run_id=run.id))
+    else:
+        state.published_run_id = run.id
+        state.updated_at = utcnow()
+
+
+def count_rows(run_id: int) -> int:
+    return db.session.scalar(select(func.count()).select_from(UserRecommendation)
+                             .where(UserRecommendation.model_run_id == run_id)) or 0
+
+
+def rollback(to_version: str | None = None) -> tuple[ModelRun | None, ModelRun]:
+    """Publish an earlier version again: ``to_version``, or the newest superseded version older
+    than the current one. Returns (previously published, now published)."""
+    current = published_run()
+    target = _rollback_target(current, to_version)
+    if not count_rows(target.id):
+        raise PublishError(f"{target.version} has no recommendation rows left (pruned)")
+    try:
+        _flip_to(target)
+        if current is not None:
+            current.report = {**(current.report or {}), "rolled_back_at": utcnow().isoformat()}
+        db.session.commit()
+    except Exception:
+        # Unlike a new version, the target's rows belong to a good version: keep them.
+        db.session.rollback()
+        raise
+    log.info("rolled back recommendations to %s", target.version)
+    return current, target
+
+
+def _rollback_target(current: ModelRun | None, to_version: str | None) -> ModelRun:
+    if to_version:
+        target = db.session.scalar(select(ModelRun).where(ModelRun.version == to_version))
+        if target is None:
+            raise PublishError(f"no version {to_version}")
+        if current is not None and target.id == current.id:
+            raise PublishError(f"{to_version} is already published")
+        if target.status != "superseded":
+            raise PublishError(f"{to_version} is {target.status}; only superseded versions return")
+        return target
+    older = select(ModelRun).where(ModelRun.status == "superseded")
+    if current is not None:
+        older = older.where(ModelRun.id < current.id)
+    target = db.session.scalar(older.order_by(ModelRun.id.desc()).limit(1))
+    if target is None:
+        raise PublishError("no earlier version to roll back to")
+    return target
+
+
+# --- Cleanup --------------------------------------------------------------------------------------
+
+
+def cleanup_orphans(current_run_id: int | None = None) -> int:
+    """Runs left ``running`` by a process that died: mark them failed and drop their rows. Only
+    call while holding the pipeline lock, so no live run is mistaken for an orphan."""
+    stale = list(db.session.scalars(
+        select(ModelRun).where(ModelRun.status == "running", ModelRun.id != (current_run_id or -1))))
+    for run in stale:
+        log.warning("run %s was interrupted; cleaning up its rows", run.version)
+        fail_run(run.id, "interrupted: the process ended before the run finished")
+    return len(stale)
+
+
+def prune_versions(keep: int, model_dir: Path) -> list[str]:
+    """Keep rows and artifacts of the published version and the ``keep`` newest published or
+    superseded ones (what rollback can return to); drop the rest."""
+    current = published_run()
+    servable = list(db.session.scalars(
+        select(ModelRun.id).where(ModelRun.status.in_(("published", "superseded")))
+        .order_by(ModelRun.id.desc()).limit(max(keep, 1))))
+    kept = set(servable) | ({current.id} if current else set())
+    stale = list(db.session.scalars(
+        select(ModelRun).where(ModelRun.status != "running", ModelRun.id.not_in(kept))
+        .where((ModelRun.artifact_path.is_not(None)) | (ModelRun.rows_count > 0))))
+    for run in stale:
+        db.session.execute(delete(UserRecommendation).where(UserRecommendation.model_run_id == run.id))
+        _remove_artifact(run.artifact_path, model_dir)
+        run.artifact_path = None
+        run.rows_count = 0
+    db.session.commit()
+    if stale:
+        log.info("pruned %d old model version(s)", len(stale))
+    return [run.version for run in stale]
+
+
+def _remove_artifact(path: str | None, model_dir: Path) -> None:
+    if not path:
+        return
+    target = Path(path).resolve()
+    # Never delete outside the model directory, whatever a row says.
+    if Path(model_dir).resolve() in target.parents:
+        shutil.rmtree(target, ignore_errors=True)

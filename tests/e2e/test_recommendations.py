@@ -1,0 +1,103 @@
+"""The "Recommended for you" block in a real browser: lazy loading, impressions, clicks that lead to
+an attributed join, and "Not interested"."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from app.models import Participation, RecommendationEvent
+from tests.e2e.pages import log_in, server_view
+from tests.helpers import make_category, make_challenge, make_user
+
+pytestmark = pytest.mark.e2e
+
+FRAGMENT = "/challenges/recommended"
+# Short enough that the block starts below the fold, so only scrolling can reveal it.
+SHORT_VIEWPORT = {"width": 1000, "height": 120}
+
+
+@pytest.fixture
+def student():
+    professor = make_user("professor")
+    for category in (make_category("Robotics"), make_category("Poetry")):
+        for n in range(4):
+            make_challenge(professor, category, title=f"{category.name} challenge {n + 1}")
+    return make_user("student")
+
+
+def _events(user_id: int, kind: str) -> list[RecommendationEvent]:
+    return list(server_view().scalars(
+        select(RecommendationEvent)
+        .where(RecommendationEvent.user_id == user_id, RecommendationEvent.type == kind)
+        .order_by(RecommendationEvent.position)
+    ))
+
+
+def _card_ids(page) -> list[int]:
+    hrefs = page.locator("#recommended-slate article h3 a").evaluate_all("links => links.map(a => a.href)")
+    return [int(re.search(r"/challenges/(\d+)\?slate=", href).group(1)) for href in hrefs]
+
+
+def test_block_loads_when_scrolled_into_view_and_records_impressions(open_page, student):
+    page = open_page(viewport=SHORT_VIEWPORT)
+    log_in(page, student)
+    fragment_requests = []
+    page.on("request", lambda r: fragment_requests.append(r.url) if FRAGMENT in r.url else None)
+    page.goto("/challenges")
+    slate = page.locator("#recommended-slate")
+    assert slate.evaluate("el => el.getBoundingClientRect().top > window.innerHeight"), "block is visible"
+    expect(slate.locator("article")).to_have_count(0)
+    assert fragment_requests == [] and _events(student.id, "impression") == []
+
+    with page.expect_response(lambda r: FRAGMENT in r.url) as answer:
+        slate.scroll_into_view_if_needed()
+    assert answer.value.status == 200
+    assert answer.value.request.headers.get("hx-request") == "true"
+    expect(slate.locator("article").first).to_be_visible()
+
+    shown = _card_ids(page)
+    impressions = _events(student.id, "impression")
+    assert len(shown) == len(impressions) > 0
+    assert [e.challenge_id for e in impressions] == shown
+    assert [e.position for e in impressions] == list(range(len(shown)))
+    assert len({e.slate_id for e in impressions}) == 1
+
+    assert len(fragment_requests) == 1
+
+
+def test_click_on_a_recommendation_then_join_is_attributed_to_the_slate(page, student):
+    log_in(page, student)
+    first_card = page.locator("#recommended-slate article").first
+    title = first_card.locator("h3").inner_text()
+    first_card.get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(title)
+    page.get_by_role("button", name="Join challenge").click()
+    expect(page.get_by_role("status")).to_contain_text("You joined")
+
+    (click,) = _events(student.id, "click")
+    (join,) = _events(student.id, "join")
+    assert join.challenge_id == click.challenge_id
+    assert join.slate_id == click.slate_id is not None
+    participation = server_view().scalar(select(Participation).where(Participation.user_id == student.id))
+    assert (participation.challenge_id, participation.slate_id) == (click.challenge_id, click.slate_id)
+
+
+def test_not_interested_removes_the_card_and_it_stays_gone(page, student):
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards.first).to_be_visible()
+    before = cards.count()
+    title = cards.first.locator("h3").inner_text()
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    expect(cards).to_have_count(before - 1)
+    expect(page.locator("#recommended-slate").get_by_text(title, exact=True)).to_have_count(0)
+
+    (dismiss,) = _events(student.id, "dismiss")
+    assert dismiss.slate_id is not None
+    page.reload()
+    expect(cards.first).to_be_visible()
+    expect(page.locator("#recommended-slate").get_by_text(title, exact=True)).to_have_count(0)

@@ -1,0 +1,75 @@
+import math
+from collections import Counter
+
+import pytest
+
+from app.models import RecommendationEvent
+from app.extensions import db
+from app.recs.experiment import (
+    Proportion,
+    arm_stats,
+    assign_arm,
+    bucket,
+    start_experiment,
+    stop_experiment,
+    two_proportion_test,
+)
+from tests.helpers import make_challenge, make_user
+
+
+def test_bucket_is_stable_and_roughly_uniform():
+    assert bucket("salt", 7) == bucket("salt", 7)
+    counts = Counter(bucket("salt", uid) < 30 for uid in range(10_000))
+    assert 2_800 < counts[True] < 3_200
+
+
+def test_assignment_follows_allocation_and_stop(app):
+    assert assign_arm(1) is None
+    experiment = start_experiment("m vs h", 50, salt="fixed")
+    arms = Counter(assign_arm(uid) for uid in range(2_000))
+    assert set(arms) == {"model", "heuristic"}
+    assert 900 < arms["model"] < 1_100
+    assert assign_arm(42) == assign_arm(42)
+    with pytest.raises(ValueError):
+        start_experiment("second", 10)
+    stop_experiment(experiment, "model")
+    assert {assign_arm(uid) for uid in range(50)} == {"model"}
+
+
+
+
+def test_wilson_interval_matches_reference_values():
+    low, high = Proportion(10, 100).wilson_interval()
+    # Reference: Wilson 95% interval for 10/100 is [0.0552, 0.1744].
+    assert low == pytest.approx(0.0552, abs=1e-4)
+    assert high == pytest.approx(0.1744, abs=1e-4)
+    assert Proportion(0, 0).wilson_interval() == (0.0, 0.0)
+
+
+def test_two_proportion_test_reference():
+    z, p = two_proportion_test(Proportion(60, 500), Proportion(40, 500))
+    # pooled p = 0.1; se = sqrt(0.1*0.9*(2/500)) = 0.018974; z = 0.04/0.018974 = 2.108
+    assert z == pytest.approx(2.108, abs=1e-3)
+    assert p == pytest.approx(math.erfc(2.108 / math.sqrt(2)), abs=1e-3)
+    assert two_proportion_test(Proportion(0, 0), Proportion(1, 2)) == (0.0, 1.0)
+
+
+def test_arm_stats_counts_events_per_arm(app):
+    experiment = start_experiment("m vs h", 50, salt="s")
+    student = make_user()
+    challenge = make_challenge()
+    def event(kind, arm, n):
+        for i in range(n):
+            db.session.add(RecommendationEvent(
+                event_id=f"{kind}-{arm}-{i}", user_id=student.id, challenge_id=challenge.id,
+                type=kind, arm=arm, source=arm))
+    event("impression", "model", 10)
+    event("click", "model", 3)
+    event("join", "model", 1)
+    event("impression", "heuristic", 8)
+    event("click", "heuristic", 1)
+    db.session.commit()
+    stats = arm_stats(experiment)
+    assert (stats["model"].impressions, stats["model"].clicks, stats["model"].joins) == (10, 3, 1)
+    assert (stats["heuristic"].impressions, stats["heuristic"].clicks, stats["heuristic"].joins) == (8, 1, 0)
+    assert stats["model"].ctr.rate == pytest.approx(0.3)

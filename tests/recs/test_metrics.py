@@ -1,0 +1,131 @@
+import itertools
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from app.extensions import db
+from app.models import ModelRun, RecommendationEvent, UserRecommendation, utcnow
+from app.recs.metrics import (
+    Counts,
+    DateRange,
+    by_position,
+    challenge_counts,
+    coverage,
+    daily_by_source,
+    parse_date_range,
+    totals_by_source,
+)
+from tests.helpers import make_challenge, make_participation, make_user
+
+_ids = itertools.count(1)
+DAY1 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
+DAY2 = DAY1 + timedelta(days=1)
+
+
+def event(user, challenge, kind, source="model", at=DAY1, slate="s1", position=None):
+    db.session.add(RecommendationEvent(
+        event_id=f"e{next(_ids)}", user_id=user.id, challenge_id=challenge.id, type=kind,
+        source=source, created_at=at, slate_id=slate, position=position,
+    ))
+
+
+@pytest.fixture
+def world(app):
+    return make_user(), make_challenge(), make_challenge()
+
+
+def test_parse_date_range_defaults_and_validation():
+    today = date(2024, 3, 31)
+    assert parse_date_range(None, None, today) == DateRange(date(2024, 3, 2), today)
+    assert parse_date_range("2024-03-01", "2024-03-05", today).days[-1] == date(2024, 3, 5)
+    assert parse_date_range("", "2024-02-10", today).start == date(2024, 1, 12)
+    for raw_from, raw_to in [("2024-3-1", None), ("20240301", None), ("2024-02-30", None),
+                             ("2024-03-05", "2024-03-01"), ("2020-01-01", "2024-01-01"), ("x", "y")]:
+        with pytest.raises(ValueError):
+            parse_date_range(raw_from, raw_to, today)
+
+
+def test_counts_rates_handle_zero_impressions():
+    assert Counts().ctr == 0.0 and Counts(0, 2, 1).join_rate == 0.0
+    assert Counts(4, 1, 1).ctr == 0.25
+    assert Counts(1, 2, 3) + Counts(10, 20, 30) == Counts(11, 22, 33)
+
+
+def test_daily_by_source_counts_per_day_and_source(world):
+    student, a, b = world
+    for _ in range(4):
+        event(student, a, "impression", "model")
+    event(student, a, "click", "model")
+    event(student, a, "join", "model")
+    event(student, b, "impression", "heuristic", at=DAY2)
+    event(student, b, "impression", "heuristic", at=DAY2 + timedelta(hours=15))  # 01:00 the next day
+    event(student, b, "click", "heuristic", at=DAY2)
+    event(student, b, "join", None, at=DAY2)  # a join not from a recommendation
+    event(student, b, "impression", "model", at=DAY1 - timedelta(days=3))  # outside the range
+    db.session.commit()
+
+    period = DateRange(date(2024, 3, 1), date(2024, 3, 3))
+    daily = daily_by_source(period)
+    assert set(daily) == {"model", "fresh", "content", "heuristic"}
+    assert daily["model"][date(2024, 3, 1)] == Counts(4, 1, 1)
+    assert daily["model"][date(2024, 3, 1)].ctr == 0.25
+    assert daily["model"][date(2024, 3, 2)] == Counts()
+    assert daily["heuristic"][date(2024, 3, 2)] == Counts(1, 1, 0)
+    assert daily["heuristic"][date(2024, 3, 3)] == Counts(1, 0, 0)
+    totals = totals_by_source(daily)
+    assert totals["heuristic"] == Counts(2, 1, 0)
+    assert totals["fresh"] == Counts()
+
+
+def test_by_position_takes_join_position_from_the_impression(world):
+    student, a, b = world
+    event(student, a, "impression", position=0, slate="s1")
+    event(student, b, "impression", position=1, slate="s1")
+    event(student, a, "impression", position=0, slate="s2")
+    event(student, a, "click", position=0, slate="s1")
+    event(student, b, "click", position=1, slate="s1")
+    event(student, a, "click", position=0, slate="s2")
+    event(student, b, "join", slate="s1")
+    db.session.commit()
+
+    positions = by_position(DateRange(date(2024, 3, 1), date(2024, 3, 1)))
+    assert positions == {0: Counts(2, 2, 0), 1: Counts(1, 1, 1)}
+
+
+def test_challenge_counts_only_own_challenges_and_recommended_events(world):
+    student, a, _ = world
+    professor = a.owner
+    quiet = make_challenge(owner=professor)
+    other = make_challenge()
+    event(student, a, "impression", at=utcnow())
+    event(student, a, "click", at=utcnow())
+    event(student, a, "join", at=utcnow())
+    event(student, a, "join", source=None, at=utcnow())
+    event(student, other, "impression", at=utcnow())
+    db.session.commit()
+
+    today = utcnow().date()
+    rows = {row.challenge_id: row.counts for row in challenge_counts(professor.id, DateRange(today, today))}
+    assert rows == {a.id: Counts(1, 1, 1), quiet.id: Counts()}
+
+
+def test_coverage_counts_active_students_with_rows(app):
+    now = utcnow()
+    covered, uncovered, stale = make_user(), make_user(), make_user()
+    make_user()  # never active
+    challenge = make_challenge()
+    make_participation(covered, challenge)
+    make_participation(uncovered, challenge)
+    make_participation(stale, challenge, joined_at=now - timedelta(days=90), updated_at=now - timedelta(days=90))
+    run = ModelRun(version="v1", status="published")
+    db.session.add(run)
+    db.session.flush()
+    for user in (covered, stale):
+        db.session.add(UserRecommendation(
+            model_run_id=run.id, user_id=user.id, challenge_id=challenge.id, score=1.0, rank=1))
+    db.session.commit()
+
+    result = coverage(run.id, now)
+    assert (result.active_students, result.covered) == (2, 1)
+    assert result.share == 0.5
+    assert coverage(None, now).covered == 0

@@ -1,0 +1,182 @@
+"""Serving: published rows first, filtered at serve time, topped up by the heuristic."""
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+
+from app.extensions import db
+from app.models import (
+    ModelRun,
+    RecommendationEvent,
+    RecommendationSlate,
+    RecommendationState,
+    UserRecommendation,
+    utcnow,
+)
+from app.recs import events, serving
+from app.recs.serving import (
+    UnknownSlate,
+    eligible_challenges,
+    excluded_challenge_ids,
+    get_recommendations,
+)
+from tests.helpers import make_category, make_challenge, make_participation, make_user
+
+
+@pytest.fixture
+def new_challenge(app):
+    owner, category = make_user("professor"), make_category("Robotics")
+    return lambda **kw: make_challenge(owner=owner, category=kw.pop("category", category), **kw)
+
+
+@pytest.fixture
+def student(app):
+    return make_user()
+
+
+def publish(user, challenges, version="v1", publish=True):
+    run = ModelRun(version=version, status="published" if publish else "superseded")
+    db.session.add(run)
+    db.session.flush()
+    for rank, challenge in enumerate(challenges):
+        db.session.add(
+            UserRecommendation(
+                model_run_id=run.id,
+                user_id=user.id,
+                challenge_id=challenge.id,
+                score=10.0 - rank,
+                rank=rank + 1,
+            )
+        )
+    if publish:
+        state = db.session.get(RecommendationState, 1) or RecommendationState(id=1)
+        state.published_run_id = run.id
+        db.session.add(state)
+    db.session.commit()
+    return run
+
+
+def ids(slate):
+    return [item.challenge_id for item in slate.items]
+
+
+@contextmanager
+def count_queries():
+    statements = []
+
+    def _count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", _count)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", _count)
+
+
+def test_prefers_published_rows_in_rank_order(student, new_challenge):
+    a, b, c = new_challenge(), new_challenge(), new_challenge()
+    publish(student, [c, a, b], version="svd-7")
+    slate = get_recommendations(student, k=3)
+    assert ids(slate) == [c.id, a.id, b.id]
+    assert (slate.source, slate.model_version, slate.arm) == ("model", "svd-7", None)
+    assert [item.source for item in slate.items] == ["model"] * 3
+    assert [item.position for item in slate.items] == [0, 1, 2]
+    assert all(item.reason for item in slate.items)
+
+
+def test_filters_what_became_ineligible_since_training(student, new_challenge):
+    joined, dismissed, ended, archived, kept = (new_challenge() for _ in range(5))
+    publish(student, [joined, dismissed, ended, archived, kept])
+    make_participation(student, joined)
+    events.record_dismiss(student.id, dismissed.id)
+    ended.starts_at, ended.ends_at = utcnow() - timedelta(days=5), utcnow() - timedelta(minutes=1)
+    archived.status = "archived"
+    db.session.commit()
+    slate = get_recommendations(student, k=1)
+    assert ids(slate) == [kept.id]
+
+
+def test_tops_up_from_the_heuristic_and_items_keep_their_source(student, new_challenge):
+    modelled, others = new_challenge(), [new_challenge() for _ in range(3)]
+    publish(student, [modelled])
+    slate = get_recommendations(student, k=4)
+    assert ids(slate)[0] == modelled.id
+    assert sorted(ids(slate)[1:]) == sorted(c.id for c in others)
+    assert [item.source for item in slate.items] == ["model", "heuristic", "heuristic", "heuristic"]
+    assert slate.source == "model"
+
+
+def test_falls_back_to_the_heuristic_without_published_rows(student, new_challenge):
+    a, b = new_challenge(), new_challenge()
+    publish(student, [b], version="old", publish=False)  # stored but not the published version
+    slate = get_recommendations(student, k=5)
+    assert sorted(ids(slate)) == [a.id, b.id]
+    assert (slate.source, slate.model_version) == ("heuristic", None)
+    assert {item.source for item in slate.items} == {"heuristic"}
+
+
+def test_an_experiment_arm_can_switch_the_model_off(student, new_challenge, monkeypatch):
+    a, b = new_challenge(), new_challenge()
+    publish(student, [b, a])
+    monkeypatch.setattr(serving, "serving_arm", lambda user_id: "heuristic")
+    slate = get_recommendations(student, k=2)
+    assert (slate.source, slate.arm) == ("heuristic", "heuristic")
+    assert ids(slate) == [a.id, b.id]  # the heuristic's id tie-break, not the model's order
+
+
+@pytest.mark.parametrize("published", [0, 20], ids=["heuristic", "model"])
+def test_query_count_does_not_grow_with_the_slate(student, new_challenge, published):
+    challenges = [new_challenge() for _ in range(20)]
+    if published:
+        publish(student, challenges)
+    counts, user_id = [], student.id
+    for k in (2, 12):
+        with count_queries() as statements:
+            slate = get_recommendations(user_id, k=k)
+            [item.challenge.category.name for item in slate.items]
+        assert len(slate.items) == k
+        counts.append(len(statements))
+    # experiment arm, history, published rows, heuristic candidates: never one per card
+    assert counts[0] == counts[1] <= 4
+
+
+def test_record_writes_the_slate_row_only_and_preview_writes_nothing(student, new_challenge):
+    new_challenge()
+    preview = get_recommendations(student, k=3)
+    assert db.session.get(RecommendationSlate, preview.slate_id) is None
+    recorded = get_recommendations(student, k=3, record=True)
+    row = db.session.get(RecommendationSlate, recorded.slate_id)
+    assert (row.user_id, row.source) == (student.id, "heuristic")
+    assert db.session.scalar(select(func.count(RecommendationEvent.id))) == 0
+
+
+def test_continuing_a_slate_skips_what_it_showed(student, new_challenge):
+    challenges = [new_challenge() for _ in range(5)]
+    first = get_recommendations(student, k=2, record=True)
+    events.record_impressions(student.id, first)
+    events.record_dismiss(student.id, first.items[0].challenge_id, first.slate_id)
+    second = get_recommendations(student, k=2, offset=2, slate_id=first.slate_id)
+    assert second.slate_id == first.slate_id
+    assert [item.position for item in second.items] == [2, 3]
+    assert not set(ids(first)) & set(ids(second))
+    assert set(ids(first)) | set(ids(second)) < {c.id for c in challenges}
+    assert second.has_more
+
+
+def test_a_slate_of_another_student_is_refused(student, new_challenge):
+    new_challenge()
+    theirs = get_recommendations(make_user(), k=1, record=True)
+    with pytest.raises(UnknownSlate):
+        get_recommendations(student, k=1, offset=1, slate_id=theirs.slate_id)
+
+
+def test_eligibility_helpers(student, new_challenge):
+    open_, joined, draft = new_challenge(), new_challenge(), new_challenge(status="draft")
+    make_participation(student, joined)
+    assert excluded_challenge_ids(student.id) == {joined.id}
+    eligible = db.session.scalars(eligible_challenges(utcnow(), exclude_ids={joined.id})).all()
+    assert [c.id for c in eligible] == [open_.id]
+    assert draft.id not in {c.id for c in eligible}

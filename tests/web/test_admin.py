@@ -1,0 +1,139 @@
+"""Admin pages: overview counts, category management, user activation."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Category
+from tests.helpers import login, make_category, make_challenge, make_participation, make_user
+
+
+def test_overview_counts_users_challenges_participations(admin_client):
+    make_user("student")
+    make_user("student", active=False)
+    challenge = make_challenge(status="published")
+    make_challenge(owner=challenge.owner, category=challenge.category, status="draft")
+    make_participation(make_user("student"), challenge)
+    page = admin_client.get("/admin/").get_data(as_text=True)
+    # 3 students, 1 professor, 1 admin; one account deactivated.
+    assert '<div class="value">3</div><div class="muted">students</div>' in page
+    assert '<div class="value">1</div><div class="muted">professors</div>' in page
+    assert '<div class="value">1</div><div class="muted">deactivated</div>' in page
+    assert '<div class="value">1</div><div class="muted"><span class="badge draft">' in page
+    assert '<div class="value">1</div><div class="muted"><span class="badge joined">' in page
+    assert 'href="/admin/recommendations"' in page
+
+
+def test_create_category(admin_client, caplog):
+    caplog.set_level("INFO", logger="app.admin.routes")
+    response = admin_client.post("/admin/categories", data={"name": "  Data   Science "})
+    assert response.status_code == 303
+    assert db.session.scalar(select(Category.name)) == "Data Science"
+    assert "category created" in caplog.text
+
+
+def test_duplicate_category_name_is_refused_case_insensitively(admin_client):
+    make_category("Robotics")
+    response = admin_client.post("/admin/categories", data={"name": "robotics"})
+    assert response.status_code == 409
+    assert "A category named “robotics” already exists." in response.get_data(as_text=True)
+    assert db.session.scalars(select(Category.name)).all() == ["Robotics"]
+
+
+def test_blank_category_name_is_refused(admin_client):
+    response = admin_client.post("/admin/categories", data={"name": "   "})
+    assert response.status_code == 400
+    assert "This field is required." in response.get_data(as_text=True)
+
+
+def test_rename_category(admin_client):
+    category = make_category("Maths")
+    other = make_category("Physics")
+    response = admin_client.post(
+        f"/admin/categories/{category.id}/rename", data={"name": "Mathematics"}
+    )
+    assert response.status_code == 303
+    db.session.refresh(category)
+    assert category.name == "Mathematics"
+    clash = admin_client.post(f"/admin/categories/{other.id}/rename", data={"name": "MATHEMATICS"})
+    assert clash.status_code == 409
+    assert "already exists" in clash.get_data(as_text=True)
+    db.session.refresh(other)
+    assert other.name == "Physics"
+    # Changing only the case of its own name is not a clash.
+    assert (
+        admin_client.post(
+            f"/admin/categories/{category.id}/rename", data={"name": "mathematics"}
+        ).status_code
+        == 303
+    )
+
+
+def test_delete_category_only_when_unused(admin_client):
+    used = make_challenge().category
+    unused = make_category("Empty")
+    refused = admin_client.post(f"/admin/categories/{used.id}/delete")
+    assert refused.status_code == 409
+    assert "is used by 1 challenge and cannot be deleted" in refused.get_data(as_text=True)
+    assert db.session.get(Category, used.id) is not None
+    assert admin_client.post(f"/admin/categories/{unused.id}/delete").status_code == 303
+    assert db.session.get(Category, unused.id) is None
+    assert admin_client.post(f"/admin/categories/{unused.id}/delete").status_code == 404
+
+
+def test_users_search_and_filters(admin_client):
+    make_user("student", display_name="Ada Lovelace", email="ada@uni.test")
+    make_user("professor", display_name="Charles Babbage", email="cb@uni.test")
+    make_user("student", display_name="Ghost", email="ghost@uni.test", active=False)
+
+    def names(query: str) -> set[str]:
+        page = admin_client.get("/admin/users" + query).get_data(as_text=True)
+        return {n for n in ("Ada Lovelace", "Charles Babbage", "Ghost") if n in page}
+
+    assert names("?q=ada") == {"Ada Lovelace"}
+    assert names("?q=CB%40uni") == {"Charles Babbage"}
+    assert names("?role=student") == {"Ada Lovelace", "Ghost"}
+    assert names("?active=0") == {"Ghost"}
+    assert names("?q=%25") == set()  # LIKE wildcards are searched literally
+    assert admin_client.get("/admin/users?role=wizard&active=maybe&page=x").status_code == 200
+
+
+def test_deactivation_ends_sessions_and_blocks_login(app, admin_client):
+    student = make_user("student")
+    student_session = app.test_client()
+    login(student_session, student)
+    assert student_session.get("/challenges").status_code == 200
+
+    response = admin_client.post(f"/admin/users/{student.id}/deactivate?role=student")
+    assert response.status_code == 303
+    assert response.location.endswith("/admin/users?role=student")
+    db.session.refresh(student)
+    assert student.active is False
+    assert student_session.get("/challenges").status_code == 302
+    assert login(app.test_client(), student).status_code == 401
+
+    assert admin_client.post(f"/admin/users/{student.id}/activate").status_code == 303
+    assert login(app.test_client(), student).status_code == 302
+
+
+def test_activation_rotates_the_session_token(admin_client):
+    student = make_user("student", active=False)
+    token = student.session_token
+    admin_client.post(f"/admin/users/{student.id}/activate")
+    db.session.refresh(student)
+    assert student.active is True and student.session_token != token
+
+
+def test_admin_cannot_deactivate_themselves(admin_client):
+    me = admin_client.user
+    response = admin_client.post(f"/admin/users/{me.id}/deactivate")
+    assert response.status_code == 400
+    assert "You cannot deactivate your own account." in response.get_data(as_text=True)
+    db.session.refresh(me)
+    assert me.active is True
+    assert admin_client.get("/admin/").status_code == 200
+
+
+def test_unknown_user_is_404(admin_client):
+    assert admin_client.post("/admin/users/999999/deactivate").status_code == 404

@@ -1,0 +1,175 @@
+"""Accounts: login, registration, logout, cookies, rate limit, redirects, password change."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import User
+from tests.helpers import PASSWORD, login, make_user
+
+
+def test_login_ok_goes_to_the_role_home(client):
+    professor = make_user("professor")
+    response = login(client, professor)
+    assert response.status_code == 302
+    assert response.location == "/professor/challenges"
+
+
+def test_bad_password_is_401_with_message(client):
+    student = make_user("student")
+    response = login(client, student, password="not-the-password")
+    assert response.status_code == 401
+    assert "Wrong email or password." in response.get_data(as_text=True)
+    assert client.get("/challenges").status_code == 302
+
+
+def test_unknown_email_gets_the_same_answer(client):
+    response = client.post("/login", data={"email": "nobody@uni.test", "password": "whatever1"})
+    assert response.status_code == 401
+    assert "Wrong email or password." in response.get_data(as_text=True)
+
+
+def test_inactive_account_is_refused(client):
+    student = make_user("student", active=False)
+    response = login(client, student)
+    assert response.status_code == 401
+    assert "This account is disabled." in response.get_data(as_text=True)
+    assert client.get("/challenges").status_code == 302
+
+
+def test_email_is_case_insensitive(client):
+    make_user("student", email="Mixed.Case@Uni.test")
+    response = client.post("/login", data={"email": "  MIXED.case@uni.TEST ", "password": PASSWORD})
+    assert response.status_code == 302
+
+
+def register(client, email="new@uni.edu", **overrides):
+    data = {
+        "display_name": "New Student",
+        "email": email,
+        "password": "longenough1",
+        "confirm": "longenough1",
+    }
+    data.update(overrides)
+    return client.post("/register", data=data)
+
+
+def test_registration_creates_a_logged_in_student(client):
+    response = register(client, email="Fresh@Uni.edu")
+    assert response.status_code == 302
+    user = db.session.scalar(select(User).where(User.email == "fresh@uni.edu"))
+    assert user.role == "student"
+    assert client.get("/challenges").status_code == 200
+
+
+def test_registration_with_a_taken_email_is_409(client):
+    make_user("student", email="taken@uni.edu")
+    response = register(client, email="TAKEN@uni.edu")
+    assert response.status_code == 409
+    assert "already exists" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count(User.id))) == 1
+
+
+def test_registration_validation_is_400(client):
+    response = register(client, confirm="different1")
+    assert response.status_code == 400
+    assert "Passwords do not match." in response.get_data(as_text=True)
+
+
+def test_registration_disabled_by_config_is_404(make_app):
+    closed = make_app(REGISTRATION_ENABLED=False)
+    client = closed.test_client()
+    assert client.get("/register").status_code == 404
+    assert register(client).status_code == 404
+    assert "Register" not in client.get("/login").get_data(as_text=True)
+
+
+def test_logout_requires_post(student_client):
+    assert student_client.get("/logout").status_code == 405
+    assert student_client.get("/challenges").status_code == 200
+    response = student_client.post("/logout")
+    assert response.status_code == 302
+    assert student_client.get("/challenges").status_code == 302
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client):
+    response = login(client, make_user("student"))
+    cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("session="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_login_rate_limit_answers_429(make_app, caplog):
+    limited = make_app(LOGIN_RATE_LIMIT=3)
+    client = limited.test_client()
+    student = make_user("student")
+    for _ in range(3):
+        assert login(client, student, password="wrong-password").status_code == 401
+    caplog.set_level("WARNING", logger="app.auth.routes")
+    response = login(client, student)  # even the right password waits out the window
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.get_data(as_text=True)
+    assert "login rate limit hit" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.com",
+        "https://evil.com",
+        "//evil.com/challenges",
+        "/\\evil.com",
+        "javascript:alert(1)",
+    ],
+)
+def test_open_redirect_via_next_is_ignored(client, target):
+    student = make_user("student")
+    response = client.post(
+        "/login", query_string={"next": target}, data={"email": student.email, "password": PASSWORD}
+    )
+    assert response.status_code == 302
+    assert response.location == "/challenges"
+
+
+def test_local_next_is_followed(client):
+    student = make_user("student")
+    response = client.post(
+        "/login?next=/me/challenges", data={"email": student.email, "password": PASSWORD}
+    )
+    assert response.location == "/me/challenges"
+
+
+def test_password_change_logs_out_other_sessions(app, student_client):
+    other_device = app.test_client()
+    login(other_device, student_client.user)
+    assert other_device.get("/challenges").status_code == 200
+
+    response = student_client.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD,
+            "password": "brand-new-pass",
+            "confirm": "brand-new-pass",
+        },
+    )
+    assert response.status_code == 302
+    assert student_client.get("/challenges").status_code == 200
+    assert other_device.get("/challenges").status_code == 302
+    assert (
+        login(app.test_client(), student_client.user, password="brand-new-pass").status_code == 302
+    )
+
+
+def test_password_change_with_wrong_current_password_is_400(student_client):
+    response = student_client.post(
+        "/account/password",
+        data={
+            "current_password": "not-it",
+            "password": "brand-new-pass",
+            "confirm": "brand-new-pass",
+        },
+    )
+    assert response.status_code == 400
+    assert "That is not your current password." in response.get_data(as_text=True)

@@ -1,0 +1,91 @@
+"""With CSRF protection on (as in production), state-changing POSTs need the session's token."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Challenge, Participation
+from tests.helpers import PASSWORD, make_category, make_challenge, make_user
+
+
+@pytest.fixture
+def csrf_app(make_app):
+    return make_app(WTF_CSRF_ENABLED=True)
+
+
+def token_from(client, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
+
+
+def logged_in(app, role: str):
+    user = make_user(role)
+    client = app.test_client()
+    response = client.post(
+        "/login",
+        data={
+            "email": user.email,
+            "password": PASSWORD,
+            "csrf_token": token_from(client, "/login"),
+        },
+    )
+    assert response.status_code == 302
+    client.user = user
+    return client
+
+
+def test_login_needs_the_token(csrf_app):
+    user = make_user("student")
+    client = csrf_app.test_client()
+    credentials = {"email": user.email, "password": PASSWORD}
+    refused = client.post("/login", data=credentials)
+    assert refused.status_code == 400
+    assert "Security token missing or invalid" in refused.get_data(as_text=True)
+    assert client.post("/login", data={**credentials, "csrf_token": "forged"}).status_code == 400
+    accepted = client.post(
+        "/login", data={**credentials, "csrf_token": token_from(client, "/login")}
+    )
+    assert accepted.status_code == 302
+
+
+def test_join_needs_the_token(csrf_app):
+    student = logged_in(csrf_app, "student")
+    challenge = make_challenge()
+    url = f"/challenges/{challenge.id}/join"
+    assert student.post(url).status_code == 400
+    assert db.session.scalar(select(Participation.id)) is None
+    token = token_from(student, f"/challenges/{challenge.id}")
+    assert student.post(url, data={"csrf_token": token}).status_code == 303
+    assert db.session.scalar(select(Participation.user_id)) == student.user.id
+
+
+def test_htmx_header_token_is_accepted(csrf_app):
+    student = logged_in(csrf_app, "student")
+    challenge = make_challenge()
+    token = token_from(student, "/challenges")
+    response = student.post(f"/challenges/{challenge.id}/join", headers={"X-CSRFToken": token})
+    assert response.status_code == 303
+
+
+def test_professor_create_needs_the_token(csrf_app):
+    professor = logged_in(csrf_app, "professor")
+    category = make_category()
+    data = {
+        "title": "Tokened",
+        "description": "A challenge.",
+        "category_id": str(category.id),
+        "reward_points": "5",
+        "starts_at": "2030-01-01T10:00",
+        "ends_at": "",
+        "status": "draft",
+    }
+    assert professor.post("/professor/challenges/new", data=data).status_code == 400
+    assert db.session.scalar(select(Challenge.id)) is None
+    token = token_from(professor, "/professor/challenges/new")
+    response = professor.post("/professor/challenges/new", data={**data, "csrf_token": token})
+    assert response.status_code == 303
+    assert db.session.scalar(select(Challenge.title)) == "Tokened"

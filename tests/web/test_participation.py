@@ -1,0 +1,113 @@
+"""Joining and leaving: idempotent, and ``participations_count`` always equals the active rows."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from app.challenges.service import join
+from app.extensions import db
+from app.models import Challenge, Participation, count_active_participations
+from tests.helpers import make_challenge, make_user
+
+THREADS = 8
+
+
+def count_of(challenge: Challenge) -> int:
+    db.session.expire_all()
+    stored = db.session.get(Challenge, challenge.id).participations_count
+    assert stored == count_active_participations(challenge.id), "counter drifted from the rows"
+    return stored
+
+
+def rows_of(challenge: Challenge) -> list[Participation]:
+    return db.session.scalars(
+        select(Participation).where(Participation.challenge_id == challenge.id)
+    ).all()
+
+
+def test_repeated_joins_count_once(student_client):
+    challenge = make_challenge()
+    for _ in range(3):
+        assert student_client.post(f"/challenges/{challenge.id}/join").status_code == 303
+    assert count_of(challenge) == 1
+    assert len(rows_of(challenge)) == 1
+    page = student_client.post(f"/challenges/{challenge.id}/join", follow_redirects=True)
+    assert "You are already in this challenge." in page.get_data(as_text=True)
+
+
+def test_leave_is_idempotent_and_rejoin_reuses_the_row(student_client):
+    challenge = make_challenge()
+    student_client.post(f"/challenges/{challenge.id}/join")
+    for _ in range(2):
+        assert student_client.post(f"/challenges/{challenge.id}/leave").status_code == 303
+        assert count_of(challenge) == 0
+    assert [p.status for p in rows_of(challenge)] == ["left"]
+
+    student_client.post(f"/challenges/{challenge.id}/join")
+    student_client.post(f"/challenges/{challenge.id}/join")
+    assert count_of(challenge) == 1
+    assert [p.status for p in rows_of(challenge)] == ["joined"]
+
+
+def test_leaving_a_challenge_never_joined_changes_nothing(student_client):
+    challenge = make_challenge()
+    page = student_client.post(f"/challenges/{challenge.id}/leave", follow_redirects=True)
+    assert "You are not in this challenge." in page.get_data(as_text=True)
+    assert count_of(challenge) == 0
+
+
+def test_closed_challenges_refuse_joins(student_client):
+    from app.models import utcnow
+
+    archived = make_challenge(status="archived")
+    ended = make_challenge(
+        starts_at=utcnow().replace(year=2020), ends_at=utcnow().replace(year=2021)
+    )
+    for challenge in (archived, ended):
+        page = student_client.post(f"/challenges/{challenge.id}/join", follow_redirects=True)
+        assert page.status_code == 200
+        assert count_of(challenge) == 0
+    assert "not open for joining" in student_client.post(
+        f"/challenges/{archived.id}/join", follow_redirects=True
+    ).get_data(as_text=True)
+
+
+def _join_in_own_context(app, barrier: threading.Barrier, user_id: int, challenge_id: int) -> bool:
+    """One request's worth of work: its own app context, hence its own session and connection."""
+    with app.app_context():
+        try:
+            challenge = db.session.get(Challenge, challenge_id)
+            barrier.wait(timeout=30)
+            return join(user_id, challenge).changed
+        finally:
+            db.session.remove()
+
+
+def _join_concurrently(app, user_ids: list[int], challenge: Challenge) -> list[bool]:
+    db.session.commit()  # nothing of ours may hold the database while the threads write
+    barrier = threading.Barrier(len(user_ids))
+    with ThreadPoolExecutor(max_workers=len(user_ids)) as pool:
+        futures = [
+            pool.submit(_join_in_own_context, app, barrier, user_id, challenge.id)
+            for user_id in user_ids
+        ]
+        return [future.result(timeout=60) for future in futures]
+
+
+def test_concurrent_joins_by_different_students_all_count(app):
+    challenge = make_challenge()
+    students = [make_user("student").id for _ in range(THREADS)]
+    assert _join_concurrently(app, students, challenge) == [True] * THREADS
+    assert count_of(challenge) == THREADS
+
+
+def test_concurrent_joins_by_one_student_count_once(app):
+    challenge = make_challenge()
+    student = make_user("student").id
+    outcomes = _join_concurrently(app, [student] * THREADS, challenge)
+    assert outcomes.count(True) == 1
+    assert count_of(challenge) == 1
+    assert db.session.scalar(select(func.count(Participation.id))) == 1

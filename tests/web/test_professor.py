@@ -1,0 +1,210 @@
+"""Challenge management: create, edit, validation, publish/archive, participants, ownership."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Challenge
+from tests.helpers import login, make_category, make_challenge, make_participation, make_user
+
+
+def form_data(category, **overrides) -> dict:
+    data = {
+        "title": "Build a weather station",
+        "description": "Measure, log and plot the campus weather for a week.",
+        "category_id": str(category.id),
+        "reward_points": "25",
+        "starts_at": "2030-03-01T09:30",
+        "ends_at": "2030-03-31T18:00",
+        "status": "draft",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_create_stores_the_challenge_with_utc_dates(professor_client, caplog):
+    category = make_category("Engineering")
+    caplog.set_level("INFO", logger="app.professor.routes")
+    response = professor_client.post("/professor/challenges/new", data=form_data(category))
+    assert response.status_code == 303
+    challenge = db.session.scalar(
+        select(Challenge).where(Challenge.title == "Build a weather station")
+    )
+    assert challenge.owner_id == professor_client.user.id
+    assert challenge.starts_at == datetime(2030, 3, 1, 9, 30, tzinfo=UTC)
+    assert challenge.ends_at == datetime(2030, 3, 31, 18, 0, tzinfo=UTC)
+    assert (challenge.reward_points, challenge.status, challenge.participations_count) == (
+        25,
+        "draft",
+        0,
+    )
+    assert f"challenge created challenge_id={challenge.id}" in caplog.text
+
+
+def test_form_says_dates_are_utc(professor_client):
+    make_category()
+    page = professor_client.get("/professor/challenges/new").get_data(as_text=True)
+    assert 'type="datetime-local"' in page
+    assert "in UTC" in page
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"title": ""}, "This field is required."),
+        ({"reward_points": "-1"}, "Number must be between 0 and"),
+        ({"reward_points": "ten"}, "Not a valid integer value."),
+        ({"starts_at": ""}, "This field is required."),
+        ({"starts_at": "next tuesday"}, "Not a valid datetime value."),
+        ({"ends_at": "2030-03-01T09:30"}, "The end must be after the start."),
+        ({"ends_at": "2030-02-01T09:30"}, "The end must be after the start."),
+        ({"status": "deleted"}, "Not a valid choice."),
+        ({"category_id": "999999"}, "Not a valid choice."),
+        ({"category_id": "abc"}, "Invalid Choice"),
+    ],
+)
+def test_invalid_input_rerenders_the_form_with_400(professor_client, overrides, message):
+    category = make_category()
+    response = professor_client.post(
+        "/professor/challenges/new", data=form_data(category, **overrides)
+    )
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert db.session.scalar(select(Challenge.id)) is None
+
+
+def test_ends_at_is_optional(professor_client):
+    category = make_category()
+    response = professor_client.post(
+        "/professor/challenges/new", data=form_data(category, ends_at="")
+    )
+    assert response.status_code == 303
+    assert db.session.scalar(select(Challenge)).ends_at is None
+
+
+def test_edit_keeps_participations_count(professor_client):
+    challenge = make_challenge(owner=professor_client.user)
+    for _ in range(3):
+        make_participation(make_user("student"), challenge)
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=form_data(challenge.category, title="Renamed", status="published"),
+    )
+    assert response.status_code == 303
+    db.session.refresh(challenge)
+    assert (challenge.title, challenge.participations_count) == ("Renamed", 3)
+
+
+def test_edit_form_shows_current_values(professor_client):
+    challenge = make_challenge(
+        owner=professor_client.user,
+        title="Old title",
+        starts_at=datetime(2031, 5, 6, 7, 8, tzinfo=UTC),
+        ends_at=None,
+    )
+    page = professor_client.get(f"/professor/challenges/{challenge.id}/edit").get_data(as_text=True)
+    assert 'value="Old title"' in page
+    assert 'value="2031-05-06T07:08"' in page
+
+
+def test_challenge_with_participants_cannot_return_to_draft(professor_client):
+    challenge = make_challenge(owner=professor_client.user)
+    make_participation(make_user("student"), challenge, status="left")
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=form_data(challenge.category, status="draft"),
+    )
+    assert response.status_code == 400
+    assert "cannot go back to draft" in response.get_data(as_text=True)
+    db.session.refresh(challenge)
+    assert challenge.status == "published"
+
+
+def test_publish_and_archive(professor_client, caplog):
+    challenge = make_challenge(owner=professor_client.user, status="draft")
+    caplog.set_level("INFO", logger="app.professor.routes")
+    assert professor_client.post(f"/professor/challenges/{challenge.id}/publish").status_code == 303
+    db.session.refresh(challenge)
+    assert challenge.status == "published"
+    assert f"challenge published challenge_id={challenge.id}" in caplog.text
+    assert professor_client.post(f"/professor/challenges/{challenge.id}/archive").status_code == 303
+    db.session.refresh(challenge)
+    assert challenge.status == "archived"
+    again = professor_client.post(
+        f"/professor/challenges/{challenge.id}/archive", follow_redirects=True
+    )
+    assert "already archived" in again.get_data(as_text=True)
+
+
+def test_professor_cannot_touch_another_professors_challenge(professor_client):
+    foreign = make_challenge(title="Not yours", status="draft")
+    base = f"/professor/challenges/{foreign.id}"
+    assert professor_client.get(base + "/edit").status_code == 403
+    assert (
+        professor_client.post(base + "/edit", data=form_data(foreign.category)).status_code == 403
+    )
+    assert professor_client.post(base + "/publish").status_code == 403
+    assert professor_client.post(base + "/archive").status_code == 403
+    assert professor_client.get(base + "/participants").status_code == 403
+    db.session.refresh(foreign)
+    assert (foreign.title, foreign.status) == ("Not yours", "draft")
+    assert "Not yours" not in professor_client.get("/professor/challenges").get_data(as_text=True)
+
+
+def test_admin_manages_every_challenge_and_sees_owners(admin_client):
+    owner = make_user("professor", display_name="Prof Ada")
+    challenge = make_challenge(owner=owner, title="Ada challenge", status="draft")
+    page = admin_client.get("/professor/challenges").get_data(as_text=True)
+    assert "Ada challenge" in page and "Prof Ada" in page
+    response = admin_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=form_data(challenge.category, title="Edited"),
+    )
+    assert response.status_code == 303
+    db.session.refresh(challenge)
+    assert (challenge.title, challenge.owner_id) == ("Edited", owner.id)
+
+
+def test_list_shows_status_and_participant_count(professor_client):
+    challenge = make_challenge(owner=professor_client.user, title="Counted", status="published")
+    make_participation(make_user("student"), challenge)
+    make_participation(make_user("student"), challenge)
+    page = professor_client.get("/professor/challenges").get_data(as_text=True)
+    assert '<span class="badge published">published</span>' in page
+    assert f'/professor/challenges/{challenge.id}/participants">2</a>' in page
+    filtered = professor_client.get("/professor/challenges?status=draft").get_data(as_text=True)
+    assert "Counted" not in filtered
+
+
+def test_participants_page_lists_name_email_status(professor_client):
+    challenge = make_challenge(owner=professor_client.user)
+    joined = make_user("student", display_name="Grace Hopper", email="grace@uni.test")
+    left = make_user("student", display_name="Alan Turing")
+    make_participation(joined, challenge)
+    make_participation(left, challenge, status="left")
+    page = professor_client.get(f"/professor/challenges/{challenge.id}/participants").get_data(
+        as_text=True
+    )
+    assert "Grace Hopper" in page and "grace@uni.test" in page and "Alan Turing" in page
+    assert '<span class="badge left">left</span>' in page
+    assert page.index("Grace Hopper") < page.index("Alan Turing")
+
+
+def test_create_without_categories_explains_why(professor_client):
+    page = professor_client.get("/professor/challenges/new").get_data(as_text=True)
+    assert "An administrator must create one first" in page
+
+
+def test_professor_session_sees_own_challenges_only(app):
+    mine = make_user("professor")
+    make_challenge(owner=mine, title="Mine")
+    make_challenge(title="Theirs")
+    client = app.test_client()
+    login(client, mine)
+    page = client.get("/professor/challenges").get_data(as_text=True)
+    assert "Mine" in page and "Theirs" not in page
+    assert "<th>Owner</th>" not in page

@@ -1,0 +1,177 @@
+"""The "Recommended for you" fragment: impressions, show more, click, join, dismiss."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Participation, RecommendationEvent, RecommendationSlate
+from tests.helpers import make_category, make_challenge, make_user
+
+HTMX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def challenges(app):
+    owner, category = make_user("professor"), make_category("Data Science")
+    return [
+        make_challenge(owner=owner, category=category, title=f"Challenge {i}") for i in range(9)
+    ]
+
+
+def events(type_="impression"):
+    return db.session.scalars(
+        select(RecommendationEvent)
+        .where(RecommendationEvent.type == type_)
+        .order_by(RecommendationEvent.position)
+    ).all()
+
+
+def card_ids(html):
+    return [int(i) for i in re.findall(r'href="/challenges/(\d+)\?slate=', html)]
+
+
+def slate_of(html):
+    return re.search(r"\?slate=([0-9a-f-]{36})", html).group(1)
+
+
+def more_link(html):
+    match = re.search(r'hx-get="([^"]+)"', html)
+    return match.group(1).replace("&amp;", "&") if match else None
+
+
+def test_one_load_of_n_cards_writes_exactly_n_impressions(student_client, challenges, app):
+    app.config["RECS_SLATE_SIZE"] = 4
+    response = student_client.get("/challenges/recommended", headers=HTMX)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in html
+    assert response.headers["Cache-Control"] == "no-store"
+    shown = events()
+    assert [e.challenge_id for e in shown] == card_ids(html) and len(shown) == 4
+    assert [e.position for e in shown] == [0, 1, 2, 3]
+    slate = db.session.get(RecommendationSlate, slate_of(html))
+    assert slate.user_id == student_client.user.id
+    assert {(e.slate_id, e.source, e.model_version, e.user_id) for e in shown} == {
+        (slate.id, "heuristic", None, student_client.user.id)
+    }
+    assert "Not interested" in html and 'class="reason"' in html
+
+
+def test_show_more_continues_the_slate_and_records_only_new_cards(student_client, challenges, app):
+    app.config["RECS_SLATE_SIZE"] = 4
+    first = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    second = student_client.get(more_link(first), headers=HTMX).get_data(as_text=True)
+    third = student_client.get(more_link(second), headers=HTMX).get_data(as_text=True)
+    assert len(card_ids(second)) == 4 and len(card_ids(third)) == 1
+    assert more_link(third) is None
+    assert slate_of(first) == slate_of(second) == slate_of(third)
+    shown = events()
+    assert [e.position for e in shown] == list(range(9))
+    assert sorted(e.challenge_id for e in shown) == sorted(c.id for c in challenges)
+    student_client.get(more_link(first), headers=HTMX)  # a reload of page two counts nothing new
+    assert len(events()) == 9
+    assert db.session.scalar(select(func.count(RecommendationSlate.id))) == 1
+
+
+def test_without_htmx_it_is_a_full_page(student_client, challenges):
+    html = student_client.get("/challenges/recommended").get_data(as_text=True)
+    assert "<html" in html and "Recommended for you" in html and len(card_ids(html)) == 6
+    assert len(events()) == 6
+
+
+def test_index_page_lazy_loads_the_fragment(student_client):
+    html = student_client.get("/challenges").get_data(as_text=True)
+    assert 'hx-get="/challenges/recommended"' in html and "<noscript>" in html
+    assert not events()  # nothing is counted until the block is actually loaded
+
+
+def test_click_is_recorded_once_and_the_join_is_attributed(student_client, challenges):
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    slate_id, target = slate_of(html), card_ids(html)[2]
+    for _ in range(2):
+        assert student_client.get(f"/challenges/{target}?slate={slate_id}").status_code == 200
+    [click] = events("click")
+    assert (click.challenge_id, click.slate_id, click.position, click.source) == (
+        target,
+        slate_id,
+        2,
+        "heuristic",
+    )
+    assert student_client.post(f"/challenges/{target}/join").status_code == 303
+    participation = db.session.scalar(
+        select(Participation).where(Participation.challenge_id == target)
+    )
+    assert (participation.slate_id, participation.source) == (slate_id, "heuristic")
+    [join] = events("join")
+    assert (join.slate_id, join.user_id) == (slate_id, student_client.user.id)
+
+
+def test_not_interested_removes_the_card_for_good(student_client, challenges):
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    slate_id, target = slate_of(html), card_ids(html)[0]
+    response = student_client.post(
+        f"/challenges/recommended/{target}/dismiss", data={"slate": slate_id}, headers=HTMX
+    )
+    assert response.status_code == 200 and response.get_data() == b""
+    [dismiss] = events("dismiss")
+    assert (dismiss.challenge_id, dismiss.slate_id, dismiss.position) == (target, slate_id, 0)
+    for _ in range(3):
+        html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+        assert target not in card_ids(html)
+
+
+def test_not_interested_without_javascript_redirects_back(student_client, challenges):
+    response = student_client.post(
+        f"/challenges/recommended/{challenges[0].id}/dismiss",
+        data={"next": "/challenges/recommended", "slate": "not-a-slate"},
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/challenges/recommended"
+    [dismiss] = events("dismiss")
+    assert dismiss.slate_id is None
+    evil = student_client.post(
+        f"/challenges/recommended/{challenges[1].id}/dismiss", data={"next": "//evil.test/"}
+    )
+    assert evil.headers["Location"] == "/challenges"
+
+
+def test_dismissing_a_missing_or_draft_challenge_is_404(student_client, challenges):
+    draft = make_challenge(
+        owner=challenges[0].owner, category=challenges[0].category, status="draft"
+    )
+    assert student_client.post(f"/challenges/recommended/{draft.id}/dismiss").status_code == 404
+    assert student_client.post("/challenges/recommended/999999/dismiss").status_code == 404
+    assert not events("dismiss")
+
+
+def test_a_foreign_or_unknown_slate_starts_a_new_one(student_client, challenges, app):
+    other = make_user()
+    db.session.add(
+        RecommendationSlate(
+            id="0b5a3f3e-8a55-4a39-9d4c-6a1f7a1b2c3d", user_id=other.id, source="heuristic"
+        )
+    )
+    db.session.commit()
+    html = student_client.get(
+        "/challenges/recommended?slate=0b5a3f3e-8a55-4a39-9d4c-6a1f7a1b2c3d&offset=3", headers=HTMX
+    ).get_data(as_text=True)
+    assert slate_of(html) != "0b5a3f3e-8a55-4a39-9d4c-6a1f7a1b2c3d"
+    assert [e.position for e in events()] == list(range(6))
+
+
+def test_nothing_to_recommend_writes_no_slate(student_client):
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    assert "No recommendations right now" in html
+    assert db.session.scalar(select(func.count(RecommendationSlate.id))) == 0
+
+
+@pytest.mark.parametrize("offset", ["-1", "abc", "99999999", "1e3"])
+def test_odd_offsets_are_harmless(student_client, challenges, offset):
+    response = student_client.get(f"/challenges/recommended?offset={offset}", headers=HTMX)
+    assert response.status_code == 200
+
+
+def test_only_students_get_recommendations(client, professor_client):
+    assert professor_client.get("/challenges/recommended").status_code == 403
+    assert client.get("/challenges/recommended", headers=HTMX).status_code == 401
+    assert client.get("/challenges/recommended").status_code == 302
