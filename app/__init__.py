@@ -36,6 +36,12 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["RECS_MODEL_DIR"] = str(Path(app.instance_path) / "models")
 
     _configure_logging(app)
+    if app.config.get("TRUSTED_PROXIES"):
+        # Behind N reverse proxies, the client address (rate limits, logs) comes from X-Forwarded-*.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     db.init_app(app)
     migrate.init_app(app, db, compare_type=True, render_as_batch=True)
     login_manager.init_app(app)

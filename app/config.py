@@ -20,6 +20,9 @@ class DefaultConfig:
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     MAX_CONTENT_LENGTH = 256 * 1024
 
+    # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+    TRUSTED_PROXIES = 0
+
     # Accounts.
     REGISTRATION_ENABLED = True
     LOGIN_RATE_LIMIT = 10  # failed attempts per address ...

@@ -4,10 +4,12 @@ set), ``client``, ``runner``, and role-specific logged-in clients."""
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import pytest
 from flask import g, request_started
 from sqlalchemy import text
+from werkzeug.security import generate_password_hash
 
 from app import create_app
 from app.config import TestConfig
@@ -85,6 +87,17 @@ def app(database_url, tmp_path):
         _empty_all_tables()
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch):
+    """Almost every web test logs someone in; scrypt's ~80 ms per hash would dominate the run.
+    Verification reads the method from the stored hash, so login code paths are unchanged."""
+    from app import models
+
+    monkeypatch.setattr(
+        models, "generate_password_hash", partial(generate_password_hash, method="pbkdf2:sha256:1")
+    )
 
 
 @pytest.fixture

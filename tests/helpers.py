@@ -6,7 +6,7 @@ import itertools
 from datetime import timedelta
 
 from app.extensions import db
-from app.models import Category, Challenge, Participation, User, utcnow
+from app.models import Category, Challenge, Participation, RecommendationEvent, User, utcnow
 
 _counter = itertools.count(1)
 PASSWORD = "password123"
@@ -58,6 +58,24 @@ def make_participation(user: User, challenge: Challenge, status: str = "joined",
         challenge.participations_count += 1
     db.session.commit()
     return participation
+
+
+def make_event(
+    user: User, challenge: Challenge, kind: str = "impression", **kw
+) -> RecommendationEvent:
+    """A recommendation event; ``source`` defaults to "model", ``created_at`` to now."""
+    event = RecommendationEvent(
+        event_id=kw.pop("event_id", f"event-{next(_counter)}"),
+        user_id=user.id,
+        challenge_id=challenge.id,
+        type=kind,
+        source=kw.pop("source", "model"),
+        created_at=kw.pop("created_at", utcnow()),
+        **kw,
+    )
+    db.session.add(event)
+    db.session.commit()
+    return event
 
 
 def login(client, user: User, password: str = PASSWORD):

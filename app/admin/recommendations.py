@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from app.admin import bp
@@ -37,6 +37,9 @@ PREVIEW_ROWS = 20
 SEARCH_LIMIT = 20
 RECENT_EVENTS = 30
 WINNER_CHOICES = ("model", "heuristic", "none")
+DEFAULT_ALLOCATION_PERCENT = 50
+# Warn when the published version covers this much less of the active students than the one before.
+COVERAGE_DROP_WARNING = 0.05
 
 
 def _admin_route(rule: str, methods: tuple[str, ...] = ("GET",)):
@@ -44,6 +47,15 @@ def _admin_route(rule: str, methods: tuple[str, ...] = ("GET",)):
         return bp.route(rule, methods=list(methods))(role_required("admin")(view))
 
     return register
+
+
+def _app():
+    return current_app._get_current_object()
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def _refuse(message: str, page, *args):
@@ -54,7 +66,9 @@ def _refuse(message: str, page, *args):
 
 
 def _requested_range() -> tuple[metrics.DateRange, str | None]:
-    return metrics.range_or_default(request.args.get("from"), request.args.get("to"), utcnow().date())
+    return metrics.range_or_default(
+        request.args.get("from"), request.args.get("to"), utcnow().date()
+    )
 
 
 def _range_or_400() -> metrics.DateRange:
@@ -65,10 +79,11 @@ def _range_or_400() -> metrics.DateRange:
     return period
 
 
-# --- status, versions, retrain and roll back -------------------------------------------------------
+# --- status, versions, retrain and roll back ------------------------------------------------------
 
-PREFERRED_METRICS = ("ndcg@10", "recall@10", "precision@10", "coverage")
+PREFERRED_METRICS = ("ndcg", "recall", "precision", "coverage", "validation_ndcg")
 BASELINES = ("popularity", "heuristic")
+NOT_METRICS = ("users",)  # a count of evaluated students, shown once per version
 VERSIONS_SHOWN = 20
 
 
@@ -82,55 +97,53 @@ class Health:
     warnings: list[str]
 
 
-def _previous_version(published: ModelRun | None) -> ModelRun | None:
-    """The version published before the current one, while its rows are still kept."""
-    if published is None:
-        return None
-    return db.session.scalar(
-        select(ModelRun)
-        .where(ModelRun.status == "superseded", ModelRun.rows_count > 0, ModelRun.id < published.id)
-        .order_by(ModelRun.id.desc())
-        .limit(1)
-    )
-
-
-def _health(now: datetime) -> Health:
+def _health(now: datetime, published: ModelRun | None, kept: list[ModelRun]) -> Health:
     config = current_app.config
-    published = publish.published_run()
     age = now - (published.published_at or published.started_at) if published else None
     coverage = metrics.coverage(published.id if published else None, now)
-    previous = _previous_version(published)
+    # The newest kept version older than the current one: what it covered is the comparison point.
+    previous = next((run for run in kept if published and run.id < published.id), None)
     previous_coverage = metrics.coverage(previous.id, now) if previous else None
     warnings = []
     if published is None:
         warnings.append("No model is published: every student gets the heuristic.")
     elif age > timedelta(hours=config["RECS_STALE_AFTER_HOURS"]):
-        warnings.append(f"The published model is stale: {_age_text(age)} old "
-                        f"(limit {config['RECS_STALE_AFTER_HOURS']} hours).")
+        warnings.append(
+            f"The published model is stale: {_age_text(age)} old "
+            f"(limit {config['RECS_STALE_AFTER_HOURS']} hours)."
+        )
     last = next((run for run in publish.recent_runs(5) if run.status != "running"), None)
     if last is not None and last.status == "failed":
-        warnings.append(f"The last run ({last.version}) failed: {last.error or 'no error recorded'}")
-    if previous_coverage and coverage.share < previous_coverage.share - config.get(
-        "RECS_COVERAGE_DROP_WARN", 0.05
-    ):
-        warnings.append(f"Coverage fell: {coverage.share:.0%} of active students have model rows, "
-                        f"against {previous_coverage.share:.0%} with the previous version.")
-    return Health(published, age, coverage, previous_coverage, scheduler.next_run_time(), warnings)
+        warnings.append(
+            f"The last run ({last.version}) failed: {last.error or 'no error recorded'}"
+        )
+    if previous_coverage and coverage.share < previous_coverage.share - COVERAGE_DROP_WARNING:
+        warnings.append(
+            f"Coverage fell: {coverage.share:.0%} of active students have model rows, "
+            f"against {previous_coverage.share:.0%} with the previous version."
+        )
+    return Health(
+        published, age, coverage, previous_coverage, scheduler.next_run_time(_app()), warnings
+    )
 
 
 def _age_text(age: timedelta) -> str:
     hours = age.total_seconds() / 3600
+    if hours < 1:
+        return "under an hour"
     return f"{hours:.0f} hours" if hours < 72 else f"{hours / 24:.0f} days"
 
 
-def _rollback_choices(published: ModelRun | None) -> list[ModelRun]:
-    """Superseded versions whose rows are still kept: what ``publish.rollback`` accepts."""
-    return list(db.session.scalars(
-        select(ModelRun)
-        .where(ModelRun.status == "superseded", ModelRun.rows_count > 0,
-               ModelRun.id != (published.id if published else -1))
-        .order_by(ModelRun.id.desc())
-    ))
+def _rollback_choices() -> list[ModelRun]:
+    """Superseded versions whose rows are still kept (newest first): what ``publish.rollback``
+    accepts."""
+    return list(
+        db.session.scalars(
+            select(ModelRun)
+            .where(ModelRun.status == "superseded", ModelRun.rows_count > 0)
+            .order_by(ModelRun.id.desc())
+        )
+    )
 
 
 @_admin_route("/recommendations")
@@ -139,64 +152,80 @@ def recommendations():
 
 
 def _dashboard(status: int = 200):
-    now = utcnow()
-    health = _health(now)
+    published = publish.published_run()
+    kept = _rollback_choices()
+    health = _health(utcnow(), published, kept)
     return render_template(
         "admin/recommendations.html",
         health=health,
         age_text=_age_text(health.age) if health.age is not None else None,
         runs=publish.recent_runs(10),
-        rollback_choices=_rollback_choices(health.published),
-        latest_training=_latest_training(),
-        offline=offline_metrics,
+        rollback_choices=kept,
+        progress=_progress(),
+        model_name=model_name,
     ), status
 
 
-def offline_metrics(run: ModelRun) -> dict[str, dict[str, float]]:
-    """{model or baseline name: {metric: value}} from a run's metrics JSON, whatever its nesting."""
+def _comparison(run: ModelRun) -> dict:
+    """The pipeline's ``{"gate": ..., "comparison": {"k", "best", "models": {name: metrics}}}``;
+    imported versions have none."""
     raw = run.metrics or {}
-    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
-    found = {name: _numbers(values) for name, values in models.items() if isinstance(values, dict)}
-    for name, values in raw.items():
-        if name == "baselines" and isinstance(values, dict):
-            found.update({b: _numbers(v) for b, v in values.items() if isinstance(v, dict)})
-        elif isinstance(values, dict) and name != "models" and _numbers(values):
-            found.setdefault(name, _numbers(values))
-    own = _numbers(raw)
-    if own:
-        found.setdefault(run.algorithm or "model", own)
-    return {name: values for name, values in found.items() if values}
+    comparison = raw.get("comparison")
+    return comparison if isinstance(comparison, dict) else {}
+
+
+def offline_metrics(run: ModelRun) -> dict[str, dict[str, float]]:
+    """{candidate or baseline: {metric: value}} of a run's offline evaluation."""
+    models = _comparison(run).get("models")
+    if not isinstance(models, dict):
+        return {}
+    table = {name: _numbers(values) for name, values in models.items() if isinstance(values, dict)}
+    return {name: values for name, values in table.items() if values}
+
+
+def evaluated_students(run: ModelRun) -> int | None:
+    models = _comparison(run).get("models")
+    counts = [
+        values["users"]
+        for values in (models.values() if isinstance(models, dict) else [])
+        if isinstance(values, dict) and isinstance(values.get("users"), int)
+    ]
+    return max(counts) if counts else None
 
 
 def _numbers(values: dict) -> dict[str, float]:
     return {
-        key: float(value) for key, value in values.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+        key: float(value)
+        for key, value in values.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and key not in NOT_METRICS
     }
 
 
 def metric_columns(tables: list[dict[str, dict[str, float]]]) -> list[str]:
     seen = {metric for table in tables for values in table.values() for metric in values}
-    return [m for m in PREFERRED_METRICS if m in seen] + sorted(seen - set(PREFERRED_METRICS))
+    preferred = [m for m in seen if m.split("@")[0] in PREFERRED_METRICS]
+    preferred.sort(key=lambda m: (PREFERRED_METRICS.index(m.split("@")[0]), m))
+    return preferred + sorted(seen - set(preferred))
 
 
-def model_name(run: ModelRun, table: dict[str, dict[str, float]]) -> str | None:
-    """Which entry of the metrics is the run's own model (the rest are candidates or baselines)."""
-    raw = run.metrics or {}
-    for name in (raw.get("best"), raw.get("model"), run.algorithm):
-        if isinstance(name, str) and name in table:
-            return name
-    others = [name for name in table if name not in BASELINES]
-    return others[0] if len(others) == 1 else None
+def model_name(run: ModelRun) -> str | None:
+    """The evaluation row of the version's own model (the others are candidates or baselines)."""
+    gate = (run.metrics or {}).get("gate")
+    chosen = gate.get("model") if isinstance(gate, dict) else None
+    return chosen or _comparison(run).get("best") or run.algorithm
 
 
 def _versions() -> list[ModelRun]:
-    return list(reversed(db.session.scalars(
-        select(ModelRun)
-        .where(ModelRun.status.in_(("published", "superseded")))
-        .order_by(ModelRun.id.desc())
-        .limit(VERSIONS_SHOWN)
-    ).all()))
+    return list(
+        reversed(
+            db.session.scalars(
+                select(ModelRun)
+                .where(ModelRun.status.in_(("published", "superseded")))
+                .order_by(ModelRun.id.desc())
+                .limit(VERSIONS_SHOWN)
+            ).all()
+        )
+    )
 
 
 @_admin_route("/recommendations/versions")
@@ -208,7 +237,8 @@ def recommendations_versions():
         versions=list(reversed(versions)),
         tables=tables,
         columns=metric_columns(list(tables.values())),
-        model_names={run.id: model_name(run, tables[run.id]) for run in versions},
+        model_names={run.id: model_name(run) for run in versions},
+        evaluated={run.id: evaluated_students(run) for run in versions},
         baselines=BASELINES,
         published=publish.published_run(),
     )
@@ -218,16 +248,47 @@ def _versions_chart() -> bytes:
     versions = _versions()
     series: dict[str, list[float | None]] = {}
     for index, run in enumerate(versions):
-        table = offline_metrics(run)
-        name = model_name(run, table)
-        lines = {"model": table.get(name, {}) if name else {}}
-        lines.update({baseline: table.get(baseline, {}) for baseline in BASELINES})
-        for who, values in lines.items():
-            for metric in ("ndcg@10", "recall@10"):
-                if metric in values or who == "model":
-                    series.setdefault(f"{who} {metric}", [None] * len(versions))[index] = values.get(metric)
-    return line_chart("Offline NDCG@10 and recall@10 per version", [run.version for run in versions],
-                      series)
+        table, k = offline_metrics(run), _comparison(run).get("k", 10)
+        rows = {"model": table.get(model_name(run) or "", {})}
+        rows.update({baseline: table.get(baseline, {}) for baseline in BASELINES})
+        for who, values in rows.items():
+            for metric in ("ndcg", "recall"):
+                line = series.setdefault(f"{who} {metric}@{k}", [None] * len(versions))
+                line[index] = values.get(f"{metric}@{k}")
+    series = {name: values for name, values in series.items() if any(v is not None for v in values)}
+    return line_chart(
+        "Offline NDCG@10 and recall@10 per version", [run.version for run in versions], series
+    )
+
+
+def _progress() -> dict:
+    progress = scheduler.retrain_progress(_app())
+    # Between "Retrain now" and the run's first write only the lock shows that it started.
+    progress["starting"] = not progress["running"] and scheduler.is_locked(_app())
+    return progress
+
+
+@_admin_route("/recommendations/retrain", methods=("POST",))
+def recommendations_retrain():
+    if scheduler.trigger_retrain(_app()):
+        log.info("admin started retraining")
+        flash("Retraining started. This page follows its progress.", "success")
+    else:
+        flash("A training run is already in progress.", "warning")
+    return redirect(url_for("admin.recommendations"), 303)
+
+
+@_admin_route("/recommendations/progress")
+def recommendations_progress():
+    """The HTMX-polled progress block; reloads the whole page once a run it was following ends."""
+    progress = _progress()
+    response = current_app.make_response(
+        render_template("admin/recommendations_progress.html", progress=progress)
+    )
+    was_following = request.args.get("following") == "1"
+    if was_following and not (progress["running"] or progress["starting"]):
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 @_admin_route("/recommendations/rollback", methods=("POST",))
@@ -239,14 +300,20 @@ def recommendations_rollback():
         previous, target = publish.rollback(version)
     except publish.PublishError as exc:
         return _refuse(f"Cannot roll back to {version}: {exc}.", _dashboard)
-    log.info("admin rolled recommendations back from %s to %s",
-             previous.version if previous else None, target.version)
-    flash(f"Version {target.version} is published again"
-          f"{f' (was {previous.version})' if previous else ''}.", "success")
+    log.info(
+        "admin rolled recommendations back from %s to %s",
+        previous.version if previous else None,
+        target.version,
+    )
+    flash(
+        f"Version {target.version} is published again"
+        f"{f' (was {previous.version})' if previous else ''}.",
+        "success",
+    )
     return redirect(url_for("admin.recommendations"), 303)
 
 
-# --- online metrics --------------------------------------------------------------------------------
+# --- online metrics -------------------------------------------------------------------------------
 
 
 @_admin_route("/recommendations/online")
@@ -263,8 +330,12 @@ def _online_page(period: metrics.DateRange, status: int = 200):
     shown = [s for s in SOURCES if s in ("model", "heuristic") or totals[s].impressions]
     return render_template(
         "admin/recommendations_online.html",
-        period=period, daily=daily, totals=totals, sources=shown,
-        positions=metrics.by_position(period), range_args=_range_args(period),
+        period=period,
+        daily=daily,
+        totals=totals,
+        sources=shown,
+        positions=metrics.by_position(period),
+        range_args=_range_args(period),
     ), status
 
 
@@ -298,8 +369,12 @@ def _positions_chart() -> bytes:
 
 CHARTS = {
     "versions": _versions_chart,
-    "daily-ctr": lambda: _daily_rate_chart("Click-through rate per source and day", lambda c: c.ctr),
-    "daily-join-rate": lambda: _daily_rate_chart("Join rate per source and day", lambda c: c.join_rate),
+    "daily-ctr": lambda: _daily_rate_chart(
+        "Click-through rate per source and day", lambda c: c.ctr
+    ),
+    "daily-join-rate": lambda: _daily_rate_chart(
+        "Join rate per source and day", lambda c: c.join_rate
+    ),
     "positions": _positions_chart,
 }
 
@@ -312,7 +387,7 @@ def recommendations_chart(name: str):
     return svg_response(build())
 
 
-# --- QA preview ------------------------------------------------------------------------------------
+# --- QA preview -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -326,16 +401,23 @@ class PreviewRow:
 
 def _find_students(query: str) -> list[User]:
     pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return list(db.session.scalars(
-        select(User)
-        .where(
-            User.role == "student",
-            or_(User.email.ilike(pattern, escape="\\"), User.display_name.ilike(pattern, escape="\\")),
+    return list(
+        db.session.scalars(
+            select(User)
+            .where(
+                User.role == "student",
+                or_(
+                    User.email.ilike(pattern, escape="\\"),
+                    User.display_name.ilike(pattern, escape="\\"),
+                ),
+            )
+            # An exact e-mail first, so typing a full address lands on that student.
+            .order_by(
+                (User.email == User.normalize_email(query)).desc(), User.display_name, User.id
+            )
+            .limit(SEARCH_LIMIT)
         )
-        # An exact e-mail first, so typing a full address lands on that student.
-        .order_by((User.email == User.normalize_email(query)).desc(), User.display_name, User.id)
-        .limit(SEARCH_LIMIT)
-    ))
+    )
 
 
 def _chosen_student(matches: list[User], query: str) -> tuple[User | None, str | None]:
@@ -393,7 +475,9 @@ def _preview_of(student: User) -> dict:
 def _model_rows(published, history: UserHistory, now: datetime) -> list[PreviewRow]:
     return [
         PreviewRow(
-            rank, challenge, float(score),
+            rank,
+            challenge,
+            float(score),
             # The reason serving would print beside this card.
             serving._model_reason(challenge, history),
             _row_flags(challenge, history, now),
@@ -415,12 +499,14 @@ def _row_flags(challenge: Challenge, history: UserHistory, now: datetime) -> lis
 
 
 def _participations(user_id: int) -> list[Participation]:
-    return list(db.session.scalars(
-        select(Participation)
-        .where(Participation.user_id == user_id)
-        .options(joinedload(Participation.challenge))
-        .order_by(Participation.joined_at.desc())
-    ))
+    return list(
+        db.session.scalars(
+            select(Participation)
+            .where(Participation.user_id == user_id)
+            .options(joinedload(Participation.challenge))
+            .order_by(Participation.joined_at.desc())
+        )
+    )
 
 
 def _recent_events(user_id: int) -> list[tuple[RecommendationEvent, str]]:
@@ -436,7 +522,7 @@ def _recent_events(user_id: int) -> list[tuple[RecommendationEvent, str]]:
     ]
 
 
-# --- A/B experiment --------------------------------------------------------------------------------
+# --- A/B experiment -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -472,7 +558,7 @@ def _experiment_page(status: int = 200):
         comparison=_compare_arms(latest) if latest is not None else None,
         past=past,
         winners=WINNER_CHOICES,
-        default_allocation=50,
+        default_allocation=DEFAULT_ALLOCATION_PERCENT,
     ), status
 
 
@@ -480,15 +566,20 @@ def _experiment_page(status: int = 200):
 def recommendations_experiment_start():
     raw = (request.form.get("allocation_percent") or "").strip()
     if not re.fullmatch(r"\d{1,3}", raw) or not 0 <= int(raw) <= 100:
-        return _refuse("Allocation must be a whole number of percent from 0 to 100.", _experiment_page)
+        return _refuse(
+            "Allocation must be a whole number of percent from 0 to 100.", _experiment_page
+        )
     name = (request.form.get("name") or "").strip()
     try:
         started = experiments.start_experiment(name, int(raw))
     except ValueError as exc:
-        return _refuse(str(exc).capitalize() + ".", _experiment_page)
+        return _refuse(_sentence(exc), _experiment_page)
     log.info("experiment %s started: %s%% model", started.id, started.allocation_percent)
-    flash(f"Experiment “{started.name}” started: {started.allocation_percent}% of students get the model.",
-          "success")
+    flash(
+        f"Experiment “{started.name}” started: "
+        f"{started.allocation_percent}% of students get the model.",
+        "success",
+    )
     return redirect(url_for("admin.recommendations_experiment"), 303)
 
 
@@ -503,8 +594,10 @@ def recommendations_experiment_stop():
     try:
         experiments.stop_experiment(running, None if winner == "none" else winner)
     except ValueError as exc:
-        return _refuse(str(exc).capitalize() + ".", _experiment_page)
+        return _refuse(_sentence(exc), _experiment_page)
     log.info("experiment %s stopped, winner=%s", running.id, winner)
-    outcome = "everyone now gets the default" if winner == "none" else f"everyone now gets the {winner}"
+    outcome = (
+        "everyone now gets the default" if winner == "none" else f"everyone now gets the {winner}"
+    )
     flash(f"Experiment stopped: {outcome}.", "success")
     return redirect(url_for("admin.recommendations_experiment"), 303)

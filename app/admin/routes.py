@@ -1,5 +1,5 @@
-"""Admin pages: the overview, category management and user accounts (the recommendations console
-lives at ``admin.recommendations``)."""
+"""Admin pages: the overview, category management and user accounts. The recommendations console
+is in ``app/admin/recommendations.py``."""
 
 from __future__ import annotations
 
@@ -46,12 +46,6 @@ def index():
         participations=_counts_by(Participation.status, PARTICIPATION_STATUSES),
         categories=db.session.scalar(select(func.count(Category.id))),
     )
-
-
-@bp.route("/recommendations")
-@role_required("admin")
-def recommendations():
-    return render_template("base.html")
 
 
 # --- Categories ---------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def login():
         if form.validate_on_submit():
             email = User.normalize_email(form.email.data)
             user = db.session.scalar(select(User).where(User.email == email))
-            if user is not None and user.check_password(form.password.data) and user.active:
+            password_ok = user is not None and user.check_password(form.password.data)
+            if password_ok and user.active:
                 # A fresh session on login: nothing from the anonymous session carries over.
                 session.clear()
                 login_user(user)
@@ -75,7 +76,8 @@ def login():
             db.session.add(LoginAttempt(address=address))
             db.session.commit()
             log.warning("failed login for email=%r address=%s", email[:80], address)
-            if user is not None and not user.active:
+            # Only someone who knows the password learns that the account exists but is disabled.
+            if password_ok:
                 flash("This account is disabled. Ask an administrator.", "error")
             else:
                 flash("Wrong email or password.", "error")
@@ -106,6 +108,16 @@ def register():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = RegisterForm()
+    if request.method == "POST":
+        address = _client_address()
+        if _too_many_attempts(address):
+            log.warning("registration rate limit hit for address=%s", address)
+            db.session.commit()
+            flash("Too many attempts from your address. Wait a minute and try again.", "error")
+            return render_template("auth/register.html", form=form), 429
+        # Registrations count against the same per-address budget as failed logins.
+        db.session.add(LoginAttempt(address=address))
+        db.session.commit()
     if form.validate_on_submit():
         email = User.normalize_email(form.email.data)
         user = User(email=email, display_name=form.display_name.data.strip(), role=Role.STUDENT.value)

@@ -71,16 +71,9 @@ def _has_had_participants(challenge: Challenge) -> bool:
 
 def _status_error(challenge: Challenge | None, status: str) -> str | None:
     # A draft is invisible to students, so a challenge people joined must stay visible to them.
-    if (
-        status == ChallengeStatus.DRAFT.value
-        and challenge is not None
-        and challenge.status != status
-    ):
-        if _has_had_participants(challenge):
-            return (
-                "Students have joined this challenge, so it cannot go back to draft. "
-                "Archive it instead."
-            )
+    back_to_draft = status == ChallengeStatus.DRAFT.value and challenge is not None
+    if back_to_draft and challenge.status != status and _has_had_participants(challenge):
+        return "Students have joined this challenge, so it cannot go back to draft. Archive it."
     return None
 
 

@@ -24,8 +24,12 @@ def _requested_range() -> tuple[metrics.DateRange, str | None]:
         request.args.get("from"), request.args.get("to"), utcnow().date()
     )
     if error:
-        log.info("professor stats: bad date range from=%r to=%r: %s",
-                 request.args.get("from"), request.args.get("to"), error)
+        log.info(
+            "professor stats: bad date range from=%r to=%r: %s",
+            request.args.get("from"),
+            request.args.get("to"),
+            error,
+        )
     return period, error
 
 
@@ -49,7 +53,11 @@ def stats_chart():
     if error:
         abort(400, error)
     rows = sorted(
-        (row for row in metrics.challenge_counts(current_user.id, period) if row.counts.impressions),
+        (
+            row
+            for row in metrics.challenge_counts(current_user.id, period)
+            if row.counts.impressions
+        ),
         key=lambda row: (-row.counts.impressions, row.challenge_id),
     )[:CHART_MAX_CHALLENGES]
     svg = bar_chart(

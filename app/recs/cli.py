@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -32,16 +33,31 @@ def _pipeline_lock() -> Iterator[None]:
         yield
 
 
+def _progressbar(length: int, label: str):
+    """On stderr: stdout carries the results (tables, JSON) for whoever pipes them."""
+    return click.progressbar(
+        length=length, label=label, item_show_func=lambda step: step, file=sys.stderr
+    )
+
+
 def _recommendations_dir() -> Path:
     return Path(current_app.instance_path) / "recommendations"
 
 
 @recs_cli.command("export")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV to write [default: instance/recommendations/interactions.csv].")
-@click.option("--since", type=click.DateTime(DATE_FORMATS), help="Only interactions from this date (UTC).")
-@click.option("--pseudonymize", is_flag=True,
-              help="Replace user ids by a keyed hash (RECS_PSEUDONYM_KEY, else SECRET_KEY).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV to write [default: instance/recommendations/interactions.csv].",
+)
+@click.option(
+    "--since", type=click.DateTime(DATE_FORMATS), help="Only interactions from this date (UTC)."
+)
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Replace user ids by a keyed hash (RECS_PSEUDONYM_KEY, else SECRET_KEY).",
+)
 def export_command(output: Path | None, since, pseudonymize: bool) -> None:
     """Export interactions (joins, completions, clicks, dismisses) with their training weights as
     CSV: user_id,challenge_id,event,weight,timestamp."""
@@ -55,25 +71,31 @@ def export_command(output: Path | None, since, pseudonymize: bool) -> None:
 
 
 def _run_training(interactions=None, trigger: str = "cli") -> None:
-    with click.progressbar(length=len(pipeline.STAGES), label="Training",
-                           item_show_func=lambda stage: stage) as bar:
-        result = pipeline.train(interactions, trigger=trigger,
-                                progress=lambda stage: bar.update(1, stage))
+    with _progressbar(len(pipeline.STAGES), "Training") as bar:
+        result = pipeline.train(
+            interactions, trigger=trigger, progress=lambda stage: bar.update(1, stage)
+        )
     if result.comparison is not None:
         click.echo(format_table(result.comparison))
     if result.status == "published":
-        click.echo(f"Published version {result.version} "
-                   f"({result.import_report.accepted} recommendations).")
+        click.echo(
+            f"Published version {result.version} ({result.import_report.accepted} recommendations)."
+        )
     elif result.status == "rejected":
         click.echo(f"Version {result.version} rejected: {result.reason}. Serving is unchanged.")
     else:
-        raise click.ClickException(f"version {result.version} failed: {result.reason}. "
-                                   "Serving is unchanged.")
+        raise click.ClickException(
+            f"version {result.version} failed: {result.reason}. Serving is unchanged."
+        )
 
 
 @recs_cli.command("train")
-@click.option("--input", "input_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Train on this export-format CSV instead of the database.")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Train on this export-format CSV instead of the database.",
+)
 def train_command(input_path: Path | None) -> None:
     """Train on the database (or a CSV), evaluate every candidate against the popularity and
     heuristic baselines, save the artifact, record the run, and publish it if it passes the gate."""
@@ -90,8 +112,11 @@ def train_command(input_path: Path | None) -> None:
 @recs_cli.command("generate")
 @click.option("--version", help="Model version [default: the published one].")
 @click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV to write [default: instance/recommendations/model_output.csv].")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV to write [default: instance/recommendations/model_output.csv].",
+)
 def generate_command(version: str | None, k: int, output: Path | None) -> None:
     """Write a model's top-k challenges per student: user_id,challenge_id,score."""
     run = pipeline.run_with_artifact(version)
@@ -106,8 +131,12 @@ def generate_command(version: str | None, k: int, output: Path | None) -> None:
 
 
 @recs_cli.command("import")
-@click.option("--path", "path", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV user_id,challenge_id,score [default: instance/recommendations/model_output.csv].")
+@click.option(
+    "--path",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV user_id,challenge_id,score [default: instance/recommendations/model_output.csv].",
+)
 def import_command(path: Path | None) -> None:
     """Validate recommendations made by any tool and publish them as a new version. Bad rows are
     reported by reason; above RECS_IMPORT_MAX_BAD_SHARE the whole file is refused (exit 1) and
@@ -122,7 +151,9 @@ def import_command(path: Path | None) -> None:
 
 
 @recs_cli.command("pipeline")
-@click.option("--if-unpublished", is_flag=True, help="Do nothing when a version is already published.")
+@click.option(
+    "--if-unpublished", is_flag=True, help="Do nothing when a version is already published."
+)
 def pipeline_command(if_unpublished: bool) -> None:
     """Export, train, generate and import in one process, through the same code as the separate
     commands, with no files in between."""
@@ -142,8 +173,10 @@ def rollback_command(to_version: str | None) -> None:
             previous, current = rollback(to_version)
         except PublishError as exc:
             raise click.ClickException(str(exc)) from exc
-    click.echo(f"Published version {current.version} again"
-               + (f" (was {previous.version})." if previous else "."))
+    click.echo(
+        f"Published version {current.version} again"
+        + (f" (was {previous.version})." if previous else ".")
+    )
 
 
 @recs_cli.command("status")
@@ -151,10 +184,14 @@ def rollback_command(to_version: str | None) -> None:
 def status_command(as_json: bool) -> None:
     """The published version (age, coverage, metrics), recent runs, and the next scheduled run."""
     app = current_app._get_current_object()
-    summary = {**pipeline.status_summary(),
-               "scheduler": {"enabled": bool(app.config["RECS_SCHEDULER_ENABLED"]),
-                             "cron": app.config["RECS_RETRAIN_CRON"]},
-               "progress": scheduler.retrain_progress(app)}
+    summary = {
+        **pipeline.status_summary(),
+        "scheduler": {
+            "enabled": bool(app.config["RECS_SCHEDULER_ENABLED"]),
+            "cron": app.config["RECS_RETRAIN_CRON"],
+        },
+        "progress": scheduler.retrain_progress(app),
+    }
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -171,41 +208,70 @@ def _describe_status(summary: dict) -> str:
             f"Published: {published['version']} ({published['kind']}, {published['algorithm']}), "
             f"{published['age_hours']} h old, {published['users']} of {published['students']} "
             f"students covered ({published['coverage']:.0%}), NDCG@10 {published['ndcg']} "
-            f"vs heuristic {published['heuristic_ndcg']}")
+            f"vs heuristic {published['heuristic_ndcg']}"
+        )
     progress = summary["progress"]
     if progress["running"]:
-        lines.append(f"Running: {progress['version']} since {progress['started_at']} ({progress['stage']})")
+        lines.append(
+            f"Running: {progress['version']} since {progress['started_at']} ({progress['stage']})"
+        )
     state = "on" if summary["scheduler"]["enabled"] else "off in the web process"
-    lines.append(f"Scheduler: {state}, cron '{summary['scheduler']['cron']}', "
-                 f"next run {progress['next_run_at']}")
+    lines.append(
+        f"Scheduler: {state}, cron '{summary['scheduler']['cron']}', "
+        f"next run {progress['next_run_at']}"
+    )
     lines.append("Recent runs:")
     for run in summary["runs"]:
-        detail = run["error"] or (f"NDCG@10 {run['ndcg']} vs {run['heuristic_ndcg']}"
-                                  if run["ndcg"] is not None else f"{run['rows']} rows")
-        lines.append(f"  {run['version']}  {run['kind']:<6} {run['status']:<10} "
-                     f"{run['algorithm'] or '-':<8} {run['started_at'][:19]}  {detail}")
+        detail = run["error"] or (
+            f"NDCG@10 {run['ndcg']} vs {run['heuristic_ndcg']}"
+            if run["ndcg"] is not None
+            else f"{run['rows']} rows"
+        )
+        lines.append(
+            f"  {run['version']}  {run['kind']:<6} {run['status']:<10} "
+            f"{run['algorithm'] or '-':<8} {run['started_at'][:19]}  {detail}"
+        )
     return "\n".join(lines)
 
 
 @recs_cli.command("evaluate")
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Interactions file (relative paths from the current directory).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "movielens"]), default="csv", show_default=True,
-              help="csv: our export format; movielens: u.data (genres from u.item beside it).")
-@click.option("--split", "split", type=click.Choice(["random", "time", "both"]), default="both",
-              show_default=True, help="random: per-user 80/20; time: the latest 20% held out.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Interactions file (relative paths from the current directory).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "movielens"]),
+    default="csv",
+    show_default=True,
+    help="csv: our export format; movielens: u.data (genres from u.item beside it).",
+)
+@click.option(
+    "--split",
+    "split",
+    type=click.Choice(["random", "time", "both"]),
+    default="both",
+    show_default=True,
+    help="random: per-user 80/20; time: the latest 20% held out.",
+)
 @click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the random split.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def evaluate_command(input_path: Path, fmt: str, split: str, k: int, seed: int, as_json: bool) -> None:
+def evaluate_command(
+    input_path: Path, fmt: str, split: str, k: int, seed: int, as_json: bool
+) -> None:
     """Offline evaluation of every candidate and baseline on an interactions file, e.g.
     ``--input ../shared/data/ml-100k/u.data --format movielens``. Changes nothing."""
     splits = ["random", "time"] if split == "both" else [split]
     try:
-        with click.progressbar(length=len(splits) * (2 + len(CANDIDATES)), label="Evaluating",
-                               item_show_func=lambda step: step) as bar:
-            comparisons = pipeline.evaluate_file(input_path, fmt, splits, seed=seed, k=k,
-                                                 progress=lambda step: bar.update(1, step))
+        with _progressbar(len(splits) * (2 + len(CANDIDATES)), "Evaluating") as bar:
+            comparisons = pipeline.evaluate_file(
+                input_path, fmt, splits, seed=seed, k=k, progress=lambda step: bar.update(1, step)
+            )
     except (DataError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -223,7 +289,11 @@ def scheduler_command() -> None:
 
 
 @recs_cli.command("purge-events")
-@click.option("--days", type=click.IntRange(min=1), help="Keep this many days [default: RECS_EVENT_RETENTION_DAYS].")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Keep this many days [default: RECS_EVENT_RETENTION_DAYS].",
+)
 def purge_events_command(days: int | None) -> None:
     """Delete recommendation events older than the retention period."""
     days = days or int(current_app.config["RECS_EVENT_RETENTION_DAYS"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import io
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Interactions:
-    """One row per interaction event, as parallel arrays (ids are int64, or str when not numeric)."""
+    """One row per interaction event, as parallel arrays (ids int64, or str when not numeric)."""
 
     user_ids: np.ndarray
     item_ids: np.ndarray
@@ -49,8 +48,11 @@ class Interactions:
 
     def take(self, selector: np.ndarray) -> Interactions:
         return Interactions(
-            self.user_ids[selector], self.item_ids[selector], self.events[selector],
-            self.weights[selector], self.timestamps[selector],
+            self.user_ids[selector],
+            self.item_ids[selector],
+            self.events[selector],
+            self.weights[selector],
+            self.timestamps[selector],
         )
 
     def in_time_order(self) -> Interactions:
@@ -69,8 +71,11 @@ class Interactions:
         columns = list(zip(*rows, strict=True)) or [(), (), (), (), ()]
         users, items, events, weights, stamps = columns
         return cls(
-            _id_array(users), _id_array(items), np.asarray(events, dtype=str),
-            np.asarray(weights, dtype=np.float32), np.asarray(stamps, dtype=np.float64),
+            _id_array(users),
+            _id_array(items),
+            np.asarray(events, dtype=str),
+            np.asarray(weights, dtype=np.float32),
+            np.asarray(stamps, dtype=np.float64),
         )
 
 
@@ -143,8 +148,12 @@ class InteractionMatrix:
 def fingerprint(interactions: Interactions) -> str:
     """A short digest of the training data, stored with the artifact to tell data sets apart."""
     digest = hashlib.sha256()
-    for column in (interactions.user_ids, interactions.item_ids, interactions.weights,
-                   interactions.timestamps):
+    for column in (
+        interactions.user_ids,
+        interactions.item_ids,
+        interactions.weights,
+        interactions.timestamps,
+    ):
         digest.update(np.ascontiguousarray(column).tobytes())
     return digest.hexdigest()[:16]
 
@@ -156,8 +165,11 @@ def read_database(weights: dict[str, float], since: datetime | None = None) -> I
     """Joins and completions (participations not left) plus clicks and dismisses, weighted."""
     rows: list[tuple] = []
     query = select(
-        Participation.user_id, Participation.challenge_id, Participation.status,
-        Participation.joined_at, Participation.updated_at,
+        Participation.user_id,
+        Participation.challenge_id,
+        Participation.status,
+        Participation.joined_at,
+        Participation.updated_at,
     ).where(Participation.status != "left")
     if since is not None:
         query = query.where(Participation.joined_at >= since)
@@ -166,7 +178,9 @@ def read_database(weights: dict[str, float], since: datetime | None = None) -> I
         if status == "completed":
             rows.append((user_id, challenge_id, "complete", max(updated_at, joined_at)))
     events = select(
-        RecommendationEvent.user_id, RecommendationEvent.challenge_id, RecommendationEvent.type,
+        RecommendationEvent.user_id,
+        RecommendationEvent.challenge_id,
+        RecommendationEvent.type,
         RecommendationEvent.created_at,
     ).where(RecommendationEvent.type.in_(EVENT_TYPES_FROM_LOG))
     if since is not None:
@@ -215,13 +229,26 @@ def write_csv(interactions: Interactions, out: TextIO, pseudonym_key: bytes | No
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_HEADER)
     for user, item, event, weight, stamp in zip(
-        interactions.user_ids.tolist(), interactions.item_ids.tolist(), interactions.events.tolist(),
-        interactions.weights.tolist(), interactions.timestamps.tolist(), strict=True,
+        interactions.user_ids.tolist(),
+        interactions.item_ids.tolist(),
+        interactions.events.tolist(),
+        interactions.weights.tolist(),
+        interactions.timestamps.tolist(),
+        strict=True,
     ):
         user_cell = pseudonym(user, pseudonym_key) if pseudonym_key else str(user)
-        writer.writerow([spreadsheet_safe(c) for c in (
-            user_cell, str(item), str(event), f"{weight:g}", format_timestamp(stamp),
-        )])
+        writer.writerow(
+            [
+                spreadsheet_safe(c)
+                for c in (
+                    user_cell,
+                    str(item),
+                    str(event),
+                    f"{weight:g}",
+                    format_timestamp(stamp),
+                )
+            ]
+        )
     return len(interactions)
 
 
@@ -250,8 +277,13 @@ def _parse_rows(reader, name: str) -> Iterator[tuple]:
             raise DataError(f"{name}:{line}: expected {len(EXPORT_HEADER)} columns, got {len(row)}")
         user, item, event, weight, stamp = (_unescape(c.strip()) for c in row)
         try:
-            yield (_parse_id(user), _parse_id(item), event or "interaction",
-                   _parse_weight(weight), parse_timestamp(stamp))
+            yield (
+                _parse_id(user),
+                _parse_id(item),
+                event or "interaction",
+                _parse_weight(weight),
+                parse_timestamp(stamp),
+            )
         except ValueError as exc:
             raise DataError(f"{name}:{line}: {exc}") from exc
 
@@ -298,8 +330,11 @@ def read_movielens(path: str | Path) -> Interactions:
     if raw.shape[1] != 4:
         raise DataError(f"{path}: expected 4 columns (user, item, rating, timestamp)")
     return Interactions(
-        raw[:, 0], raw[:, 1], np.full(len(raw), "rating"),
-        np.ones(len(raw), dtype=np.float32), raw[:, 3].astype(np.float64),
+        raw[:, 0],
+        raw[:, 1],
+        np.full(len(raw), "rating"),
+        np.ones(len(raw), dtype=np.float32),
+        raw[:, 3].astype(np.float64),
     )
 
 
@@ -311,9 +346,3 @@ def read_movielens_genres(path: str | Path) -> dict[int, np.ndarray]:
             if len(row) >= 20:
                 genres[int(row[0])] = np.asarray(row[-19:], dtype=np.int8)
     return genres
-
-
-def to_csv_text(interactions: Interactions) -> str:
-    buffer = io.StringIO()
-    write_csv(interactions, buffer)
-    return buffer.getvalue()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -47,10 +47,23 @@ class Split:
         has_train = np.diff(self.train.matrix.indptr) > 0
         return np.flatnonzero(has_test & has_train)
 
+    def only_open(self, open_items: np.ndarray) -> Split:
+        """Rank only items still open at the reference time (a challenge that had ended by
+        then could not be joined afterwards), as serving ranks only eligible challenges."""
+        candidates = self.candidates & open_items
+        test = (self.test @ sparse.diags(candidates.astype(np.float32))).tocsr()
+        test.eliminate_zeros()
+        return replace(self, candidates=candidates, test=test)
 
-def _make_split(kind: str, everything: Interactions, train_events: Interactions,
-                test_events: Interactions) -> Split:
-    users, items = IdMap(everything.user_ids), IdMap(everything.item_ids)
+
+def _make_split(
+    kind: str,
+    everything: Interactions,
+    train_events: Interactions,
+    test_events: Interactions,
+    maps: tuple[IdMap, IdMap] | None = None,
+) -> Split:
+    users, items = maps or (IdMap(everything.user_ids), IdMap(everything.item_ids))
     train = InteractionMatrix.build(train_events, users, items)
     held_out = InteractionMatrix.build(test_events, users, items).matrix
     candidates = np.asarray((train.matrix > 0).sum(axis=0)).ravel() > 0
@@ -61,16 +74,24 @@ def _make_split(kind: str, everything: Interactions, train_events: Interactions,
     return Split(kind, train, test.astype(np.float32), candidates, train_events, reference)
 
 
-def time_split(interactions: Interactions, fraction: float = 0.2) -> Split:
+def time_split(
+    interactions: Interactions, fraction: float = 0.2, maps: tuple[IdMap, IdMap] | None = None
+) -> Split:
     """The most recent ``fraction`` of interactions are held out; every training interaction is at
     or before every held-out one, so nothing from the future leaks into training."""
     ordered = interactions.in_time_order()
     cut = len(ordered) - int(round(fraction * len(ordered)))
-    return _make_split("time", interactions, ordered.take(slice(0, cut)),
-                       ordered.take(slice(cut, None)))
+    return _make_split(
+        "time", interactions, ordered.take(slice(0, cut)), ordered.take(slice(cut, None)), maps
+    )
 
 
-def random_split(interactions: Interactions, fraction: float = 0.2, seed: int = 42) -> Split:
+def random_split(
+    interactions: Interactions,
+    fraction: float = 0.2,
+    seed: int = 42,
+    maps: tuple[IdMap, IdMap] | None = None,
+) -> Split:
     """The papers' protocol: per user, a random ``fraction`` of their positive (user, item) cells
     is held out, with all of those cells' events."""
     full = InteractionMatrix.build(interactions)
@@ -78,22 +99,26 @@ def random_split(interactions: Interactions, fraction: float = 0.2, seed: int = 
     held_out_keys = []
     n_items = len(full.items)
     for user in range(full.matrix.shape[0]):
-        cells = full.matrix.indices[full.matrix.indptr[user]:full.matrix.indptr[user + 1]]
+        cells = full.matrix.indices[full.matrix.indptr[user] : full.matrix.indptr[user + 1]]
         n_test = int(round(fraction * len(cells)))
         if n_test:
             held_out_keys.append(user * n_items + rng.permutation(cells)[:n_test])
-    keys = (full.users.index(interactions.user_ids) * n_items
-            + full.items.index(interactions.item_ids))
+    keys = full.users.index(interactions.user_ids) * n_items + full.items.index(
+        interactions.item_ids
+    )
     in_test = np.isin(keys, np.concatenate(held_out_keys) if held_out_keys else [])
-    return _make_split("random", interactions, interactions.take(~in_test),
-                       interactions.take(in_test))
+    return _make_split(
+        "random", interactions, interactions.take(~in_test), interactions.take(in_test), maps
+    )
 
 
 def validation_split(split: Split, fraction: float, seed: int) -> Split:
-    """A split of the training part only, of the same kind, for choosing hyperparameters."""
+    """A split of the training part only, of the same kind and on the same id maps, for
+    choosing hyperparameters."""
+    maps = (split.train.users, split.train.items)
     if split.kind == "time":
-        return time_split(split.train_events, fraction)
-    return random_split(split.train_events, fraction, seed + 1)
+        return time_split(split.train_events, fraction, maps)
+    return random_split(split.train_events, fraction, seed + 1, maps)
 
 
 # --- Metrics --------------------------------------------------------------------------------------
@@ -103,7 +128,7 @@ def hit_matrix(ranked: np.ndarray, relevant: sparse.csr_matrix) -> np.ndarray:
     """Boolean (users x K): whether the item at each rank is in that user's relevant row."""
     hits = np.zeros(ranked.shape, dtype=bool)
     for row in range(ranked.shape[0]):
-        wanted = relevant.indices[relevant.indptr[row]:relevant.indptr[row + 1]]
+        wanted = relevant.indices[relevant.indptr[row] : relevant.indptr[row + 1]]
         hits[row] = np.isin(ranked[row], wanted) & (ranked[row] >= 0)
     return hits
 
@@ -139,9 +164,13 @@ class RankingMetrics:
     users: int
 
     def as_dict(self, k: int) -> dict[str, float]:
-        return {f"precision@{k}": round(self.precision, 4), f"recall@{k}": round(self.recall, 4),
-                f"ndcg@{k}": round(self.ndcg, 4), "coverage": round(self.coverage, 4),
-                "users": self.users}
+        return {
+            f"precision@{k}": round(self.precision, 4),
+            f"recall@{k}": round(self.recall, 4),
+            f"ndcg@{k}": round(self.ndcg, 4),
+            "coverage": round(self.coverage, 4),
+            "users": self.users,
+        }
 
 
 def evaluate_model(model: Recommender, split: Split, k: int = 10) -> RankingMetrics:
@@ -155,9 +184,11 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10) -> RankingMetr
     hits = hit_matrix(ranked, relevant)
     n_relevant = np.diff(relevant.indptr)
     return RankingMetrics(
-        float(precision_at_k(hits, k).mean()), float(recall_at_k(hits, n_relevant, k).mean()),
+        float(precision_at_k(hits, k).mean()),
+        float(recall_at_k(hits, n_relevant, k).mean()),
         float(ndcg_at_k(hits, n_relevant, k).mean()),
-        catalogue_coverage(ranked, int(split.candidates.sum())), len(users),
+        catalogue_coverage(ranked, int(split.candidates.sum())),
+        len(users),
     )
 
 
@@ -177,8 +208,11 @@ class ItemFeatures:
 
     @classmethod
     def uniform(cls, n_items: int) -> ItemFeatures:
-        return cls(sparse.csr_matrix(np.ones((n_items, 1), dtype=np.float32)),
-                   np.zeros(n_items, dtype=np.int64), np.zeros(n_items))
+        return cls(
+            sparse.csr_matrix(np.ones((n_items, 1), dtype=np.float32)),
+            np.zeros(n_items, dtype=np.int64),
+            np.zeros(n_items),
+        )
 
     @classmethod
     def from_genres(cls, items: IdMap, genres: Mapping[int, np.ndarray]) -> ItemFeatures:
@@ -197,8 +231,8 @@ class ItemFeatures:
         not know get a category of their own and no reward."""
         if items.ids.dtype.kind != "i":
             return cls.uniform(len(items))
-        rows = {c.id: c for c in db.session.scalars(
-            select(Challenge).where(Challenge.id.in_(items.ids.tolist())))}
+        # The whole catalogue rather than an IN list, which would hit bound-parameter limits.
+        rows = {c.id: c for c in db.session.scalars(select(Challenge))}
         category_ids = sorted({c.category_id for c in rows.values()})
         column = {cat: i for i, cat in enumerate(category_ids)}
         unknown_column = len(category_ids)
@@ -217,14 +251,26 @@ class ItemFeatures:
         )
         return cls(membership, main_array, np.asarray(reward, dtype=np.float64), starts, ends)
 
+    def open_at(self, moment: datetime) -> np.ndarray:
+        """Items not ended at ``moment`` (all of them when there are no dates)."""
+        if self.ends_at is None:
+            return np.ones(len(self.main_category), dtype=bool)
+        return np.array([end is None or end > moment for end in self.ends_at], dtype=bool)
+
 
 class HeuristicBaseline(Recommender):
     """The serving heuristic (app.recs.heuristic) scored from a training matrix as of ``now``."""
 
     name = "heuristic"
 
-    def __init__(self, features: ItemFeatures, weights: Mapping[str, float], smoothing: float,
-                 recent_popularity: np.ndarray, now: datetime) -> None:
+    def __init__(
+        self,
+        features: ItemFeatures,
+        weights: Mapping[str, float],
+        smoothing: float,
+        recent_popularity: np.ndarray,
+        now: datetime,
+    ) -> None:
         self.features = features
         self.weights = weights
         self.smoothing = smoothing
@@ -237,14 +283,22 @@ class HeuristicBaseline(Recommender):
             self.timeframe_, self.urgency_ = np.full(X.shape[1], 0.5), None
         else:
             self.timeframe_, self.urgency_ = timeframe_scores(
-                self.features.starts_at, self.features.ends_at, self.now)
+                self.features.starts_at, self.features.ends_at, self.now
+            )
         return self
 
     def scores(self, X_rows):
         category_counts = ((X_rows > 0).astype(np.float32) @ self.features.categories).toarray()
         return heuristic_scores(
-            category_counts, self.features.main_category, self.popularity_, self.recent_popularity,
-            self.features.reward, self.timeframe_, self.weights, self.smoothing, self.urgency_,
+            category_counts,
+            self.features.main_category,
+            self.popularity_,
+            self.recent_popularity,
+            self.features.reward,
+            self.timeframe_,
+            self.weights,
+            self.smoothing,
+            self.urgency_,
         ).astype(np.float32)
 
 
@@ -305,10 +359,21 @@ class Comparison:
         return next((r for r in self.rows if r.name == name), None)
 
     def as_dict(self) -> dict:
-        return {"split": self.split, "k": self.k, "best": self.best, "models": {
-            r.name: {**r.test.as_dict(self.k), "params": r.params,
-                     "validation_ndcg": None if r.validation_ndcg is None else round(r.validation_ndcg, 4)}
-            for r in self.rows}}
+        return {
+            "split": self.split,
+            "k": self.k,
+            "best": self.best,
+            "models": {
+                r.name: {
+                    **r.test.as_dict(self.k),
+                    "params": r.params,
+                    "validation_ndcg": None
+                    if r.validation_ndcg is None
+                    else round(r.validation_ndcg, 4),
+                }
+                for r in self.rows
+            },
+        }
 
 
 def build_candidate(name: str, params: Mapping) -> Recommender:
@@ -319,8 +384,9 @@ def tune(name: str, validation: Split, k: int) -> tuple[dict, float]:
     """The grid point with the best validation NDCG@k (first one wins ties)."""
     best_params, best_ndcg = {}, -1.0
     for params in _grid_for(name, validation.train.matrix.shape):
-        ndcg = evaluate_model(build_candidate(name, params).fit(validation.train.matrix),
-                              validation, k).ndcg
+        ndcg = evaluate_model(
+            build_candidate(name, params).fit(validation.train.matrix), validation, k
+        ).ndcg
         if ndcg > best_ndcg:
             best_params, best_ndcg = dict(params), ndcg
     return best_params, best_ndcg
@@ -335,34 +401,56 @@ def _grid_for(name: str, shape: tuple[int, int]) -> list[dict]:
     return grid or [{"n_components": limit}]
 
 
-def baselines(split: Split, features: ItemFeatures, settings: EvaluationSettings) -> list[Recommender]:
-    heuristic = HeuristicBaseline(features, settings.heuristic_weights, settings.smoothing,
-                                  recent_popularity(split, settings.recent_window_days),
-                                  split.reference_time)
+def baselines(
+    split: Split, features: ItemFeatures, settings: EvaluationSettings
+) -> list[Recommender]:
+    heuristic = HeuristicBaseline(
+        features,
+        settings.heuristic_weights,
+        settings.smoothing,
+        recent_popularity(split, settings.recent_window_days),
+        split.reference_time,
+    )
     return [Popularity(), heuristic]
 
 
-def compare(split: Split, features: ItemFeatures, settings: EvaluationSettings,
-            progress: Progress | None = None) -> Comparison:
+def compare(
+    split: Split,
+    features: ItemFeatures,
+    settings: EvaluationSettings,
+    progress: Progress | None = None,
+) -> Comparison:
     """Baselines, then each candidate tuned on a validation split and refit on the whole training
     part, all evaluated on ``split``'s held-out interactions."""
     progress = progress or (lambda step: None)
+    validation = validation_split(split, settings.holdout_fraction, settings.seed)
+    if split.kind == "time":
+        split = split.only_open(features.open_at(split.reference_time))
+        validation = validation.only_open(features.open_at(validation.reference_time))
     rows = []
     for baseline in baselines(split, features, settings):
         started = time.perf_counter()
         metrics = evaluate_model(baseline.fit(split.train.matrix), split, settings.k)
-        rows.append(ModelEvaluation(baseline.name, {}, metrics, None, time.perf_counter() - started))
+        rows.append(
+            ModelEvaluation(baseline.name, {}, metrics, None, time.perf_counter() - started)
+        )
         progress(baseline.name)
-    validation = validation_split(split, settings.holdout_fraction, settings.seed)
     for name in candidate_names(len(split.train.items), settings.ease_max_items):
         started = time.perf_counter()
         params, validation_ndcg = tune(name, validation, settings.k)
         model = build_candidate(name, params).fit(split.train.matrix)
         metrics = evaluate_model(model, split, settings.k)
-        rows.append(ModelEvaluation(name, params, metrics, validation_ndcg,
-                                    time.perf_counter() - started))
-        log.info("%s %s: validation ndcg@%d %.4f, test %.4f", split.kind, name, settings.k,
-                 validation_ndcg, metrics.ndcg)
+        rows.append(
+            ModelEvaluation(name, params, metrics, validation_ndcg, time.perf_counter() - started)
+        )
+        log.info(
+            "%s %s: validation ndcg@%d %.4f, test %.4f",
+            split.kind,
+            name,
+            settings.k,
+            validation_ndcg,
+            metrics.ndcg,
+        )
         progress(name)
     tuned = [r for r in rows if r.validation_ndcg is not None]
     best = max(tuned, key=lambda r: r.validation_ndcg).name if tuned else None
@@ -371,15 +459,24 @@ def compare(split: Split, features: ItemFeatures, settings: EvaluationSettings,
 
 def format_table(comparison: Comparison) -> str:
     k = comparison.k
-    header = (f"{'model':<11}{'P@' + str(k):>8}{'R@' + str(k):>8}{'NDCG@' + str(k):>9}"
-              f"{'coverage':>10}{'valid':>8}  params")
-    lines = [f"split: {comparison.split}, users evaluated: "
-             f"{comparison.rows[0].test.users if comparison.rows else 0}", header]
+    header = (
+        f"{'model':<11}{'P@' + str(k):>8}{'R@' + str(k):>8}{'NDCG@' + str(k):>9}"
+        f"{'coverage':>10}{'valid':>8}  params"
+    )
+    lines = [
+        f"split: {comparison.split}, users evaluated: "
+        f"{comparison.rows[0].test.users if comparison.rows else 0}",
+        header,
+    ]
     for row in comparison.rows:
         marker = " *" if row.name == comparison.best else ""
         valid = "" if row.validation_ndcg is None else f"{row.validation_ndcg:.4f}"
         params = ", ".join(f"{key}={value}" for key, value in row.params.items())
-        lines.append(f"{row.name:<11}{row.test.precision:>8.4f}{row.test.recall:>8.4f}"
-                     f"{row.test.ndcg:>9.4f}{row.test.coverage:>10.3f}{valid:>8}  {params}{marker}")
-    lines.append("* best candidate on the validation split (NDCG); P/R/NDCG/coverage on the test split")
+        lines.append(
+            f"{row.name:<11}{row.test.precision:>8.4f}{row.test.recall:>8.4f}"
+            f"{row.test.ndcg:>9.4f}{row.test.coverage:>10.3f}{valid:>8}  {params}{marker}"
+        )
+    lines.append(
+        "* best candidate on the validation split (NDCG); P/R/NDCG/coverage on the test split"
+    )
     return "\n".join(lines)

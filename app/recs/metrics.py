@@ -1,5 +1,6 @@
-"""Online metrics read from the event table: impressions, click-through and join rates per source and
-day, position bias, per-challenge counts for professors, and the model's coverage of active students."""
+"""Online metrics read from the event table: impressions, click-through and join rates per source
+and day, position bias, per-challenge counts for professors, and the model's coverage of active
+students."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ def parse_date_range(raw_from: str | None, raw_to: str | None, today: date) -> D
     last 30 days. Raises ValueError with a message fit to show the user."""
     raw_from, raw_to = (raw_from or "").strip(), (raw_to or "").strip()
     end = _parse_day(raw_to, "to") if raw_to else today
-    start = _parse_day(raw_from, "from") if raw_from else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    start = (
+        _parse_day(raw_from, "from") if raw_from else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    )
     if start > end:
         raise ValueError("The start date must not be after the end date.")
     if (end - start).days + 1 > MAX_RANGE_DAYS:
@@ -63,7 +66,9 @@ def parse_date_range(raw_from: str | None, raw_to: str | None, today: date) -> D
     return DateRange(start, end)
 
 
-def range_or_default(raw_from: str | None, raw_to: str | None, today: date) -> tuple[DateRange, str | None]:
+def range_or_default(
+    raw_from: str | None, raw_to: str | None, today: date
+) -> tuple[DateRange, str | None]:
     """``parse_date_range``, falling back to the default range with the reason it was refused."""
     try:
         return parse_date_range(raw_from, raw_to, today), None
@@ -97,7 +102,9 @@ class Counts:
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
-            self.impressions + other.impressions, self.clicks + other.clicks, self.joins + other.joins
+            self.impressions + other.impressions,
+            self.clicks + other.clicks,
+            self.joins + other.joins,
         )
 
 
@@ -158,7 +165,9 @@ def by_position(period: DateRange) -> dict[int, Counts]:
     positions = sorted({row[0] for row in shown} | set(joined))
     counted = {row[0]: row[1:] for row in shown}
     return {
-        position: Counts(*(int(v or 0) for v in counted.get(position, (0, 0))), joined.get(position, 0))
+        position: Counts(
+            *(int(v or 0) for v in counted.get(position, (0, 0))), joined.get(position, 0)
+        )
         for position in positions
     }
 
@@ -206,7 +215,9 @@ def challenge_counts(owner_id: int, period: DateRange) -> list[ChallengeCounts]:
         .group_by(Challenge.id, Challenge.title, Challenge.status)
         .order_by(Challenge.created_at.desc(), Challenge.id.desc())
     ).all()
-    return [ChallengeCounts(cid, title, status, _counts(sums)) for cid, title, status, *sums in rows]
+    return [
+        ChallengeCounts(cid, title, status, _counts(sums)) for cid, title, status, *sums in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -227,7 +238,9 @@ def coverage(run_id: int | None, now: datetime, days: int = 30) -> Coverage:
         select(RecommendationEvent.user_id).where(RecommendationEvent.created_at >= since),
         select(Participation.user_id).where(Participation.updated_at >= since),
     ).subquery()
-    active = select(User.id).where(User.role == "student", User.active.is_(True), User.id.in_(select(recent)))
+    active = select(User.id).where(
+        User.role == "student", User.active.is_(True), User.id.in_(select(recent))
+    )
     total = db.session.scalar(select(func.count()).select_from(active.subquery())) or 0
     if run_id is None or total == 0:
         return Coverage(total, 0)

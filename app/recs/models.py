@@ -125,8 +125,12 @@ class ItemKNN(Recommender):
 
     def get_state(self):
         n = self.neighbours_
-        return {"neighbour_data": n.data, "neighbour_indices": n.indices,
-                "neighbour_indptr": n.indptr, "neighbour_shape": np.asarray(n.shape)}
+        return {
+            "neighbour_data": n.data,
+            "neighbour_indices": n.indices,
+            "neighbour_indptr": n.indptr,
+            "neighbour_shape": np.asarray(n.shape),
+        }
 
     def _set_state(self, state):
         self.neighbours_ = sparse.csr_matrix(
@@ -153,7 +157,8 @@ def _keep_top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
 
 
 class EASE(Recommender):
-    """EASE (Steck 2019): a dense item x item weight matrix in closed form, B = I - P diagMat(1/diag(P))
+    """EASE (Steck 2019): a dense item x item weight matrix in closed form,
+    B = I - P diagMat(1/diag(P))
     with P = (X^T X + l2 I)^-1 and a zero diagonal. Needs the Gram matrix inverted, so only for
     catalogues up to RECS_EASE_MAX_ITEMS."""
 
@@ -220,8 +225,11 @@ def top_k(
         if exclude is not None:
             rows, cols = exclude[start:stop].nonzero()
             scores[rows, cols] = -np.inf
-        best = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_items
-                else np.tile(np.arange(n_items), (stop - start, 1)))
+        best = (
+            np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            if k < n_items
+            else np.tile(np.arange(n_items), (stop - start, 1))
+        )
         best_scores = np.take_along_axis(scores, best, axis=1)
         order = np.argsort(-best_scores, axis=1, kind="stable")
         best, best_scores = (np.take_along_axis(a, order, axis=1) for a in (best, best_scores))
@@ -244,11 +252,17 @@ class Artifact:
 
 
 def library_versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
-def save_artifact(directory: Path, model: Recommender, data: InteractionMatrix, metadata: dict) -> Path:
+def save_artifact(
+    directory: Path, model: Recommender, data: InteractionMatrix, metadata: dict
+) -> Path:
     """Write ``model.npz`` (learned arrays and the training matrix) and ``metadata.json`` (params,
     id maps, metrics...) into a temporary folder, then rename it into place."""
     directory = Path(directory)
@@ -257,12 +271,19 @@ def save_artifact(directory: Path, model: Recommender, data: InteractionMatrix, 
     staging.mkdir(parents=True)
     arrays = {f"model_{key}": value for key, value in model.get_state().items()}
     X = data.matrix
-    arrays.update(matrix_data=X.data, matrix_indices=X.indices, matrix_indptr=X.indptr,
-                  matrix_shape=np.asarray(X.shape))
+    arrays.update(
+        matrix_data=X.data,
+        matrix_indices=X.indices,
+        matrix_indptr=X.indptr,
+        matrix_shape=np.asarray(X.shape),
+    )
     np.savez_compressed(staging / ARTIFACT_ARRAYS, **arrays)
     full_metadata = {
-        **metadata, "algorithm": model.name, "params": model.get_params(),
-        "user_ids": data.users.to_json(), "item_ids": data.items.to_json(),
+        **metadata,
+        "algorithm": model.name,
+        "params": model.get_params(),
+        "user_ids": data.users.to_json(),
+        "item_ids": data.items.to_json(),
         "libraries": library_versions(),
     }
     (staging / ARTIFACT_METADATA).write_text(json.dumps(full_metadata, indent=1, default=str))
@@ -275,12 +296,15 @@ def load_artifact(directory: Path) -> Artifact:
     directory = Path(directory)
     metadata = json.loads((directory / ARTIFACT_METADATA).read_text())
     with np.load(directory / ARTIFACT_ARRAYS, allow_pickle=False) as arrays:
-        state = {key[len("model_"):]: arrays[key] for key in arrays.files if key.startswith("model_")}
+        state = {
+            key[len("model_") :]: arrays[key] for key in arrays.files if key.startswith("model_")
+        }
         matrix = sparse.csr_matrix(
             (arrays["matrix_data"], arrays["matrix_indices"], arrays["matrix_indptr"]),
             shape=tuple(arrays["matrix_shape"]),
         )
     model = ESTIMATORS[metadata["algorithm"]].from_state(metadata["params"], state)
-    data = InteractionMatrix(matrix, IdMap.from_json(metadata["user_ids"]),
-                             IdMap.from_json(metadata["item_ids"]))
+    data = InteractionMatrix(
+        matrix, IdMap.from_json(metadata["user_ids"]), IdMap.from_json(metadata["item_ids"])
+    )
     return Artifact(model, data, metadata)

@@ -1,6 +1,6 @@
-"""The training pipeline, export -> train -> evaluate -> gate -> generate -> import (publish), and the
-operations around it (status, event retention). The ``flask recs`` commands and the scheduler call
-these functions; the pipeline calls the same ``generate_rows`` and ``import_rows`` as the
+"""The training pipeline (export -> train -> evaluate -> gate -> generate -> import/publish) and
+the operations around it (status, event retention). The ``flask recs`` commands and the scheduler
+call these functions; the pipeline calls the same ``generate_rows`` and ``import_rows`` as the
 ``generate`` and ``import`` commands, without files in between."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from scipy import sparse
 from sqlalchemy import delete, func, select
 
 from app.extensions import db
-from app.models import ModelRun, RecommendationEvent, Role, User, utcnow
+from app.models import Challenge, ModelRun, RecommendationEvent, Role, User, utcnow
 from app.recs import eligibility
 from app.recs.data import (
     IdMap,
@@ -95,8 +95,9 @@ def default_export_path() -> Path:
 # --- Export ---------------------------------------------------------------------------------------
 
 
-def export_interactions(output: Path, since: datetime | None = None,
-                        pseudonymize: bool = False) -> int:
+def export_interactions(
+    output: Path, since: datetime | None = None, pseudonymize: bool = False
+) -> int:
     """Write the interactions the training reads, with their weights; returns the row count."""
     interactions = read_database(_config("RECS_INTERACTION_WEIGHTS"), since)
     with _atomic_text_file(output) as fh:
@@ -106,7 +107,7 @@ def export_interactions(output: Path, since: datetime | None = None,
 
 
 class _atomic_text_file:
-    """Write to a sibling temp file and rename it over the target, so readers never see half a file."""
+    """Write a sibling temp file, then rename it over the target: readers never see half a file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -137,8 +138,9 @@ class PipelineResult:
     import_report: ImportReport | None = None
 
 
-def train(interactions: Interactions | None = None, trigger: str = "cli",
-          progress: Progress | None = None) -> PipelineResult:
+def train(
+    interactions: Interactions | None = None, trigger: str = "cli", progress: Progress | None = None
+) -> PipelineResult:
     """Train on the database (or the given interactions), evaluate every candidate against the
     baselines on a time split, gate, and publish the winner's top-N rows. Call while holding the
     pipeline lock (``scheduler.single_runner``). Failures are recorded on the run, never raised."""
@@ -168,8 +170,15 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
         interactions = read_database(_config("RECS_INTERACTION_WEIGHTS"))
     data = InteractionMatrix.build(interactions)
     run.trained_through = interactions.latest
-    update_report(run, data={"events": len(interactions), "students": data.active_users(),
-                             "interactions": data.nnz, "challenges": len(data.items)})
+    update_report(
+        run,
+        data={
+            "events": len(interactions),
+            "students": data.active_users(),
+            "interactions": data.nnz,
+            "challenges": len(data.items),
+        },
+    )
     too_small = _too_small(data)
     if too_small:
         return _reject(run, too_small)
@@ -179,8 +188,12 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     split = time_split(interactions, settings.holdout_fraction)
     if not len(split.eval_users):
         return _reject(run, "the held-out (most recent) interactions have no student to evaluate")
-    comparison = compare(split, ItemFeatures.from_database(split.train.items), settings,
-                         progress=lambda step: update_report(run, stage=f"evaluating: {step}"))
+    comparison = compare(
+        split,
+        ItemFeatures.from_database(split.train.items),
+        settings,
+        progress=lambda step: update_report(run, stage=f"evaluating: {step} done"),
+    )
     gate = _gate(comparison, float(_config("RECS_GATE_MARGIN")))
     run.algorithm = comparison.best
     run.params = comparison.row(comparison.best).params if comparison.best else None
@@ -193,7 +206,9 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     artifact = _fit_final(run, comparison, data, interactions)
 
     _stage(run, "generating", progress)
-    rows = generate_rows(artifact, top_n(), user_ids=_student_ids())
+    # Pseudonymized ids (a file from `export --pseudonymize`) are resolved by the validation.
+    students = _student_ids() if data.users.ids.dtype.kind == "i" else None
+    rows = generate_rows(artifact, top_n(), user_ids=students)
 
     _stage(run, "publishing", progress)
     report = import_rows(_as_lines(rows), run=run)
@@ -204,10 +219,15 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
 
 def _too_small(data: InteractionMatrix) -> str | None:
     students, interactions = data.active_users(), data.nnz
-    need_students, need_interactions = int(_config("RECS_MIN_STUDENTS")), int(_config("RECS_MIN_INTERACTIONS"))
+    need_students, need_interactions = (
+        int(_config("RECS_MIN_STUDENTS")),
+        int(_config("RECS_MIN_INTERACTIONS")),
+    )
     if students < need_students or interactions < need_interactions:
-        return (f"not enough data: {students} students and {interactions} interactions, "
-                f"need {need_students} and {need_interactions}")
+        return (
+            f"not enough data: {students} students and {interactions} interactions, "
+            f"need {need_students} and {need_interactions}"
+        )
     return None
 
 
@@ -218,12 +238,24 @@ def _gate(comparison: Comparison, margin: float) -> dict:
     best = comparison.row(comparison.best) if comparison.best else None
     model = best.test.ndcg if best else 0.0
     passed = best is not None and model > heuristic + margin
-    reason = None if passed else (
-        f"{comparison.best or 'no candidate'} NDCG@{comparison.k} {model:.4f} does not beat the "
-        f"heuristic's {heuristic:.4f} by more than {margin}")
-    return {"model": comparison.best, "model_ndcg": round(model, 4),
-            "heuristic_ndcg": round(heuristic, 4), "margin": margin, "passed": passed,
-            "reason": reason, "k": comparison.k, "split": comparison.split}
+    reason = (
+        None
+        if passed
+        else (
+            f"{comparison.best or 'no candidate'} NDCG@{comparison.k} {model:.4f} does not beat "
+            f"the heuristic's {heuristic:.4f} by more than {margin}"
+        )
+    )
+    return {
+        "model": comparison.best,
+        "model_ndcg": round(model, 4),
+        "heuristic_ndcg": round(heuristic, 4),
+        "margin": margin,
+        "passed": passed,
+        "reason": reason,
+        "k": comparison.k,
+        "split": comparison.split,
+    }
 
 
 def _reject(run: ModelRun, reason: str, comparison: Comparison | None = None) -> PipelineResult:
@@ -233,17 +265,20 @@ def _reject(run: ModelRun, reason: str, comparison: Comparison | None = None) ->
     return PipelineResult(run.version, "rejected", reason, comparison)
 
 
-def _fit_final(run: ModelRun, comparison: Comparison, data: InteractionMatrix,
-               interactions: Interactions) -> Artifact:
+def _fit_final(
+    run: ModelRun, comparison: Comparison, data: InteractionMatrix, interactions: Interactions
+) -> Artifact:
     """Refit the chosen candidate on all the data (the held-out part is the most recent, the most
     useful for tomorrow's slates) and save the artifact."""
     started = time.perf_counter()
     model = build_candidate(comparison.best, run.params).fit(data.matrix)
     seconds = time.perf_counter() - started
     metadata = {
-        "version": run.version, "trained_at": utcnow().isoformat(),
+        "version": run.version,
+        "trained_at": utcnow().isoformat(),
         "trained_through": interactions.latest.isoformat() if interactions.latest else None,
-        "training_seconds": round(seconds, 3), "data_fingerprint": fingerprint(interactions),
+        "training_seconds": round(seconds, 3),
+        "data_fingerprint": fingerprint(interactions),
         "metrics": run.metrics,
     }
     path = save_artifact(model_dir() / run.version, model, data, metadata)
@@ -262,27 +297,35 @@ def _record_resources(run_id: int, seconds: float) -> None:
 
 
 def _student_ids() -> list[int]:
-    return list(db.session.scalars(
-        select(User.id).where(User.role == Role.STUDENT.value, User.active.is_(True))))
+    return list(
+        db.session.scalars(
+            select(User.id).where(User.role == Role.STUDENT.value, User.active.is_(True))
+        )
+    )
 
 
 # --- Generate -------------------------------------------------------------------------------------
 
 
-def generate_rows(artifact: Artifact, k: int, user_ids: Iterable | None = None,
-                  now: datetime | None = None) -> list[tuple]:
+def generate_rows(
+    artifact: Artifact, k: int, user_ids: Iterable | None = None, now: datetime | None = None
+) -> list[tuple]:
     """Top-k (user_id, challenge_id, score) per user of the artifact, over challenges that can be
     recommended now, without what each user already has, joined or dismissed."""
     data = artifact.data
     users = np.arange(len(data.users)) if user_ids is None else _known(data.users, user_ids)
     candidates = _recommendable(data.items, now or utcnow())
     exclude = data.matrix[users] + _excluded_by_eligibility(data, users)
-    ranked, scores = top_k(artifact.model, data.matrix[users], k, exclude=exclude,
-                           candidates=candidates)
+    ranked, scores = top_k(
+        artifact.model, data.matrix[users], k, exclude=exclude, candidates=candidates
+    )
     user_list, item_list = data.users.ids.tolist(), data.items.ids.tolist()
-    return [(user_list[u], item_list[i], float(s))
-            for u, row, row_scores in zip(users.tolist(), ranked, scores, strict=True)
-            for i, s in zip(row.tolist(), row_scores.tolist(), strict=True) if i >= 0]
+    return [
+        (user_list[u], item_list[i], float(s))
+        for u, row, row_scores in zip(users.tolist(), ranked, scores, strict=True)
+        for i, s in zip(row.tolist(), row_scores.tolist(), strict=True)
+        if i >= 0
+    ]
 
 
 def _known(users: IdMap, user_ids: Iterable) -> np.ndarray:
@@ -295,9 +338,7 @@ def _recommendable(items: IdMap, now: datetime) -> np.ndarray:
     file) stay candidates, since nothing says they are closed."""
     if items.ids.dtype.kind != "i":
         return np.ones(len(items), dtype=bool)
-    from app.models import Challenge
-
-    known = set(db.session.scalars(select(Challenge.id).where(Challenge.id.in_(items.ids.tolist()))))
+    known = set(db.session.scalars(select(Challenge.id)))
     eligible = {c.id for c in db.session.scalars(eligibility.eligible_challenges(now))}
     return np.array([i not in known or i in eligible for i in items.ids.tolist()], dtype=bool)
 
@@ -312,8 +353,9 @@ def _excluded_by_eligibility(data: InteractionMatrix, users: np.ndarray) -> spar
             index = index[index >= 0]
             rows.extend([position] * len(index))
             cols.extend(index.tolist())
-    return sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                             shape=(len(users), len(data.items)))
+    return sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), len(data.items))
+    )
 
 
 def write_output_csv(rows: Iterable[tuple], out: TextIO) -> int:
@@ -321,8 +363,13 @@ def write_output_csv(rows: Iterable[tuple], out: TextIO) -> int:
     writer.writerow(OUTPUT_HEADER)
     count = 0
     for user_id, challenge_id, score in rows:
-        writer.writerow([spreadsheet_safe(str(user_id)), spreadsheet_safe(str(challenge_id)),
-                         repr(float(score))])
+        writer.writerow(
+            [
+                spreadsheet_safe(str(user_id)),
+                spreadsheet_safe(str(challenge_id)),
+                repr(float(score)),
+            ]
+        )
         count += 1
     return count
 
@@ -340,8 +387,12 @@ def run_with_artifact(version: str | None) -> ModelRun | None:
     current = published_run()
     if current is not None and current.artifact_path:
         return current
-    return db.session.scalar(select(ModelRun).where(ModelRun.artifact_path.is_not(None))
-                             .order_by(ModelRun.id.desc()).limit(1))
+    return db.session.scalar(
+        select(ModelRun)
+        .where(ModelRun.artifact_path.is_not(None))
+        .order_by(ModelRun.id.desc())
+        .limit(1)
+    )
 
 
 # --- Import ---------------------------------------------------------------------------------------
@@ -349,7 +400,9 @@ def run_with_artifact(version: str | None) -> ModelRun | None:
 
 def _as_lines(rows: Iterable[tuple]) -> Iterable[tuple[int, list[str]]]:
     """In-process rows in the shape a CSV reader yields, for the same validation as a file."""
-    return ((line, [str(u), str(c), repr(float(s))]) for line, (u, c, s) in enumerate(rows, start=2))
+    return (
+        (line, [str(u), str(c), repr(float(s))]) for line, (u, c, s) in enumerate(rows, start=2)
+    )
 
 
 def import_file(path: Path) -> ImportReport:
@@ -367,16 +420,21 @@ def import_file(path: Path) -> ImportReport:
     return report
 
 
-def import_rows(lines: Iterable[tuple[int, list[str]]], run: ModelRun | None = None,
-                report: ImportReport | None = None, source: str = "pipeline") -> ImportReport:
+def import_rows(
+    lines: Iterable[tuple[int, list[str]]],
+    run: ModelRun | None = None,
+    report: ImportReport | None = None,
+    source: str = "pipeline",
+) -> ImportReport:
     """Validate rows and publish the good ones under ``run`` (or a new import run). A refused
     input changes nothing, except that a given run is recorded as failed."""
     report = report or ImportReport()
     kept = validate_rows(lines, Catalogue.load(pseudonym_key()), report)
     report.refused = _refusal(report, float(_config("RECS_IMPORT_MAX_BAD_SHARE")))
     if report.refused:
-        log.warning("recommendations from %s refused: %s; %s", source, report.refused,
-                    dict(report.bad))
+        log.warning(
+            "recommendations from %s refused: %s; %s", source, report.refused, dict(report.bad)
+        )
         if run is not None:
             fail_run(run.id, f"import refused: {report.refused}")
         return report
@@ -398,15 +456,18 @@ def _refusal(report: ImportReport, max_bad_share: float) -> str | None:
     if report.accepted == 0:
         return "no valid rows"
     if report.bad_share > max_bad_share:
-        return (f"{report.bad_share:.2%} of the rows are bad, more than the "
-                f"{max_bad_share:.2%} allowed")
+        return (
+            f"{report.bad_share:.2%} of the rows are bad, more than the {max_bad_share:.2%} allowed"
+        )
     return None
 
 
 # --- Offline evaluation of a file -----------------------------------------------------------------
 
 
-def read_interactions_file(path: Path, fmt: str) -> tuple[Interactions, Callable[[IdMap], ItemFeatures]]:
+def read_interactions_file(
+    path: Path, fmt: str
+) -> tuple[Interactions, Callable[[IdMap], ItemFeatures]]:
     """Interactions and how to describe their items to the heuristic."""
     if fmt == "movielens":
         interactions = read_movielens(path)
@@ -418,16 +479,25 @@ def read_interactions_file(path: Path, fmt: str) -> tuple[Interactions, Callable
     return read_csv(path), ItemFeatures.from_database
 
 
-def evaluate_file(path: Path, fmt: str, splits: Iterable[str], seed: int = 42, k: int = 10,
-                  progress: Progress | None = None) -> list[Comparison]:
+def evaluate_file(
+    path: Path,
+    fmt: str,
+    splits: Iterable[str],
+    seed: int = 42,
+    k: int = 10,
+    progress: Progress | None = None,
+) -> list[Comparison]:
     interactions, features_for = read_interactions_file(path, fmt)
     if not len(interactions):
         raise ValueError(f"{path} holds no interactions")
     settings = EvaluationSettings.from_config(current_app.config, seed=seed, k=k)
     comparisons = []
     for kind in splits:
-        split = (random_split(interactions, settings.holdout_fraction, seed) if kind == "random"
-                 else time_split(interactions, settings.holdout_fraction))
+        split = (
+            random_split(interactions, settings.holdout_fraction, seed)
+            if kind == "random"
+            else time_split(interactions, settings.holdout_fraction)
+        )
         comparisons.append(compare(split, features_for(split.train.items), settings, progress))
     return comparisons
 
@@ -439,14 +509,21 @@ def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
     """The published version (age, coverage, metrics) and the latest runs, JSON-ready."""
     now = now or utcnow()
     current = published_run()
-    students = db.session.scalar(select(func.count()).select_from(User).where(
-        User.role == Role.STUDENT.value, User.active.is_(True))) or 0
+    students = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.STUDENT.value, User.active.is_(True))
+        )
+        or 0
+    )
     published = None
     if current is not None:
         published = {
             **_run_summary(current),
             "age_hours": round((now - current.published_at).total_seconds() / 3600, 1)
-            if current.published_at else None,
+            if current.published_at
+            else None,
             "coverage": round(current.users_count / students, 4) if students else 0.0,
             "students": students,
         }
@@ -457,12 +534,20 @@ def _run_summary(run: ModelRun) -> dict:
     gate = (run.metrics or {}).get("gate") or {}
     report = run.report or {}
     return {
-        "version": run.version, "kind": run.kind, "status": run.status, "algorithm": run.algorithm,
-        "params": run.params, "ndcg": gate.get("model_ndcg"),
-        "heuristic_ndcg": gate.get("heuristic_ndcg"), "rows": run.rows_count,
-        "users": run.users_count, "stage": report.get("stage"),
-        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
-        "published_at": _iso(run.published_at), "seconds": report.get("seconds"),
+        "version": run.version,
+        "kind": run.kind,
+        "status": run.status,
+        "algorithm": run.algorithm,
+        "params": run.params,
+        "ndcg": gate.get("model_ndcg"),
+        "heuristic_ndcg": gate.get("heuristic_ndcg"),
+        "rows": run.rows_count,
+        "users": run.users_count,
+        "stage": report.get("stage"),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "published_at": _iso(run.published_at),
+        "seconds": report.get("seconds"),
         "error": run.error,
     }
 
@@ -475,7 +560,9 @@ def purge_events(days: int, now: datetime | None = None) -> int:
     """Delete recommendation events older than ``days`` (personal data kept no longer than
     needed); returns how many."""
     cutoff = (now or utcnow()) - timedelta(days=days)
-    result = db.session.execute(delete(RecommendationEvent).where(RecommendationEvent.created_at < cutoff))
+    result = db.session.execute(
+        delete(RecommendationEvent).where(RecommendationEvent.created_at < cutoff)
+    )
     db.session.commit()
     log.info("purged %d recommendation events older than %s", result.rowcount, cutoff.isoformat())
     return int(result.rowcount or 0)

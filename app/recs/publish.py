@@ -128,14 +128,24 @@ class ImportReport:
             lines.append(line)
 
     def as_dict(self) -> dict:
-        return {"total": self.total, "accepted": self.accepted, "bad": dict(self.bad),
-                "examples": self.examples, "refused": self.refused, "version": self.version}
+        return {
+            "total": self.total,
+            "accepted": self.accepted,
+            "bad": dict(self.bad),
+            "examples": self.examples,
+            "refused": self.refused,
+            "version": self.version,
+        }
 
     def describe(self) -> str:
-        lines = [f"rows: {self.total}, accepted: {self.accepted}, bad: {self.bad_rows}"
-                 f" ({self.bad_share:.2%})"]
+        lines = [
+            f"rows: {self.total}, accepted: {self.accepted}, bad: {self.bad_rows}"
+            f" ({self.bad_share:.2%})"
+        ]
         for reason, count in self.bad.most_common():
-            lines.append(f"  {reason}: {count} (lines {', '.join(map(str, self.examples[reason]))})")
+            lines.append(
+                f"  {reason}: {count} (lines {', '.join(map(str, self.examples[reason]))})"
+            )
         if self.refused:
             lines.append(f"refused: {self.refused}")
         return "\n".join(lines)
@@ -151,9 +161,13 @@ class Catalogue:
 
     @classmethod
     def load(cls, pseudonym_key: bytes | None) -> Catalogue:
-        students = frozenset(db.session.scalars(select(User.id).where(User.role == Role.STUDENT.value)))
+        students = frozenset(
+            db.session.scalars(select(User.id).where(User.role == Role.STUDENT.value))
+        )
         challenges = frozenset(db.session.scalars(select(Challenge.id)))
-        pseudonyms = {pseudonym(uid, pseudonym_key): uid for uid in students} if pseudonym_key else {}
+        pseudonyms = (
+            {pseudonym(uid, pseudonym_key): uid for uid in students} if pseudonym_key else {}
+        )
         return cls(students, challenges, pseudonyms)
 
     def student(self, cell: str) -> int | str:
@@ -167,8 +181,9 @@ class Catalogue:
         return user_id if user_id in self.student_ids else "unknown student"
 
 
-def validate_rows(rows: Iterable[tuple[int, list[str]]], catalogue: Catalogue,
-                  report: ImportReport) -> list[tuple[int, int, float]]:
+def validate_rows(
+    rows: Iterable[tuple[int, list[str]]], catalogue: Catalogue, report: ImportReport
+) -> list[tuple[int, int, float]]:
     """Check (line, [user_id, challenge_id, score]) rows; bad ones are counted, not returned."""
     kept, seen = [], set()
     for line, cells in rows:
@@ -225,8 +240,10 @@ def rank_rows(rows: Iterable[tuple[int, int, float]], top_n: int) -> list[dict]:
     ranked = []
     for user_id, scored in by_user.items():
         scored.sort(key=lambda pair: (-pair[0], pair[1]))
-        ranked.extend({"user_id": user_id, "challenge_id": challenge_id, "score": float(score),
-                       "rank": rank} for rank, (score, challenge_id) in enumerate(scored[:top_n], 1))
+        ranked.extend(
+            {"user_id": user_id, "challenge_id": challenge_id, "score": float(score), "rank": rank}
+            for rank, (score, challenge_id) in enumerate(scored[:top_n], 1)
+        )
     return ranked
 
 
@@ -238,7 +255,7 @@ def write_rows(run: ModelRun, ranked: list[dict]) -> int:
     if run.status != "running":
         raise PublishError(f"run {run.version} is {run.status}, not running")
     for start in range(0, len(ranked), INSERT_BATCH):
-        batch = [{**row, "model_run_id": run.id} for row in ranked[start:start + INSERT_BATCH]]
+        batch = [{**row, "model_run_id": run.id} for row in ranked[start : start + INSERT_BATCH]]
         db.session.execute(insert(UserRecommendation), batch)
     run.rows_count = len(ranked)
     run.users_count = len({row["user_id"] for row in ranked})
@@ -259,8 +276,12 @@ def publish(run: ModelRun) -> None:
         log.exception("publishing %s failed; the previous version stays published", run.version)
         fail_run(run_id, f"publish failed: {exc}")
         raise
-    log.info("published recommendations %s (%d rows, %d students)", run.version, run.rows_count,
-             run.users_count)
+    log.info(
+        "published recommendations %s (%d rows, %d students)",
+        run.version,
+        run.rows_count,
+        run.users_count,
+    )
 
 
 def _flip_to(run: ModelRun) -> None:
@@ -283,8 +304,14 @@ def _point_state_at(run: ModelRun) -> None:
 
 
 def count_rows(run_id: int) -> int:
-    return db.session.scalar(select(func.count()).select_from(UserRecommendation)
-                             .where(UserRecommendation.model_run_id == run_id)) or 0
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(UserRecommendation)
+            .where(UserRecommendation.model_run_id == run_id)
+        )
+        or 0
+    )
 
 
 def rollback(to_version: str | None = None) -> tuple[ModelRun | None, ModelRun]:
@@ -332,8 +359,13 @@ def _rollback_target(current: ModelRun | None, to_version: str | None) -> ModelR
 def cleanup_orphans(current_run_id: int | None = None) -> int:
     """Runs left ``running`` by a process that died: mark them failed and drop their rows. Only
     call while holding the pipeline lock, so no live run is mistaken for an orphan."""
-    stale = list(db.session.scalars(
-        select(ModelRun).where(ModelRun.status == "running", ModelRun.id != (current_run_id or -1))))
+    stale = list(
+        db.session.scalars(
+            select(ModelRun).where(
+                ModelRun.status == "running", ModelRun.id != (current_run_id or -1)
+            )
+        )
+    )
     for run in stale:
         log.warning("run %s was interrupted; cleaning up its rows", run.version)
         fail_run(run.id, "interrupted: the process ended before the run finished")
@@ -344,15 +376,26 @@ def prune_versions(keep: int, model_dir: Path) -> list[str]:
     """Keep rows and artifacts of the published version and the ``keep`` newest published or
     superseded ones (what rollback can return to); drop the rest."""
     current = published_run()
-    servable = list(db.session.scalars(
-        select(ModelRun.id).where(ModelRun.status.in_(("published", "superseded")))
-        .order_by(ModelRun.id.desc()).limit(max(keep, 1))))
+    servable = list(
+        db.session.scalars(
+            select(ModelRun.id)
+            .where(ModelRun.status.in_(("published", "superseded")))
+            .order_by(ModelRun.id.desc())
+            .limit(max(keep, 1))
+        )
+    )
     kept = set(servable) | ({current.id} if current else set())
-    stale = list(db.session.scalars(
-        select(ModelRun).where(ModelRun.status != "running", ModelRun.id.not_in(kept))
-        .where((ModelRun.artifact_path.is_not(None)) | (ModelRun.rows_count > 0))))
+    stale = list(
+        db.session.scalars(
+            select(ModelRun)
+            .where(ModelRun.status != "running", ModelRun.id.not_in(kept))
+            .where((ModelRun.artifact_path.is_not(None)) | (ModelRun.rows_count > 0))
+        )
+    )
     for run in stale:
-        db.session.execute(delete(UserRecommendation).where(UserRecommendation.model_run_id == run.id))
+        db.session.execute(
+            delete(UserRecommendation).where(UserRecommendation.model_run_id == run.id)
+        )
         _remove_artifact(run.artifact_path, model_dir)
         run.artifact_path = None
         run.rows_count = 0

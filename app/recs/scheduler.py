@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 JOB_ID = "recs-retrain"
 LOCK_FILE = "recs-pipeline.lock"
-# Any fixed 64-bit number, the same in every process: PostgreSQL's advisory lock key for the pipeline.
+# PostgreSQL's advisory lock key for the pipeline: any fixed 64-bit number, the same everywhere.
 ADVISORY_LOCK_KEY = 0x52454353_50495045
 
 _started: dict[int, BackgroundScheduler] = {}
@@ -42,9 +43,9 @@ _start_guard = threading.Lock()
 
 
 class RunLock:
-    """At most one pipeline run across processes: an ``flock`` on a file in instance/ for SQLite
-    (same machine), a session advisory lock on PostgreSQL (any machine). Non-blocking: a second
-    runner is told "busy" rather than queued behind the first."""
+    """At most one pipeline run across processes: an ``flock`` on a file beside the database for
+    SQLite (same machine), a session advisory lock on PostgreSQL (any machine). Non-blocking:
+    a second runner is told "busy" rather than queued behind the first."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -55,10 +56,9 @@ class RunLock:
         with self.app.app_context():
             if db.engine.dialect.name == "postgresql":
                 return self._acquire_advisory()
-        return self._acquire_file()
+            return self._acquire_file(_lock_path(self.app))
 
-    def _acquire_file(self) -> bool:
-        path = Path(self.app.instance_path) / LOCK_FILE
+    def _acquire_file(self, path: Path) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
         try:
@@ -72,8 +72,9 @@ class RunLock:
     def _acquire_advisory(self) -> bool:
         # The lock belongs to this connection's session: keep it open until release.
         connection = db.engine.connect()
-        got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
-                                 {"key": ADVISORY_LOCK_KEY}).scalar()
+        got = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+        ).scalar()
         connection.commit()
         if not got:
             connection.close()
@@ -87,10 +88,22 @@ class RunLock:
             self._file.close()
             self._file = None
         if self._connection is not None:
-            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            self._connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            )
             self._connection.commit()
             self._connection.close()
             self._connection = None
+
+
+def _lock_path(app: Flask) -> Path:
+    """Beside the SQLite file (instance/ by default): the lock guards one database, so two
+    apps on different databases, such as parallel test workers, never block each other."""
+    database = db.engine.url.database
+    if database and database != ":memory:":
+        path = Path(database)
+        return path.with_name(path.name + "." + LOCK_FILE)
+    return Path(app.instance_path) / LOCK_FILE
 
 
 @contextmanager
@@ -134,8 +147,13 @@ def retrain(app: Flask, trigger: str = "schedule"):
                 return None
             finally:
                 db.session.remove()
-        log.info("retraining (%s) finished: %s %s %s", trigger, result.version, result.status,
-                 result.reason or "")
+        log.info(
+            "retraining (%s) finished: %s %s %s",
+            trigger,
+            result.version,
+            result.status,
+            result.reason or "",
+        )
         return result
 
 
@@ -167,11 +185,15 @@ def retrain_progress(app: Flask) -> dict:
     """{running, started_at, stage, version, last_result, next_run_at}, read from the database and
     the lock, so it is right whichever worker asks."""
     with app.app_context():
-        latest = db.session.scalar(select(ModelRun).where(ModelRun.kind == "train")
-                                   .order_by(ModelRun.id.desc()).limit(1))
+        latest = db.session.scalar(
+            select(ModelRun).where(ModelRun.kind == "train").order_by(ModelRun.id.desc()).limit(1)
+        )
         finished = db.session.scalar(
-            select(ModelRun).where(ModelRun.kind == "train", ModelRun.status != "running")
-            .order_by(ModelRun.id.desc()).limit(1))
+            select(ModelRun)
+            .where(ModelRun.kind == "train", ModelRun.status != "running")
+            .order_by(ModelRun.id.desc())
+            .limit(1)
+        )
         running = latest is not None and latest.status == "running" and is_locked(app)
         return {
             "running": running,
@@ -187,9 +209,15 @@ def _result_summary(run: ModelRun | None) -> dict | None:
     if run is None:
         return None
     gate = (run.metrics or {}).get("gate") or {}
-    return {"version": run.version, "status": run.status, "error": run.error,
-            "finished_at": _iso(run.finished_at), "algorithm": run.algorithm,
-            "ndcg": gate.get("model_ndcg"), "heuristic_ndcg": gate.get("heuristic_ndcg")}
+    return {
+        "version": run.version,
+        "status": run.status,
+        "error": run.error,
+        "finished_at": _iso(run.finished_at),
+        "algorithm": run.algorithm,
+        "ndcg": gate.get("model_ndcg"),
+        "heuristic_ndcg": gate.get("heuristic_ndcg"),
+    }
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -199,17 +227,36 @@ def _iso(moment: datetime | None) -> str | None:
 # --- Scheduling -----------------------------------------------------------------------------------
 
 
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 def cron_trigger(app: Flask) -> CronTrigger:
     """The retrain schedule, a crontab line in the server's local time (default 03:00 nightly)."""
-    return CronTrigger.from_crontab(app.config["RECS_RETRAIN_CRON"])
+    fields = str(app.config["RECS_RETRAIN_CRON"]).split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"RECS_RETRAIN_CRON needs 5 fields, got {app.config['RECS_RETRAIN_CRON']!r}"
+        )
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=_crontab_weekdays(day_of_week)
+    )
+
+
+def _crontab_weekdays(field: str) -> str:
+    """crontab counts weekdays from Sunday = 0 (or 7), APScheduler 3 from Monday = 0, and its
+    ``from_crontab`` does not convert: spell numbers as names so "1" still means Monday."""
+    return re.sub(r"(?<![/\d])[0-7](?!\d)", lambda m: WEEKDAYS[int(m.group())], field)
 
 
 def configure(scheduler, app: Flask):
-    scheduler.configure(job_defaults={
-        "max_instances": 1,  # and the lock for other processes
-        "coalesce": True,  # runs missed while down collapse into one
-        "misfire_grace_time": int(app.config["RECS_MISFIRE_GRACE_SECONDS"]),
-    })
+    scheduler.configure(
+        job_defaults={
+            "max_instances": 1,  # and the lock for other processes
+            "coalesce": True,  # runs missed while down collapse into one
+            "misfire_grace_time": int(app.config["RECS_MISFIRE_GRACE_SECONDS"]),
+        }
+    )
     scheduler.add_job(retrain, cron_trigger(app), args=[app], id=JOB_ID, replace_existing=True)
     return scheduler
 
@@ -243,8 +290,11 @@ def _start_in_this_process(app: Flask) -> None:
         scheduler = configure(BackgroundScheduler(daemon=True), app)
         scheduler.start()
         _started[pid] = scheduler
-        log.info("recommendation scheduler started in process %d: %s", pid,
-                 app.config["RECS_RETRAIN_CRON"])
+        log.info(
+            "recommendation scheduler started in process %d: %s",
+            pid,
+            app.config["RECS_RETRAIN_CRON"],
+        )
 
 
 def init_app(app: Flask) -> None:

@@ -52,10 +52,14 @@ def sri_sha384(body: bytes) -> str:
 def htmx_js() -> bytes:
     path = htmx_copy_path(DefaultConfig.HTMX_URL)
     if not path.is_file():
-        pytest.fail(f"{path} is missing: run `make e2e-deps` (it runs `npm pack htmx.org`)", pytrace=False)
+        pytest.fail(
+            f"{path} is missing: run `make e2e-deps` (it runs `npm pack htmx.org`)", pytrace=False
+        )
     body = path.read_bytes()
     if sri_sha384(body) != DefaultConfig.HTMX_SRI:
-        pytest.fail(f"{path} does not match HTMX_SRI; delete it and run `make e2e-deps`", pytrace=False)
+        pytest.fail(
+            f"{path} does not match HTMX_SRI; delete it and run `make e2e-deps`", pytrace=False
+        )
     return body
 
 
@@ -129,7 +133,9 @@ def open_page(browser, live_server, htmx_js, app, request) -> Iterator[Callable]
     def open_page(htmx_body: bytes | None = None, **context_options):
         context = browser.new_context(base_url=live_server, **context_options)
         context.set_default_timeout(TIMEOUT_MS)
-        context.route("**/*", _offline_router(live_server, app.config["HTMX_URL"], htmx_body or htmx_js))
+        context.route(
+            "**/*", _offline_router(live_server, app.config["HTMX_URL"], htmx_body or htmx_js)
+        )
         contexts.append(context)
         return context.new_page()
 

@@ -17,7 +17,10 @@ def test_pinned_htmx_copy_passes_sri_and_loads(page):
 def test_tampered_htmx_is_refused_by_sri(open_page, htmx_js):
     page = open_page(htmx_body=htmx_js + b"\nwindow.tampered = true;\n")
     refusals = []
-    page.on("console", lambda message: refusals.append(message.text) if "integrity" in message.text else None)
+    page.on(
+        "console",
+        lambda message: refusals.append(message.text) if "integrity" in message.text else None,
+    )
     page.goto("/login")
     assert page.evaluate(HTMX_LOADED) is None
     assert page.evaluate("window.tampered === true") is False

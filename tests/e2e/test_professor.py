@@ -32,7 +32,9 @@ def test_professor_creates_and_publishes_a_challenge_that_a_student_then_sees(op
     expect(prof_page).to_have_url(re.compile(r"/professor/challenges$"))
     prof_page.get_by_role("link", name="New challenge").click()
     prof_page.get_by_label("Title").fill(TITLE)
-    prof_page.get_by_label("Description").fill("Measure how much power the library wastes at night.")
+    prof_page.get_by_label("Description").fill(
+        "Measure how much power the library wastes at night."
+    )
     prof_page.get_by_label("Category").select_option(label="Sustainability")
     prof_page.get_by_label("Reward points").fill("40")
     prof_page.get_by_label("Starts at").fill(_local_input(utcnow() - timedelta(hours=1)))

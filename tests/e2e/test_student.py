@@ -1,4 +1,4 @@
-"""A student in a real browser: log in, browse and filter, join and leave, and the pages they may not see."""
+"""A student in a real browser: log in, browse, filter, join, leave; professor pages are 403."""
 
 from __future__ import annotations
 
@@ -20,9 +20,15 @@ def campus():
     robotics, poetry = make_category("Robotics"), make_category("Poetry")
     professor = make_user("professor")
     return {
-        "robot": make_challenge(professor, robotics, title="Line-following robot", reward_points=50),
-        "sonnet": make_challenge(professor, poetry, title="Sonnet sprint", description="Fourteen lines."),
-        "draft": make_challenge(professor, robotics, title="Unannounced drone race", status="draft"),
+        "robot": make_challenge(
+            professor, robotics, title="Line-following robot", reward_points=50
+        ),
+        "sonnet": make_challenge(
+            professor, poetry, title="Sonnet sprint", description="Fourteen lines."
+        ),
+        "draft": make_challenge(
+            professor, robotics, title="Unannounced drone race", status="draft"
+        ),
         "student": make_user("student"),
     }
 
@@ -57,7 +63,9 @@ def test_student_logs_in_browses_filters_joins_and_leaves(page, campus):
     assert _participation_status(campus["student"].id, robot_id) == ("joined", 1)
 
     page.get_by_role("link", name="My challenges").click()
-    expect(page.get_by_role("row", name=re.compile("Line-following robot"))).to_contain_text("joined")
+    expect(page.get_by_role("row", name=re.compile("Line-following robot"))).to_contain_text(
+        "joined"
+    )
 
     page.get_by_role("link", name="Line-following robot").click()
     page.get_by_role("button", name="Leave challenge").click()

@@ -1,10 +1,9 @@
-import itertools
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from app.extensions import db
-from app.models import ModelRun, RecommendationEvent, UserRecommendation, utcnow
+from app.models import ModelRun, UserRecommendation, utcnow
 from app.recs.metrics import (
     Counts,
     DateRange,
@@ -15,18 +14,16 @@ from app.recs.metrics import (
     parse_date_range,
     totals_by_source,
 )
-from tests.helpers import make_challenge, make_participation, make_user
+from tests.helpers import make_challenge, make_event, make_participation, make_user
 
-_ids = itertools.count(1)
 DAY1 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
 
 
 def event(user, challenge, kind, source="model", at=DAY1, slate="s1", position=None):
-    db.session.add(RecommendationEvent(
-        event_id=f"e{next(_ids)}", user_id=user.id, challenge_id=challenge.id, type=kind,
-        source=source, created_at=at, slate_id=slate, position=position,
-    ))
+    make_event(
+        user, challenge, kind, source=source, created_at=at, slate_id=slate, position=position
+    )
 
 
 @pytest.fixture
@@ -39,8 +36,14 @@ def test_parse_date_range_defaults_and_validation():
     assert parse_date_range(None, None, today) == DateRange(date(2024, 3, 2), today)
     assert parse_date_range("2024-03-01", "2024-03-05", today).days[-1] == date(2024, 3, 5)
     assert parse_date_range("", "2024-02-10", today).start == date(2024, 1, 12)
-    for raw_from, raw_to in [("2024-3-1", None), ("20240301", None), ("2024-02-30", None),
-                             ("2024-03-05", "2024-03-01"), ("2020-01-01", "2024-01-01"), ("x", "y")]:
+    for raw_from, raw_to in [
+        ("2024-3-1", None),
+        ("20240301", None),
+        ("2024-02-30", None),
+        ("2024-03-05", "2024-03-01"),
+        ("2020-01-01", "2024-01-01"),
+        ("x", "y"),
+    ]:
         with pytest.raises(ValueError):
             parse_date_range(raw_from, raw_to, today)
 
@@ -58,7 +61,9 @@ def test_daily_by_source_counts_per_day_and_source(world):
     event(student, a, "click", "model")
     event(student, a, "join", "model")
     event(student, b, "impression", "heuristic", at=DAY2)
-    event(student, b, "impression", "heuristic", at=DAY2 + timedelta(hours=15))  # 01:00 the next day
+    event(
+        student, b, "impression", "heuristic", at=DAY2 + timedelta(hours=15)
+    )  # 01:00 the next day
     event(student, b, "click", "heuristic", at=DAY2)
     event(student, b, "join", None, at=DAY2)  # a join not from a recommendation
     event(student, b, "impression", "model", at=DAY1 - timedelta(days=3))  # outside the range
@@ -105,7 +110,10 @@ def test_challenge_counts_only_own_challenges_and_recommended_events(world):
     db.session.commit()
 
     today = utcnow().date()
-    rows = {row.challenge_id: row.counts for row in challenge_counts(professor.id, DateRange(today, today))}
+    rows = {
+        row.challenge_id: row.counts
+        for row in challenge_counts(professor.id, DateRange(today, today))
+    }
     assert rows == {a.id: Counts(1, 1, 1), quiet.id: Counts()}
 
 
@@ -116,13 +124,18 @@ def test_coverage_counts_active_students_with_rows(app):
     challenge = make_challenge()
     make_participation(covered, challenge)
     make_participation(uncovered, challenge)
-    make_participation(stale, challenge, joined_at=now - timedelta(days=90), updated_at=now - timedelta(days=90))
+    make_participation(
+        stale, challenge, joined_at=now - timedelta(days=90), updated_at=now - timedelta(days=90)
+    )
     run = ModelRun(version="v1", status="published")
     db.session.add(run)
     db.session.flush()
     for user in (covered, stale):
-        db.session.add(UserRecommendation(
-            model_run_id=run.id, user_id=user.id, challenge_id=challenge.id, score=1.0, rank=1))
+        db.session.add(
+            UserRecommendation(
+                model_run_id=run.id, user_id=user.id, challenge_id=challenge.id, score=1.0, rank=1
+            )
+        )
     db.session.commit()
 
     result = coverage(run.id, now)

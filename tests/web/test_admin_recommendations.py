@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Experiment, ModelRun, RecommendationEvent, RecommendationSlate, UserRecommendation, utcnow
+from app.models import (
+    Experiment,
+    ModelRun,
+    RecommendationEvent,
+    RecommendationSlate,
+    UserRecommendation,
+    utcnow,
+)
 from app.recs.experiment import start_experiment
-from tests.helpers import make_challenge, make_participation, make_user
-
-_ids = itertools.count(1)
+from tests.helpers import make_challenge, make_event, make_participation, make_user
 
 PAGES = [
     "/admin/recommendations",
@@ -35,11 +39,8 @@ ACTIONS = [
 ]
 
 
-def event(user, challenge, kind, source="model", position=None, slate="s1", at=None):
-    db.session.add(RecommendationEvent(
-        event_id=f"t{next(_ids)}", user_id=user.id, challenge_id=challenge.id, type=kind, source=source,
-        position=position, slate_id=slate, created_at=at or utcnow(),
-    ))
+def event(user, challenge, kind, source="model", position=None, slate="s1"):
+    make_event(user, challenge, kind, source=source, position=position, slate_id=slate)
 
 
 def count(model) -> int:
@@ -47,7 +48,9 @@ def count(model) -> int:
 
 
 @pytest.mark.parametrize("path", PAGES + ["/professor/stats", "/professor/stats/chart.svg"])
-def test_console_pages_are_for_their_audience_only(app, student_client, professor_client, admin_client, path):
+def test_console_pages_are_for_their_audience_only(
+    app, student_client, professor_client, admin_client, path
+):
     admin_only = path.startswith("/admin/")
     assert student_client.get(path).status_code == 403
     assert professor_client.get(path).status_code == (403 if admin_only else 200)
@@ -86,13 +89,22 @@ def test_online_metrics_page_shows_the_numbers(admin_client):
     assert b"model" in chart.data and b"heuristic" in chart.data
 
 
-@pytest.mark.parametrize("query", ["from=2024-13-01", "from=2024-03-05&to=2024-03-01", "to=yesterday",
-                                   "from=2000-01-01&to=2024-01-01"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=2024-13-01",
+        "from=2024-03-05&to=2024-03-01",
+        "to=yesterday",
+        "from=2000-01-01&to=2024-01-01",
+    ],
+)
 def test_bad_date_range_is_a_400_with_a_message(admin_client, professor_client, query):
     response = admin_client.get(f"/admin/recommendations/online?{query}")
     assert response.status_code == 400
     assert 'class="flash flash-error"' in response.get_data(as_text=True)
-    assert admin_client.get(f"/admin/recommendations/charts/positions.svg?{query}").status_code == 400
+    assert (
+        admin_client.get(f"/admin/recommendations/charts/positions.svg?{query}").status_code == 400
+    )
     assert professor_client.get(f"/professor/stats?{query}").status_code == 400
 
 
@@ -113,19 +125,31 @@ def test_preview_compares_model_and_heuristic_and_records_nothing(admin_client):
     student = make_user(display_name="Ada Lovelace", email="ada@uni.test")
     good = make_challenge(title="Good pick")
     joined = make_challenge(title="Already joined")
-    ended = make_challenge(title="Long over", starts_at=utcnow() - timedelta(days=9),
-                           ends_at=utcnow() - timedelta(days=1))
+    ended = make_challenge(
+        title="Long over",
+        starts_at=utcnow() - timedelta(days=9),
+        ends_at=utcnow() - timedelta(days=1),
+    )
     archived = make_challenge(title="Archived one", status="archived")
     make_participation(student, joined)
     run = _published_run()
     for rank, challenge in enumerate((good, joined, ended, archived), 1):
-        db.session.add(UserRecommendation(model_run_id=run.id, user_id=student.id,
-                                          challenge_id=challenge.id, score=1.0 / rank, rank=rank))
+        db.session.add(
+            UserRecommendation(
+                model_run_id=run.id,
+                user_id=student.id,
+                challenge_id=challenge.id,
+                score=1.0 / rank,
+                rank=rank,
+            )
+        )
     db.session.commit()
 
     search = admin_client.get("/admin/recommendations/preview?q=lovelace").get_data(as_text=True)
     assert "ada@uni.test" in search and "Published model" in search  # a single match opens at once
-    page = admin_client.get(f"/admin/recommendations/preview?user_id={student.id}").get_data(as_text=True)
+    page = admin_client.get(f"/admin/recommendations/preview?user_id={student.id}").get_data(
+        as_text=True
+    )
     assert "Good pick" in page and "Heuristic" in page
     for flag in ("joined", "ended", "archived"):
         assert f'<span class="badge bad">{flag}</span>' in page
@@ -143,19 +167,21 @@ def test_preview_unknown_student_is_a_400(admin_client):
 
 
 def test_experiment_start_show_and_stop(admin_client):
-    response = admin_client.post("/admin/recommendations/experiment/start",
-                                 data={"name": "Spring test", "allocation_percent": "30"})
+    response = admin_client.post(
+        "/admin/recommendations/experiment/start",
+        data={"name": "Spring test", "allocation_percent": "30"},
+    )
     assert response.status_code == 303
     experiment = db.session.scalar(select(Experiment))
-    assert (experiment.name, experiment.allocation_percent, experiment.status) == ("Spring test", 30, "running")
+    assert (experiment.name, experiment.allocation_percent, experiment.status) == (
+        "Spring test",
+        30,
+        "running",
+    )
 
     student, challenge = make_user(), make_challenge()
-    for _ in range(10):
-        db.session.add(RecommendationEvent(event_id=f"x{next(_ids)}", user_id=student.id,
-                                           challenge_id=challenge.id, type="impression", arm="model"))
-    db.session.add(RecommendationEvent(event_id=f"x{next(_ids)}", user_id=student.id,
-                                       challenge_id=challenge.id, type="click", arm="model"))
-    db.session.commit()
+    for kind in ["impression"] * 10 + ["click"]:
+        make_event(student, challenge, kind, arm="model")
     page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
     assert "<td>model</td><td>10</td><td>1</td><td>10.00%</td>" in page
     assert "Stop experiment" in page
@@ -166,8 +192,15 @@ def test_experiment_start_show_and_stop(admin_client):
     assert (experiment.status, experiment.winner) == ("stopped", "model")
 
 
-@pytest.mark.parametrize("data", [{"allocation_percent": "101"}, {"allocation_percent": "-5"},
-                                  {"allocation_percent": "fifty"}, {}])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"allocation_percent": "101"},
+        {"allocation_percent": "-5"},
+        {"allocation_percent": "fifty"},
+        {},
+    ],
+)
 def test_experiment_start_rejects_bad_allocation(admin_client, data):
     response = admin_client.post("/admin/recommendations/experiment/start", data=data)
     assert response.status_code == 400
@@ -176,13 +209,24 @@ def test_experiment_start_rejects_bad_allocation(admin_client, data):
 
 
 def test_experiment_stop_rejects_bad_winner_and_nothing_running(admin_client):
-    assert admin_client.post("/admin/recommendations/experiment/stop", data={"winner": "model"}).status_code == 400
+    assert (
+        admin_client.post(
+            "/admin/recommendations/experiment/stop", data={"winner": "model"}
+        ).status_code
+        == 400
+    )
     start_experiment("running", 50)
-    response = admin_client.post("/admin/recommendations/experiment/stop", data={"winner": "random"})
+    response = admin_client.post(
+        "/admin/recommendations/experiment/stop", data={"winner": "random"}
+    )
     assert response.status_code == 400
     assert db.session.scalar(select(Experiment.status)) == "running"
-    assert admin_client.post("/admin/recommendations/experiment/start",
-                             data={"allocation_percent": "50"}).status_code == 400
+    assert (
+        admin_client.post(
+            "/admin/recommendations/experiment/start", data={"allocation_percent": "50"}
+        ).status_code
+        == 400
+    )
 
 
 def test_professor_stats_shows_only_own_challenges(professor_client):
@@ -200,3 +244,190 @@ def test_professor_stats_shows_only_own_challenges(professor_client):
     assert "<td>1</td>\n      <td>1</td>\n      <td>100.0%</td>\n      <td>1</td>" in page
     chart = professor_client.get("/professor/stats/chart.svg")
     assert chart.mimetype == "image/svg+xml" and b"Mine to watch" in chart.data
+
+
+def _metrics(model_ndcg: float) -> dict:
+    row = {
+        "precision@10": 0.1,
+        "recall@10": 0.3,
+        "coverage": 0.5,
+        "users": 40,
+        "params": {"factors": 8},
+    }
+    return {
+        "gate": {
+            "model": "svd",
+            "model_ndcg": model_ndcg,
+            "heuristic_ndcg": 0.2,
+            "passed": True,
+            "k": 10,
+        },
+        "comparison": {
+            "split": "time",
+            "k": 10,
+            "best": "svd",
+            "models": {
+                "svd": {**row, "ndcg@10": model_ndcg, "validation_ndcg": 0.3},
+                "popularity": {**row, "ndcg@10": 0.15, "validation_ndcg": None},
+                "heuristic": {**row, "ndcg@10": 0.2, "validation_ndcg": None},
+            },
+        },
+    }
+
+
+def _with_rows(run: ModelRun, students, challenge) -> ModelRun:
+    for student in students:
+        db.session.add(
+            UserRecommendation(
+                model_run_id=run.id,
+                user_id=student.id,
+                challenge_id=challenge.id,
+                score=0.5,
+                rank=1,
+            )
+        )
+    run.rows_count, run.users_count = len(students), len(students)
+    db.session.commit()
+    return run
+
+
+def _two_versions():
+    """v-old (superseded, covers two active students) and v-new (published, covers one)."""
+    students = [make_user(), make_user()]
+    challenge = make_challenge()
+    for student in students:
+        make_participation(student, challenge)
+    old = _published_run("v-old", algorithm="svd", metrics=_metrics(0.31))
+    _with_rows(old, students, challenge)
+    new = _published_run("v-new", algorithm="svd", metrics=_metrics(0.35))
+    old.status = "superseded"
+    db.session.commit()
+    return old, _with_rows(new, students[:1], challenge)
+
+
+def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
+    old, new = _two_versions()
+    new.published_at = utcnow() - timedelta(hours=app.config["RECS_STALE_AFTER_HOURS"] + 5)
+    db.session.add(
+        ModelRun(
+            version="v-broken",
+            status="failed",
+            kind="train",
+            error="MemoryError: boom",
+            finished_at=utcnow(),
+        )
+    )
+    db.session.add(
+        ModelRun(
+            version="v-import",
+            status="rejected",
+            kind="import",
+            finished_at=utcnow(),
+            report={
+                "total": 10,
+                "accepted": 7,
+                "bad": {"unknown student": 3},
+                "examples": {"unknown student": [2, 5, 9]},
+                "refused": "too many bad rows",
+            },
+        )
+    )
+    db.session.commit()
+
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "v-new" in page and "50%" in page
+    assert "1 of 2 students active in the last 30 days" in page
+    assert "The published model is stale" in page
+    assert "The last run (v-import) failed" not in page  # rejected is not failed ...
+    assert "MemoryError: boom" in page  # ... but the failed run shows in the list
+    assert "Coverage fell: 50% of active students have model rows, against 100%" in page
+    assert "unknown student: 3" in page and "refused: too many bad rows" in page
+    assert '<option value="v-old">' in page
+
+
+def test_dashboard_warns_when_the_last_run_failed_and_nothing_is_published(admin_client):
+    db.session.add(ModelRun(version="v-broken", status="failed", kind="train", error="disk full"))
+    db.session.commit()
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "No model is published" in page
+    assert "The last run (v-broken) failed: disk full" in page
+    assert "nothing to roll back to" in page
+
+
+def test_rollback_and_forward_through_the_page(admin_client):
+    from app.recs.publish import published_run
+
+    old, new = _two_versions()
+    response = admin_client.post("/admin/recommendations/rollback", data={"version": "v-old"})
+    assert response.status_code == 303
+    assert published_run().version == "v-old"
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "Version v-old is published again (was v-new)." in page
+    assert (
+        admin_client.post("/admin/recommendations/rollback", data={"version": "v-new"}).status_code
+        == 303
+    )
+    assert published_run().version == "v-new"
+
+
+@pytest.mark.parametrize("version", ["", "v-missing", "v-new"])
+def test_rollback_refuses_unknown_or_current_versions(admin_client, version):
+    from app.recs.publish import published_run
+
+    _two_versions()
+    response = admin_client.post("/admin/recommendations/rollback", data={"version": version})
+    assert response.status_code == 400
+    assert 'class="flash flash-error"' in response.get_data(as_text=True)
+    assert published_run().version == "v-new"
+
+
+def test_versions_page_puts_the_model_beside_the_baselines(admin_client):
+    _two_versions()
+    page = admin_client.get("/admin/recommendations/versions").get_data(as_text=True)
+    assert "<th>ndcg@10</th><th>recall@10</th><th>precision@10</th><th>coverage</th>" in page
+    assert 'svd <span class="muted">(model)</span></td><td>0.3500</td>' in page
+    assert "<td>popularity</td><td>0.1500</td>" in page
+    assert "evaluated on 40 students" in page and "<th>users</th>" not in page
+    chart = admin_client.get("/admin/recommendations/charts/versions.svg")
+    assert (
+        b"model ndcg@10" in chart.data
+        and b"heuristic ndcg@10" in chart.data
+        and b"v-old" in chart.data
+    )
+
+
+def test_retrain_now_goes_through_the_scheduler(admin_client, monkeypatch):
+    from app.recs import scheduler
+
+    started = []
+    monkeypatch.setattr(scheduler, "trigger_retrain", lambda app: started.append(app) or True)
+    response = admin_client.post("/admin/recommendations/retrain", follow_redirects=True)
+    assert len(started) == 1
+    assert "Retraining started" in response.get_data(as_text=True)
+    monkeypatch.setattr(scheduler, "trigger_retrain", lambda app: False)
+    response = admin_client.post("/admin/recommendations/retrain", follow_redirects=True)
+    assert "already in progress" in response.get_data(as_text=True)
+
+
+def test_progress_polls_while_running_and_reloads_when_done(admin_client, monkeypatch):
+    from app.recs import scheduler
+
+    run = ModelRun(
+        version="v-running", status="running", kind="train", report={"stage": "evaluating"}
+    )
+    db.session.add(run)
+    db.session.commit()
+    monkeypatch.setattr(scheduler, "is_locked", lambda app: True)
+    partial = admin_client.get("/admin/recommendations/progress?following=1")
+    body = partial.get_data(as_text=True)
+    assert 'hx-trigger="every 2s"' in body and "evaluating" in body and "disabled" in body
+    assert "HX-Refresh" not in partial.headers
+
+    run.status, run.error, run.finished_at = "rejected", "not enough data", utcnow()
+    db.session.commit()
+    monkeypatch.setattr(scheduler, "is_locked", lambda app: False)
+    partial = admin_client.get("/admin/recommendations/progress?following=1")
+    body = partial.get_data(as_text=True)
+    assert "hx-trigger" not in body and "not enough data" in body
+    assert partial.headers["HX-Refresh"] == "true"
+    assert "HX-Refresh" not in admin_client.get("/admin/recommendations/progress").headers

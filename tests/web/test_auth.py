@@ -121,6 +121,7 @@ def test_login_rate_limit_answers_429(make_app, caplog):
         "https://evil.com",
         "//evil.com/challenges",
         "/\\evil.com",
+        "/\t/evil.com",  # browsers drop the tab and read //evil.com
         "javascript:alert(1)",
     ],
 )

@@ -1,4 +1,4 @@
-"""Security headers on every kind of response, session cookie flags, and sessions that end on logout."""
+"""Security headers on every response, session cookie flags, and sessions ended on logout."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ def test_security_headers_on_every_response(client, path):
     headers = client.get(path).headers
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
-    assert headers["Referrer-Policy"] in {"strict-origin-when-cross-origin", "same-origin", "no-referrer"}
+    assert headers["Referrer-Policy"] in {
+        "strict-origin-when-cross-origin",
+        "same-origin",
+        "no-referrer",
+    }
     assert "Content-Security-Policy" in headers
 
 
@@ -36,7 +40,11 @@ def test_csp_allows_scripts_only_from_us_and_the_pinned_cdn(client, app):
     assert directives["base-uri"] == ["'self'"]
     assert directives["form-action"] == ["'self'"]
     everything = " ".join(v for values in directives.values() for v in values)
-    assert "'unsafe-inline'" not in everything and "'unsafe-eval'" not in everything and "*" not in everything
+    assert (
+        "'unsafe-inline'" not in everything
+        and "'unsafe-eval'" not in everything
+        and "*" not in everything
+    )
 
 
 def test_csp_follows_the_configured_cdn(client, app):
@@ -47,7 +55,8 @@ def test_csp_follows_the_configured_cdn(client, app):
 
 def test_pages_load_htmx_with_sri_and_crossorigin(client, app):
     page = client.get("/login").get_data(as_text=True)
-    tag = f'<script src="{app.config["HTMX_URL"]}" integrity="{app.config["HTMX_SRI"]}" crossorigin="anonymous"'
+    src, sri = app.config["HTMX_URL"], app.config["HTMX_SRI"]
+    tag = f'<script src="{src}" integrity="{sri}" crossorigin="anonymous"'
     assert tag in page
     assert app.config["HTMX_SRI"].startswith("sha384-")
 
@@ -112,7 +121,11 @@ def test_password_change_ends_other_sessions(app, client):
 
     response = client.post(
         "/account/password",
-        data={"current_password": "password123", "password": "a new passphrase", "confirm": "a new passphrase"},
+        data={
+            "current_password": "password123",
+            "password": "a new passphrase",
+            "confirm": "a new passphrase",
+        },
     )
     assert response.status_code == 302
     assert client.get("/me/challenges").status_code == 200

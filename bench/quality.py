@@ -1,0 +1,144 @@
+"""Offline quality: every candidate model and both baselines on MovieLens-100k and on the demo
+campus, for the random per-user 80/20 split and the time split.
+
+The splits, tuning, baselines and metrics are the product's own (``app.recs.evaluate.compare``, the
+code behind ``flask recs evaluate`` and the pipeline's gate); this script adds the timing of each
+model's final fit and of scoring every evaluated user, which ``compare`` lumps together.
+
+    .venv/bin/python -m bench.quality [--movielens PATH] [--skip-demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import REPO, app_config, migrated_app, progress, workdir, write_result
+
+DEFAULT_MOVIELENS = REPO.parent / "shared" / "data" / "ml-100k" / "u.data"
+SPLITS = ("random", "time")
+K = 10
+SEED = 42
+
+
+def evaluate_dataset(name: str, interactions, features_for: Callable, settings) -> dict:
+    """Both splits of one data set: the product's comparison plus fit and scoring times."""
+    from app.recs.data import InteractionMatrix
+
+    full = InteractionMatrix.build(interactions)
+    result = {"dataset": name, "events": len(interactions), "users": len(full.users),
+              "items": len(full.items), "cells": full.nnz, "splits": []}
+    for kind in SPLITS:
+        progress(f"{name}: {kind} split")
+        result["splits"].append(_evaluate_split(name, kind, interactions, features_for, settings))
+    return result
+
+
+def _make_split(kind: str, interactions, settings):
+    from app.recs.evaluate import random_split, time_split
+
+    if kind == "random":
+        return random_split(interactions, settings.holdout_fraction, settings.seed)
+    return time_split(interactions, settings.holdout_fraction)
+
+
+def _evaluate_split(name: str, kind: str, interactions, features_for: Callable, settings) -> dict:
+    from app.recs.evaluate import baselines, build_candidate, compare
+
+    split = _make_split(kind, interactions, settings)
+    features = features_for(split.train.items)
+    started = time.perf_counter()
+    comparison = compare(split, features, settings,
+                         progress=lambda step: progress(f"{name} {kind}: {step} done"))
+    compare_seconds = time.perf_counter() - started
+    fresh_baselines = {b.name: b for b in baselines(split, features, settings)}
+    rows = []
+    for row in comparison.rows:
+        model = fresh_baselines.get(row.name) or build_candidate(row.name, row.params)
+        rows.append({**_timed_row(model, split, settings.k), "name": row.name,
+                     "params": row.params, "validation_ndcg": row.validation_ndcg,
+                     "baseline": row.name in fresh_baselines,
+                     **{key: getattr(row.test, key)
+                        for key in ("precision", "recall", "ndcg", "coverage")},
+                     "compare_seconds": round(row.seconds, 3)})
+    return {"kind": kind, "users_evaluated": comparison.rows[0].test.users if comparison.rows else 0,
+            "train_cells": split.train.nnz, "test_cells": int(split.test.nnz),
+            "candidates": int(split.candidates.sum()), "best": comparison.best,
+            "compare_seconds": round(compare_seconds, 2), "rows": rows}
+
+
+def _timed_row(model, split, k: int) -> dict:
+    """Seconds to fit on the training part, and to score and rank every evaluated user."""
+    from app.recs.models import top_k
+
+    started = time.perf_counter()
+    model.fit(split.train.matrix)
+    fitted = time.perf_counter()
+    seen = split.train.matrix[split.eval_users]
+    top_k(model, seen, k, exclude=seen, candidates=split.candidates)
+    scored = time.perf_counter()
+    return {"fit_seconds": round(fitted - started, 4), "score_seconds": round(scored - fitted, 4)}
+
+
+def _settings(config):
+    from app.recs.evaluate import EvaluationSettings
+
+    return EvaluationSettings.from_config(config, seed=SEED, k=K)
+
+
+def movielens(path: Path) -> dict:
+    from app.config import DefaultConfig
+    from app.recs.pipeline import read_interactions_file
+
+    interactions, features_for = read_interactions_file(path, "movielens")
+    config = {key: getattr(DefaultConfig, key) for key in dir(DefaultConfig) if key.isupper()}
+    result = evaluate_dataset("MovieLens-100k", interactions, features_for, _settings(config))
+    result["source"] = str(path)
+    return result
+
+
+def demo_campus() -> dict:
+    """The demo campus ``make run`` seeds (600 students, 150 challenges, seed 42), read from the
+    database the way the pipeline reads it."""
+    from app.demo import seed_demo_campus
+    from app.recs.data import read_database
+    from app.recs.evaluate import ItemFeatures
+
+    with workdir("quality") as folder:
+        app = migrated_app(app_config(folder))
+        with app.app_context():
+            progress("seeding the demo campus")
+            summary = seed_demo_campus(seed=SEED)
+            interactions = read_database(app.config["RECS_INTERACTION_WEIGHTS"])
+            result = evaluate_dataset("demo campus", interactions, ItemFeatures.from_database,
+                                      _settings(app.config))
+            result["source"] = (f"seed_demo_campus(seed={SEED}): {summary.students} students, "
+                                f"{summary.challenges} challenges, "
+                                f"{summary.participations} participations")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--movielens", type=Path, default=DEFAULT_MOVIELENS,
+                        help=f"MovieLens u.data [default: {DEFAULT_MOVIELENS}]")
+    parser.add_argument("--skip-demo", action="store_true", help="Only MovieLens.")
+    args = parser.parse_args(argv)
+
+    datasets, skipped = [], []
+    if args.movielens.is_file():
+        datasets.append(movielens(args.movielens))
+    else:
+        message = f"MovieLens skipped: {args.movielens} not found (pass --movielens PATH)"
+        progress(message)
+        skipped.append(message)
+    if not args.skip_demo:
+        datasets.append(demo_campus())
+    write_result("quality", {"k": K, "seed": SEED, "datasets": datasets, "skipped": skipped})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,256 @@
+"""Every ``flask recs`` command through ``app.test_cli_runner()``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import ModelRun, RecommendationEvent
+from app.recs import publish, scheduler
+from app.recs.data import pseudonym, write_csv
+from tests.recs.planted_data import add_event, planted_interactions, seed_planted_campus
+
+
+@pytest.fixture
+def runner(app, tmp_path):
+    # Default paths (instance/recommendations/...) land in a temporary folder.
+    app.instance_path = str(tmp_path / "instance")
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def campus(app):
+    return seed_planted_campus()
+
+
+def invoke(runner, *args, code: int = 0, stdout_only: bool = False):
+    result = runner.invoke(args=["recs", *args])
+    assert result.exit_code == code, result.output + repr(result.exception)
+    return result.stdout if stdout_only else result.output
+
+
+def test_every_command_has_help(runner):
+    for command in (
+        "export",
+        "train",
+        "generate",
+        "import",
+        "pipeline",
+        "rollback",
+        "status",
+        "evaluate",
+        "scheduler",
+        "purge-events",
+    ):
+        assert "Usage:" in invoke(runner, command, "--help")
+
+
+def test_export_default_path_and_pseudonyms(app, runner, campus, tmp_path):
+    output = invoke(runner, "export")
+    path = tmp_path / "instance" / "recommendations" / "interactions.csv"
+    assert f"to {path}" in output
+    first_user = path.read_text().splitlines()[1].split(",")[0]
+    assert int(first_user) in {s.id for s in campus["students"]}
+    hashed = tmp_path / "hashed.csv"
+    invoke(runner, "export", "--output", str(hashed), "--pseudonymize")
+    key = str(app.config["SECRET_KEY"]).encode()
+    assert hashed.read_text().splitlines()[1].split(",")[0] in {
+        pseudonym(s.id, key) for s in campus["students"]
+    }
+    app.config["RECS_PSEUDONYM_KEY"] = "another key"
+    invoke(runner, "export", "--output", str(hashed), "--pseudonymize")
+    assert hashed.read_text().splitlines()[1].split(",")[0] not in {
+        pseudonym(s.id, key) for s in campus["students"]
+    }
+
+
+def test_export_since_a_future_date_is_empty(runner, campus, tmp_path):
+    assert "Exported 0 interactions" in invoke(
+        runner, "export", "--output", str(tmp_path / "x.csv"), "--since", "2999-01-01"
+    )
+
+
+def test_train_prints_the_table_and_publishes(runner, campus):
+    output = invoke(runner, "train")
+    assert "NDCG@10" in output and "heuristic" in output and "Published version" in output
+    assert publish.published_run() is not None
+
+
+def test_train_from_an_exported_csv(runner, campus, tmp_path):
+    path = tmp_path / "interactions.csv"
+    invoke(runner, "export", "--output", str(path))
+    assert "Published version" in invoke(runner, "train", "--input", str(path))
+    assert publish.published_run().report["source"] == "file"
+
+
+def test_train_refuses_a_broken_csv(runner, campus, tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_text("user_id,challenge_id,event,weight,timestamp\n1,2,join,heavy,0\n")
+    output = invoke(runner, "train", "--input", str(path), code=1)
+    assert "broken.csv:2" in output and db.session.scalar(select(func.count(ModelRun.id))) == 0
+
+
+def test_train_rejection_exits_cleanly(app, runner):
+    seed_planted_campus(n_students=4)
+    assert "rejected: not enough data" in invoke(runner, "train")
+
+
+def test_generate_then_import_publishes_a_new_version(runner, campus, tmp_path):
+    invoke(runner, "pipeline")
+    trained = publish.published_run().version
+    output = invoke(runner, "generate", "--k", "3")
+    path = tmp_path / "instance" / "recommendations" / "model_output.csv"
+    assert f"of version {trained}" in output
+    lines = path.read_text().splitlines()
+    assert lines[0] == "user_id,challenge_id,score" and len(lines) == 1 + 3 * 45
+    output = invoke(runner, "import")
+    assert "accepted: 135" in output
+    current = publish.published_run()
+    assert current.kind == "import" and current.version != trained
+
+
+def test_generate_unknown_version(runner, campus):
+    assert "no model artifact" in invoke(runner, "generate", "--version", "nope", code=1)
+
+
+def test_import_refuses_a_malformed_file(runner, campus, tmp_path):
+    invoke(runner, "pipeline")
+    before = publish.published_run().version
+    path = tmp_path / "bad.csv"
+    path.write_text("user_id,challenge_id,score\n1,2,3\nx,y,z\n")
+    output = invoke(runner, "import", "--path", str(path), code=1)
+    assert (
+        "refused" in output and "unknown student" in output and "user_id not an integer" in output
+    )
+    assert publish.published_run().version == before
+
+
+def test_pipeline_if_unpublished_is_a_no_op_when_published(runner, campus):
+    invoke(runner, "pipeline", "--if-unpublished")
+    first = publish.published_run().version
+    assert "nothing to do" in invoke(runner, "pipeline", "--if-unpublished")
+    assert publish.published_run().version == first
+
+
+def test_rollback_command(runner, campus):
+    invoke(runner, "pipeline")
+    first = publish.published_run().version
+    invoke(runner, "pipeline")
+    second = publish.published_run().version
+    assert f"Published version {first} again (was {second})" in invoke(runner, "rollback")
+    assert "no version nope" in invoke(runner, "rollback", "--to", "nope", code=1)
+    invoke(runner, "rollback", "--to", second)
+    assert publish.published_run().version == second
+
+
+def test_status_text_and_json(runner, campus):
+    assert "Published: none" in invoke(runner, "status")
+    invoke(runner, "pipeline")
+    text = invoke(runner, "status")
+    assert "Published:" in text and "100%" in text and "Recent runs:" in text
+    summary = json.loads(invoke(runner, "status", "--json", stdout_only=True))
+    assert summary["published"]["version"] == publish.published_run().version
+    assert summary["progress"]["running"] is False and summary["progress"]["next_run_at"]
+    assert summary["runs"][0]["status"] == "published"
+
+
+def test_evaluate_a_csv_file(runner, tmp_path):
+    path = tmp_path / "interactions.csv"
+    with open(path, "w") as fh:
+        write_csv(planted_interactions(), fh)
+    output = invoke(runner, "evaluate", "--input", str(path))
+    assert "split: random" in output and "split: time" in output and "ease" in output
+    results = json.loads(
+        invoke(
+            runner,
+            "evaluate",
+            "--input",
+            str(path),
+            "--split",
+            "random",
+            "--json",
+            stdout_only=True,
+        )
+    )
+    assert results[0]["split"] == "random" and results[0]["best"] in {"svd", "knn", "ease"}
+
+
+def test_evaluate_movielens_format(runner, tmp_path):
+    interactions = planted_interactions()
+    lines = [
+        f"{u}\t{i}\t4\t{int(t)}"
+        for u, i, t in zip(
+            interactions.user_ids, interactions.item_ids, interactions.timestamps, strict=True
+        )
+    ]
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+    output = invoke(
+        runner,
+        "evaluate",
+        "--input",
+        str(tmp_path / "u.data"),
+        "--format",
+        "movielens",
+        "--split",
+        "time",
+    )
+    assert "split: time" in output and "popularity" in output
+
+
+def test_evaluate_reports_unreadable_input(runner, tmp_path):
+    (tmp_path / "bad.csv").write_text("nonsense\n")
+    assert "header must be" in invoke(
+        runner, "evaluate", "--input", str(tmp_path / "bad.csv"), code=1
+    )
+    assert "cannot read" in invoke(
+        runner, "evaluate", "--input", str(tmp_path / "none.csv"), code=1
+    )
+
+
+def test_purge_events_command(runner, campus):
+    student, challenge = campus["students"][0], campus["challenges"][0]
+    add_event(student, challenge, "impression", days_ago=40)
+    add_event(student, challenge, "impression", days_ago=1)
+    assert "Deleted 1 events older than 30 days" in invoke(runner, "purge-events", "--days", "30")
+    assert db.session.scalar(select(func.count(RecommendationEvent.id))) == 1
+    assert "Deleted 0 events older than 365 days" in invoke(runner, "purge-events")
+
+
+def test_scheduler_command_runs_the_blocking_scheduler(app, runner, monkeypatch):
+    started = []
+
+    class FakeBlockingScheduler:
+        def __init__(self):
+            self.jobs, self.defaults = [], {}
+
+        def configure(self, job_defaults):
+            self.defaults = job_defaults
+
+        def add_job(self, func, trigger, **kwargs):
+            self.jobs.append((func, trigger, kwargs))
+
+        def start(self):
+            started.append(self)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(scheduler, "BlockingScheduler", FakeBlockingScheduler)
+    invoke(runner, "scheduler")
+    (instance,) = started
+    assert instance.defaults == {
+        "max_instances": 1,
+        "coalesce": True,
+        "misfire_grace_time": app.config["RECS_MISFIRE_GRACE_SECONDS"],
+    }
+    (func, trigger, kwargs) = instance.jobs[0]
+    assert func is scheduler.retrain and kwargs["id"] == scheduler.JOB_ID
+
+
+def test_commands_refuse_to_overlap_a_running_pipeline(app, runner, campus):
+    with scheduler.single_runner(app) as acquired:
+        assert acquired
+        assert "another recommendation run is in progress" in invoke(runner, "pipeline", code=1)
+        assert "in progress" in invoke(runner, "import", code=1)
+    invoke(runner, "pipeline")

@@ -1,0 +1,188 @@
+"""Interactions in and out: id maps, the weighted matrix, CSV, MovieLens, the database."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+
+import numpy as np
+import pytest
+
+from app.recs.data import (
+    DataError,
+    IdMap,
+    InteractionMatrix,
+    Interactions,
+    parse_csv,
+    pseudonym,
+    read_csv,
+    read_database,
+    read_movielens,
+    read_movielens_genres,
+    spreadsheet_safe,
+    write_csv,
+)
+from tests.helpers import make_challenge, make_participation, make_user
+from tests.recs.planted_data import add_event
+
+WEIGHTS = {"join": 3.0, "complete": 4.0, "click": 1.0, "dismiss": -2.0}
+
+
+def test_id_map_indexes_known_ids_and_marks_unknown_ones():
+    ids = IdMap([30, 10, 20, 10])
+    assert ids.ids.tolist() == [10, 20, 30]
+    assert ids.index([20, 99, 10]).tolist() == [1, -1, 0]
+    assert ids.index(np.array(["x"])).tolist() == [-1]
+    assert IdMap.from_json(ids.to_json()).ids.tolist() == [10, 20, 30]
+
+
+def test_id_map_handles_string_ids():
+    ids = IdMap(["b", "a"])
+    assert ids.index(["a", "c", "b"]).tolist() == [0, -1, 1]
+
+
+def test_matrix_sums_event_weights_and_drops_non_positive_cells():
+    interactions = Interactions.from_rows(
+        [
+            (1, 10, "join", 3.0, 1.0),
+            (1, 10, "complete", 4.0, 2.0),
+            (1, 20, "click", 1.0, 3.0),
+            (1, 20, "dismiss", -2.0, 4.0),
+            (2, 20, "click", 1.0, 5.0),
+        ]
+    )
+    data = InteractionMatrix.build(interactions)
+    assert data.matrix.toarray().tolist() == [[7.0, 0.0], [0.0, 1.0]]
+    assert data.nnz == 2 and data.active_users() == 2
+
+
+def test_csv_round_trip_keeps_negative_weights_and_defuses_formulas():
+    interactions = Interactions.from_rows(
+        [
+            (1, 10, "join", 3.0, 1_700_000_000.0),
+            (2, 10, "=HYPERLINK(1)", -2.0, 1_700_000_100.0),
+        ]
+    )
+    out = io.StringIO()
+    write_csv(interactions, out)
+    text = out.getvalue()
+    assert text.splitlines()[0] == "user_id,challenge_id,event,weight,timestamp"
+    assert "'=HYPERLINK(1)" in text and ",-2," in text
+    back = parse_csv(io.StringIO(text))
+    assert back.events.tolist() == ["join", "=HYPERLINK(1)"]
+    assert back.weights.tolist() == [3.0, -2.0]
+    assert back.timestamps.tolist() == interactions.timestamps.tolist()
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        ("=1+1", "'=1+1"),
+        ("+cmd", "'+cmd"),
+        ("-x", "'-x"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-2", "-2"),
+        ("join", "join"),
+        ("12", "12"),
+    ],
+)
+def test_spreadsheet_safe(cell, expected):
+    assert spreadsheet_safe(cell) == expected
+
+
+def test_pseudonymized_export_uses_keyed_hash():
+    interactions = Interactions.from_rows([(7, 10, "join", 3.0, 0.0)])
+    out = io.StringIO()
+    write_csv(interactions, out, pseudonym_key=b"k")
+    expected = hmac.new(b"k", b"7", hashlib.sha256).hexdigest()
+    assert out.getvalue().splitlines()[1].startswith(expected + ",10,")
+    assert pseudonym(7, b"k") == expected != pseudonym(7, b"other")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("user,item\n", "header"),
+        ("user_id,challenge_id,event,weight,timestamp\n1,2,join,3\n", ":2: expected 5 columns"),
+        ("user_id,challenge_id,event,weight,timestamp\n1,2,join,abc,0\n", ":2:"),
+        ("user_id,challenge_id,event,weight,timestamp\n1,2,join,nan,0\n", "not finite"),
+        ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,yesterday\n", "bad timestamp"),
+    ],
+)
+def test_bad_csv_is_rejected_with_the_line(text, message):
+    with pytest.raises(DataError, match=message):
+        parse_csv(io.StringIO(text))
+
+
+def test_read_csv_reports_missing_file(tmp_path):
+    with pytest.raises(DataError, match="cannot read"):
+        read_csv(tmp_path / "missing.csv")
+
+
+def test_csv_accepts_iso_and_epoch_timestamps():
+    text = (
+        "user_id,challenge_id,event,weight,timestamp\n"
+        "1,2,join,3,2024-01-01T00:00:00Z\n1,3,join,3,1704067200\n"
+    )
+    assert parse_csv(io.StringIO(text)).timestamps.tolist() == [1704067200.0, 1704067200.0]
+
+
+def test_movielens_files(tmp_path):
+    (tmp_path / "u.data").write_text("1\t10\t5\t100\n2\t10\t1\t50\n")
+    genres = "|".join(["0"] * 5 + ["1"] + ["0"] * 13)
+    (tmp_path / "u.item").write_text(
+        f"10|Film (1995)|01-Jan-1995||http://x|{genres}\n", encoding="latin-1"
+    )
+    interactions = read_movielens(tmp_path / "u.data")
+    assert interactions.user_ids.tolist() == [1, 2]
+    assert interactions.weights.tolist() == [1.0, 1.0]
+    assert read_movielens_genres(tmp_path / "u.item")[10].argmax() == 5
+
+
+def test_movielens_rejects_other_files(tmp_path):
+    (tmp_path / "u.data").write_text("a,b\n")
+    with pytest.raises(DataError):
+        read_movielens(tmp_path / "u.data")
+
+
+def test_read_database_weights_participations_and_events(app):
+    student, other = make_user("student"), make_user("student")
+    joined, completed, left = make_challenge(), make_challenge(), make_challenge()
+    make_participation(student, joined)
+    make_participation(student, completed, status="completed")
+    make_participation(student, left, status="left")
+    add_event(other, joined, "click")
+    add_event(other, completed, "dismiss")
+    add_event(other, left, "impression")
+    interactions = read_database(WEIGHTS)
+    events = sorted(
+        zip(
+            interactions.user_ids.tolist(),
+            interactions.item_ids.tolist(),
+            interactions.events.tolist(),
+            interactions.weights.tolist(),
+            strict=True,
+        )
+    )
+    assert events == sorted(
+        [
+            (student.id, joined.id, "join", 3.0),
+            (student.id, completed.id, "join", 3.0),
+            (student.id, completed.id, "complete", 4.0),
+            (other.id, joined.id, "click", 1.0),
+            (other.id, completed.id, "dismiss", -2.0),
+        ]
+    )
+
+
+def test_read_database_since_filters_old_interactions(app):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    student, challenge = make_user("student"), make_challenge()
+    make_participation(student, challenge, joined_at=utcnow() - timedelta(days=10))
+    add_event(student, challenge, "click", days_ago=1)
+    interactions = read_database(WEIGHTS, since=utcnow() - timedelta(days=5))
+    assert interactions.events.tolist() == ["click"]

@@ -1,0 +1,184 @@
+"""Splits, ranking metrics against hand-computed values, baselines and the candidate comparison."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from app.config import DefaultConfig
+from app.recs.data import IdMap, InteractionMatrix, Interactions
+from app.recs.evaluate import (
+    EvaluationSettings,
+    HeuristicBaseline,
+    ItemFeatures,
+    catalogue_coverage,
+    compare,
+    evaluate_model,
+    format_table,
+    hit_matrix,
+    ndcg_at_k,
+    precision_at_k,
+    random_split,
+    recall_at_k,
+    time_split,
+    validation_split,
+)
+from tests.recs.planted_data import planted_interactions
+
+HEURISTIC_WEIGHTS = DefaultConfig.RECS_HEURISTIC_WEIGHTS
+
+
+def relevance(rows: list[list[int]], n_items: int = 10) -> sparse.csr_matrix:
+    dense = np.zeros((len(rows), n_items), dtype=np.float32)
+    for row, items in enumerate(rows):
+        dense[row, items] = 1
+    return sparse.csr_matrix(dense)
+
+
+def test_metrics_match_hand_computed_values():
+    ranked = np.array([[3, 1, 5], [2, 4, 0], [6, 8, -1]])
+    relevant = relevance([[1, 5, 7], [9], [8]])
+    hits = hit_matrix(ranked, relevant)
+    assert hits.tolist() == [[False, True, True], [False, False, False], [False, True, False]]
+    n_relevant = np.array([3, 1, 1])
+    assert precision_at_k(hits, 3).tolist() == pytest.approx([2 / 3, 0, 1 / 3])
+    assert recall_at_k(hits, n_relevant, 3).tolist() == pytest.approx([2 / 3, 0, 1])
+    # DCG = 1/log2(3) + 1/log2(4); the ideal puts min(|relevant|, k) = 3 hits first.
+    first = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3) + 1 / math.log2(4))
+    # One relevant item: the ideal DCG is 1, so a hit at rank 2 scores 1/log2(3).
+    assert ndcg_at_k(hits, n_relevant, 3).tolist() == pytest.approx([first, 0.0, 1 / math.log2(3)])
+
+
+def test_ndcg_ideal_is_capped_at_k():
+    hits = np.array([[True, True]])
+    assert ndcg_at_k(hits, np.array([5]), 2).tolist() == pytest.approx([1.0])
+
+
+def test_catalogue_coverage_counts_distinct_items():
+    assert catalogue_coverage(np.array([[1, 2], [2, 3], [-1, -1]]), 6) == pytest.approx(0.5)
+
+
+def timed_interactions() -> Interactions:
+    rows = [
+        (user, item, "join", 1.0, float(user * 10 + item))
+        for user in range(1, 6)
+        for item in range(1, 6)
+    ]
+    return Interactions.from_rows(rows)
+
+
+def test_time_split_never_leaks_the_future():
+    interactions = planted_interactions(seed=3)
+    split = time_split(interactions, 0.25)
+    train_times = split.train_events.timestamps
+    held_out = len(interactions) - len(split.train_events)
+    assert held_out == round(0.25 * len(interactions))
+    later = np.sort(interactions.timestamps)[-held_out:]
+    assert train_times.max() <= later.min()
+    assert split.reference_time == datetime.fromtimestamp(train_times.max(), UTC)
+    # Held-out cells are new to the user and rankable (seen in training by someone).
+    assert split.test.multiply(split.train.matrix).nnz == 0
+    assert np.all(split.candidates[split.test.indices])
+
+
+def test_time_split_of_a_tiny_log():
+    split = time_split(timed_interactions(), 0.2)
+    assert sorted(split.train_events.timestamps.tolist())[-1] <= 45.0
+    assert split.train.matrix.shape == split.test.shape == (5, 5)
+
+
+def test_random_split_holds_out_a_fifth_of_each_user_reproducibly():
+    interactions = planted_interactions()
+    first, again = random_split(interactions, 0.2, seed=7), random_split(interactions, 0.2, seed=7)
+    assert (first.test != again.test).nnz == 0
+    full = InteractionMatrix.build(interactions).matrix
+    per_user = np.diff(full.indptr)
+    held = np.diff(first.test.indptr)
+    wanted = np.round(per_user * 0.2)
+    # Only cells whose item nobody else has in training drop out of the held-out set.
+    assert np.all(held <= wanted) and held.sum() >= 0.9 * wanted.sum()
+    assert first.test.multiply(first.train.matrix).nnz == 0
+
+
+def test_validation_split_comes_from_training_data_only():
+    split = time_split(planted_interactions(), 0.2)
+    validation = validation_split(split, 0.2, seed=42)
+    assert len(validation.train_events) + round(0.2 * len(split.train_events)) == len(
+        split.train_events
+    )
+    assert validation.train_events.timestamps.max() <= split.train_events.timestamps.max()
+
+
+def test_heuristic_baseline_prefers_the_users_category():
+    features = ItemFeatures(
+        sparse.csr_matrix(np.eye(3, 2, dtype=np.float32) + np.eye(3, 2, -2)),
+        np.array([0, 1, 0]),
+        np.zeros(3),
+    )
+    X = sparse.csr_matrix(np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32))
+    model = HeuristicBaseline(features, {"affinity": 1.0}, 1.0, np.zeros(3), datetime.now(UTC)).fit(
+        X
+    )
+    scores = model.scores(X)
+    assert scores[0, 2] > scores[0, 1] and scores[1, 1] > scores[1, 2]
+
+
+def test_uniform_and_genre_features():
+    items = IdMap([1, 2])
+    genres = {1: np.array([0, 1, 1]), 2: np.array([0, 0, 0])}
+    features = ItemFeatures.from_genres(items, genres)
+    assert features.main_category.tolist() == [1, 0]
+    assert features.categories.toarray().tolist() == [[0, 1, 1], [0, 0, 0]]
+    assert ItemFeatures.uniform(2).categories.shape == (2, 1)
+
+
+def test_compare_tunes_every_candidate_and_ranks_them():
+    split = random_split(planted_interactions(), 0.2, seed=42)
+    settings = EvaluationSettings(heuristic_weights=HEURISTIC_WEIGHTS, ease_max_items=1000)
+    steps = []
+    comparison = compare(
+        split, ItemFeatures.uniform(len(split.train.items)), settings, steps.append
+    )
+    assert [r.name for r in comparison.rows] == ["popularity", "heuristic", "svd", "knn", "ease"]
+    assert steps == ["popularity", "heuristic", "svd", "knn", "ease"]
+    assert comparison.best in {"svd", "knn", "ease"}
+    best = comparison.row(comparison.best)
+    assert best.params and best.validation_ndcg is not None
+    assert best.test.ndcg > comparison.row("popularity").test.ndcg
+    table = format_table(comparison)
+    assert "NDCG@10" in table and f"{comparison.best} " in table
+    assert comparison.as_dict()["models"]["svd"]["ndcg@10"] == round(
+        comparison.row("svd").test.ndcg, 4
+    )
+
+
+def test_evaluate_model_with_no_evaluable_users():
+    interactions = Interactions.from_rows([(1, 1, "join", 1.0, 0.0)])
+    split = time_split(interactions, 0.0)
+    metrics = evaluate_model(
+        HeuristicBaseline(ItemFeatures.uniform(1), {}, 1.0, np.zeros(1), datetime.now(UTC)).fit(
+            split.train.matrix
+        ),
+        split,
+    )
+    assert metrics.users == 0 and metrics.ndcg == 0.0
+
+
+def test_time_split_ranks_only_challenges_still_open_at_the_cutoff():
+    split = time_split(timed_interactions(), 0.2)
+    epoch = datetime.fromtimestamp(0, UTC)
+    ended_early = datetime.fromtimestamp(1, UTC)
+    features = ItemFeatures(
+        sparse.csr_matrix(np.ones((5, 1), dtype=np.float32)),
+        np.zeros(5, dtype=np.int64),
+        np.zeros(5),
+        [epoch] * 5,
+        [ended_early, None, None, None, None],
+    )
+    opened = split.only_open(features.open_at(split.reference_time))
+    assert opened.candidates.tolist() == [False, True, True, True, True]
+    assert opened.test[:, 0].nnz == 0 and split.test[:, 0].nnz > 0

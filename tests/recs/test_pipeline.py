@@ -1,0 +1,270 @@
+"""The pipeline on a database: gate, publish, import validation, failures, cleanup, rollback."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import (
+    ModelRun,
+    RecommendationEvent,
+    RecommendationState,
+    UserRecommendation,
+    utcnow,
+)
+from app.recs import pipeline, publish
+from app.recs.data import pseudonym
+from app.recs.models import load_artifact
+from tests.recs.planted_data import add_event, seed_planted_campus
+
+
+@pytest.fixture
+def campus(app):
+    return seed_planted_campus()
+
+
+def published_version() -> str | None:
+    run = publish.published_run()
+    return run.version if run else None
+
+
+def rows_of(version: str) -> list[UserRecommendation]:
+    run = db.session.scalar(select(ModelRun).where(ModelRun.version == version))
+    return list(
+        db.session.scalars(
+            select(UserRecommendation).where(UserRecommendation.model_run_id == run.id)
+        )
+    )
+
+
+def run_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(ModelRun))
+
+
+def test_train_publishes_ranked_rows_for_students(app, campus):
+    result = pipeline.train()
+    assert result.status == "published", result.reason
+    assert published_version() == result.version
+    run = publish.published_run()
+    assert run.metrics["gate"]["passed"] and run.algorithm in {"svd", "knn", "ease"}
+    assert run.report["stage"] == "done" and run.report["data"]["students"] == 45
+    assert run.trained_through is not None and run.report["peak_memory_mb"] > 0
+    rows = rows_of(result.version)
+    assert run.rows_count == len(rows) > 0 and run.users_count == 45
+    joined = {(p.user_id, p.challenge_id) for s in campus["students"] for p in s.participations}
+    by_user: dict[int, list[int]] = {}
+    for row in rows:
+        assert (row.user_id, row.challenge_id) not in joined
+        by_user.setdefault(row.user_id, []).append(row.rank)
+    assert all(sorted(ranks) == list(range(1, len(ranks) + 1)) for ranks in by_user.values())
+    artifact = load_artifact(Path(run.artifact_path))
+    assert artifact.metadata["version"] == result.version
+    assert artifact.metadata["data_fingerprint"] and artifact.metadata["libraries"]["scipy"]
+
+
+def test_too_little_data_is_rejected_and_nothing_published(app):
+    seed_planted_campus(n_students=6)
+    result = pipeline.train()
+    assert result.status == "rejected" and "not enough data" in result.reason
+    assert published_version() is None
+    run = db.session.scalar(select(ModelRun))
+    assert run.status == "rejected" and run.error == result.reason
+
+
+def test_gate_rejection_leaves_serving_unchanged(app, campus):
+    first = pipeline.train()
+    app.config["RECS_GATE_MARGIN"] = 1.0
+    second = pipeline.train()
+    assert second.status == "rejected" and "does not beat the heuristic" in second.reason
+    assert published_version() == first.version
+    rejected = db.session.scalar(select(ModelRun).where(ModelRun.version == second.version))
+    assert rejected.metrics["gate"]["passed"] is False and rejected.rows_count == 0
+
+
+def test_exception_while_publishing_keeps_the_old_version(app, campus, monkeypatch):
+    first = pipeline.train()
+
+    def broken(run):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(publish, "_point_state_at", broken)
+    second = pipeline.train()
+    assert second.status == "failed" and "disk full" in second.reason
+    db.session.expire_all()
+    assert published_version() == first.version
+    assert publish.published_run().status == "published"
+    failed = db.session.scalar(select(ModelRun).where(ModelRun.version == second.version))
+    assert failed.status == "failed" and "disk full" in failed.error
+    assert rows_of(second.version) == [] and len(rows_of(first.version)) > 0
+
+
+def test_orphaned_rows_of_an_interrupted_run_are_cleaned(app, campus):
+    orphan = publish.start_run("train")
+    student, challenge = campus["students"][0], campus["challenges"][0]
+    publish.write_rows(
+        orphan, [{"user_id": student.id, "challenge_id": challenge.id, "score": 1.0, "rank": 1}]
+    )
+    result = pipeline.train()
+    assert result.status == "published"
+    db.session.refresh(orphan)
+    assert orphan.status == "failed" and "interrupted" in orphan.error
+    assert rows_of(orphan.version) == []
+
+
+def write_output(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(["user_id,challenge_id,score", *lines]) + "\n")
+    return path
+
+
+def good_lines(campus, count: int) -> list[str]:
+    pairs = [(s.id, c.id) for s in campus["students"] for c in campus["challenges"]]
+    return [f"{u},{c},{1.0 / (i + 1)}" for i, (u, c) in enumerate(pairs[:count])]
+
+
+def test_import_refuses_a_malformed_file_and_changes_nothing(app, campus, tmp_path):
+    first = pipeline.train()
+    before = run_count()
+    path = write_output(
+        tmp_path / "bad.csv",
+        good_lines(campus, 50)
+        + [
+            "abc,1,0.5",
+            f"{campus['students'][0].id},999999,0.5",
+            f"{campus['students'][0].id},1,nan",
+            "1,2",
+            f"{campus['owner'].id},{campus['challenges'][0].id},0.1",
+        ],
+    )
+    report = pipeline.import_file(path)
+    assert report.refused and "more than" in report.refused
+    assert report.bad == {
+        "user_id not an integer": 1,
+        "unknown challenge": 1,
+        "score not finite": 1,
+        "wrong number of columns": 1,
+        "unknown student": 1,
+    }
+    assert report.examples["user_id not an integer"] == [52]
+    assert run_count() == before and published_version() == first.version
+
+
+@pytest.mark.parametrize(
+    "content", ["user,challenge,score\n1,2,3\n", "", "user_id,challenge_id,score\n"]
+)
+def test_import_refuses_bad_header_or_empty_files(app, tmp_path, content):
+    path = tmp_path / "out.csv"
+    path.write_text(content)
+    report = pipeline.import_file(path)
+    assert report.refused and report.version is None
+    assert run_count() == 0
+
+
+def test_import_refuses_unreadable_files(app, tmp_path):
+    assert "cannot read" in pipeline.import_file(tmp_path / "missing.csv").refused
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00bad")
+    assert pipeline.import_file(tmp_path / "binary.csv").refused
+
+
+def test_import_skips_a_few_bad_rows_and_publishes(app, campus, tmp_path):
+    lines = good_lines(campus, 300)
+    path = write_output(tmp_path / "out.csv", [*lines, lines[0], "x,y,z"])
+    app.config["RECS_IMPORT_MAX_BAD_SHARE"] = 0.01
+    report = pipeline.import_file(path)
+    assert report.refused is None and report.accepted == 300
+    assert report.bad == {"duplicate (user_id, challenge_id)": 1, "user_id not an integer": 1}
+    run = publish.published_run()
+    assert run.version == report.version and run.kind == "import"
+    assert run.report["validation"]["bad"]["duplicate (user_id, challenge_id)"] == 1
+    ranks = sorted(r.rank for r in rows_of(run.version) if r.user_id == campus["students"][0].id)
+    assert ranks == list(range(1, len(campus["challenges"]) + 1))
+
+
+def test_import_maps_pseudonymized_students(app, campus, tmp_path):
+    key = str(app.config["SECRET_KEY"]).encode()
+    student, challenge = campus["students"][0], campus["challenges"][0]
+    path = write_output(tmp_path / "out.csv", [f"{pseudonym(student.id, key)},{challenge.id},0.9"])
+    report = pipeline.import_file(path)
+    assert report.accepted == 1
+    assert [(r.user_id, r.challenge_id) for r in rows_of(report.version)] == [
+        (student.id, challenge.id)
+    ]
+
+
+def test_generate_rows_skip_joined_dismissed_and_ended_challenges(app, campus):
+    pipeline.train()
+    run = publish.published_run()
+    student = campus["students"][0]
+    ended, dismissed = campus["challenges"][1], campus["challenges"][2]
+    ended.ends_at = utcnow() - timedelta(days=1)
+    add_event(student, dismissed, "dismiss")
+    artifact = load_artifact(Path(run.artifact_path))
+    rows = pipeline.generate_rows(artifact, 50, user_ids=[student.id])
+    recommended = {c for _, c, _ in rows}
+    joined = {p.challenge_id for p in student.participations}
+    assert recommended and not recommended & (joined | {ended.id, dismissed.id})
+    assert {u for u, _, _ in rows} == {student.id}
+
+
+def test_rollback_returns_to_the_previous_version(app, campus):
+    first, second = pipeline.train(), pipeline.train()
+    assert published_version() == second.version
+    previous, current = publish.rollback()
+    assert (previous.version, current.version) == (second.version, first.version)
+    assert published_version() == first.version
+    assert (
+        db.session.scalar(select(ModelRun.status).where(ModelRun.version == second.version))
+        == "superseded"
+    )
+    with pytest.raises(publish.PublishError, match="no earlier version"):
+        publish.rollback()
+    previous, current = publish.rollback(second.version)
+    assert current.version == second.version
+    with pytest.raises(publish.PublishError, match="no version"):
+        publish.rollback("v-unknown")
+
+
+def test_old_versions_are_pruned(app, campus):
+    app.config["RECS_KEEP_VERSIONS"] = 1
+    versions = [pipeline.train().version for _ in range(3)]
+    runs = {r.version: r for r in db.session.scalars(select(ModelRun))}
+    assert runs[versions[0]].artifact_path is None and rows_of(versions[0]) == []
+    assert runs[versions[0]].rows_count == 0
+    assert not (Path(app.config["RECS_MODEL_DIR"]) / versions[0]).exists()
+    assert Path(runs[versions[2]].artifact_path).exists() and rows_of(versions[2])
+
+
+def test_status_summary_reports_the_published_version(app, campus):
+    result = pipeline.train()
+    summary = pipeline.status_summary()
+    assert summary["published"]["version"] == result.version
+    assert summary["published"]["coverage"] == 1.0
+    assert summary["runs"][0]["status"] == "published" and summary["runs"][0]["ndcg"] > 0
+    json.dumps(summary)
+
+
+def test_export_writes_the_training_weights(app, campus, tmp_path):
+    output = tmp_path / "deep" / "interactions.csv"
+    count = pipeline.export_interactions(output)
+    lines = output.read_text().splitlines()
+    assert lines[0] == "user_id,challenge_id,event,weight,timestamp" and len(lines) == count + 1
+    assert {line.split(",")[2] for line in lines[1:]} == {"join", "complete"}
+    assert not list(output.parent.glob(".*.tmp"))
+
+
+def test_purge_events_deletes_only_old_events(app, campus):
+    student, challenge = campus["students"][0], campus["challenges"][0]
+    add_event(student, challenge, "impression", days_ago=400)
+    add_event(student, challenge, "click", days_ago=10)
+    assert pipeline.purge_events(365) == 1
+    assert db.session.scalar(select(RecommendationEvent.type)) == "click"
+
+
+def test_state_row_is_created_on_first_publish(app, campus):
+    assert db.session.get(RecommendationState, 1) is None
+    pipeline.train()
+    assert db.session.get(RecommendationState, 1).published_run_id == publish.published_run().id
