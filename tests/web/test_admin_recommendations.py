@@ -324,11 +324,14 @@ def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
             kind="import",
             finished_at=utcnow(),
             report={
-                "total": 10,
-                "accepted": 7,
-                "bad": {"unknown student": 3},
-                "examples": {"unknown student": [2, 5, 9]},
-                "refused": "too many bad rows",
+                "stage": "done",
+                "validation": {
+                    "total": 1000,
+                    "accepted": 997,
+                    "bad": {"unknown student": 3},
+                    "examples": {"unknown student": [2, 5, 9]},
+                    "refused": None,
+                },
             },
         )
     )
@@ -341,7 +344,8 @@ def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
     assert "The last run (v-import) failed" not in page  # rejected is not failed ...
     assert "MemoryError: boom" in page  # ... but the failed run shows in the list
     assert "Coverage fell: 50% of active students have model rows, against 100%" in page
-    assert "unknown student: 3" in page and "refused: too many bad rows" in page
+    assert "997 of 1000 rows accepted" in page
+    assert "unknown student: 3 <span class=\"muted\">(lines 2, 5, 9)</span>" in page
     assert '<option value="v-old">' in page
 
 
