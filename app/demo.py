@@ -589,10 +589,13 @@ def _insert_users(plan: CampusPlan, clock: _Clock, chunk_size: int) -> np.ndarra
     # Accounts exist before the oldest challenge, so no join predates its student.
     created = np.full(count, -(HISTORY_DAYS + 40) * DAY)
     created[1 + professors :] += np.floor(np.arange(students) * (30 * DAY / max(students, 1)))
-    return _insert_returning_ids(User, {
-        "email": [admin_email()]
+    emails = (
+        [admin_email()]
         + [professor_email(i) for i in range(1, professors + 1)]
-        + [student_email(i) for i in range(1, students + 1)],
+        + [student_email(i) for i in range(1, students + 1)]
+    )
+    _insert(User, {
+        "email": emails,
         "display_name": ["Campus Admin"] + plan.professor_names + plan.students.names,
         "role": [Role.ADMIN.value] + [Role.PROFESSOR.value] * professors + [Role.STUDENT.value] * students,
         "password_hash": [password_hash] * count,
@@ -600,6 +603,9 @@ def _insert_users(plan: CampusPlan, clock: _Clock, chunk_size: int) -> np.ndarra
         "active": [True] * count,
         "created_at": clock.at(created),
     }, chunk_size)
+    # Mapped back by email: RETURNING in parameter order runs row by row on SQLite.
+    id_by_email = dict(db.session.execute(select(User.email, User.id)).tuples())
+    return np.array([id_by_email[email] for email in emails], dtype=np.int64)
 
 
 def _insert_challenges(
@@ -706,11 +712,13 @@ def _sqlite_timestamps(values: np.ndarray) -> list[str | None]:
 
 def _timestamps_match_sqlalchemy(column_type: UTCDateTime) -> bool:
     probe = np.array(["2001-02-03T04:05:06.000007"], dtype="datetime64[us]")
-    expected = column_type.bind_processor(db.engine.dialect)(probe.tolist()[0])
+    dialect = db.engine.dialect
+    expected = column_type.dialect_impl(dialect).bind_processor(dialect)(probe.tolist()[0])
     return _sqlite_timestamps(probe) == [expected]
 
 
 def _insert_returning_ids(model: type[db.Model], columns: dict[str, Sequence], chunk_size: int) -> np.ndarray:
+    """Insert and return the new ids in row order; for tables of thousands of rows, not millions."""
     statement = insert(model).returning(model.id, sort_by_parameter_order=True)
     ids: list[int] = []
     for rows in _chunks(columns, chunk_size):

@@ -182,11 +182,13 @@ _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*)\)$")
 
 
 def summarize_profile(path: Path, top: int = 8) -> dict:
-    """From collapsed stacks: the functions with the most samples on the stack (inclusive) among
-    our code (``app/``), and the leaves where time is spent (self), as shares of all samples."""
+    """From collapsed stacks, over the samples that pass through our code (``app/``): the functions
+    of ours on the stack most often (inclusive) and the leaves where the time goes (self), as
+    percentages. Samples outside our code (the server's accept loop, the sampler's own idle
+    threads) are counted but not ranked."""
     inclusive: Counter = Counter()
     leaves: Counter = Counter()
-    total = 0
+    total = ours = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -194,18 +196,20 @@ def summarize_profile(path: Path, top: int = 8) -> dict:
         samples = int(count)
         total += samples
         frames = [_frame_name(f) for f in stack.split(";") if f]
-        for name in set(frames):
-            if name.startswith("app/"):
-                inclusive[name] += samples
-        if frames:
-            leaves[frames[-1]] += samples
-    if not total:
-        return {"samples": 0, "ours_inclusive": [], "self": []}
+        mine = {name for name in frames if name.startswith("app/")}
+        if not mine:
+            continue
+        ours += samples
+        for name in mine:
+            inclusive[name] += samples
+        leaves[frames[-1]] += samples
 
     def shares(counter: Counter) -> list[list]:
-        return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)]
+        return [[name, round(100 * n / ours, 1)] for name, n in counter.most_common(top)]
 
-    return {"samples": total, "ours_inclusive": shares(inclusive), "self": shares(leaves)}
+    return {"samples": total, "samples_in_app": ours,
+            "ours_inclusive": shares(inclusive) if ours else [],
+            "self": shares(leaves) if ours else []}
 
 
 def _frame_name(frame: str) -> str:
@@ -213,7 +217,8 @@ def _frame_name(frame: str) -> str:
     if not match:
         return frame.strip()
     file = match["file"]
-    # py-spy shortens to the package part; keep our files as app/..., others by module name.
-    if "app/" in file and "site-packages" not in file:
-        file = "app/" + file.split("app/", 1)[1]
+    # py-spy shortens paths to the package part: ours read app/..., others e.g. gunicorn/app/...
+    ours = str(REPO / "app") + "/"
+    if file.startswith(ours):
+        file = "app/" + file[len(ours):]
     return f"{file}:{match['function']}"

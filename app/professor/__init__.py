@@ -4,5 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("professor", __name__, url_prefix="/professor")
 
-from app.professor import routes  # noqa: E402,F401
-from app.professor import stats  # noqa: E402,F401
+from app.professor import routes, stats  # noqa: E402,F401
