@@ -73,5 +73,20 @@ browser:
 	    "install it with: sudo apt-get install -y chromium" >&2; \
 	fi
 
+# Regenerate docs/benchmarks.md: offline quality, the pipeline at 10k and 100k students (add 300k
+# with BENCH_SIZES=10000,100000,300000: half an hour more), and serving under wrk on loopback.
+BENCH_SIZES ?= 10000,100000
+bench: dev-setup
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" -eq 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
+	else \
+	  echo "error: wrk is missing; install it with: sudo apt-get install -y wrk" >&2; exit 1; \
+	fi
+	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.pipeline_scale --sizes $(BENCH_SIZES)
+	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.report
+
 clean:
 	rm -rf $(VENV) .pytest_cache tests/e2e/.cache tests/e2e/artifacts

@@ -48,7 +48,7 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
 
     from app import auth, challenges, errors, professor, admin, web, cli
-    from app.recs import routes as recs_routes, cli as recs_cli, scheduler as recs_scheduler
+    from app.recs import api as recs_api, routes as recs_routes, cli as recs_cli, scheduler as recs_scheduler
 
     web.init_app(app)
     errors.init_app(app)
@@ -57,6 +57,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(professor.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(recs_routes.bp)
+    app.register_blueprint(recs_api.bp)
     cli.init_app(app)
     recs_cli.init_app(app)
     recs_scheduler.init_app(app)

@@ -67,12 +67,24 @@ def delete_user(email: str, yes: bool) -> None:
 
 @demo_cli.command("seed")
 @click.option("--seed", "random_seed", type=int, default=42, show_default=True, help="Random seed.")
-@click.option("--students", type=int, default=600, show_default=True)
-@click.option("--challenges", "challenge_count", type=int, default=150, show_default=True)
-def seed(random_seed: int, students: int, challenge_count: int) -> None:
-    """Fill an empty database with a demo campus and print the demo accounts."""
-    from app.demo import DatabaseNotEmpty, seed_demo_campus
+@click.option("--students", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--challenges", "challenge_count", type=click.IntRange(min=1), default=150, show_default=True)
+@click.option(
+    "--if-empty", is_flag=True, help="Do nothing (and succeed) when the database already has data."
+)
+def seed(random_seed: int, students: int, challenge_count: int, if_empty: bool) -> None:
+    """Fill an empty database with a demo campus and print the demo accounts.
 
+    Same seed, same campus: titles, accounts and participations are identical; dates are relative
+    to today.
+    """
+    from app.demo import DatabaseNotEmpty, existing_rows, seed_demo_campus
+
+    if if_empty:
+        rows = existing_rows()
+        if any(rows.values()):
+            click.echo(f"The database already has data ({rows['users']} users); skipping the demo seed.")
+            return
     try:
         summary = seed_demo_campus(seed=random_seed, students=students, challenges=challenge_count)
     except DatabaseNotEmpty as exc:

@@ -64,6 +64,16 @@ class DefaultConfig:
     RECS_STALE_AFTER_HOURS = 48
     RECS_EVENT_RETENTION_DAYS = 365
     RECS_PSEUDONYM_KEY = None
+    # Cold start (app/recs/content.py, serving.py): a challenge with fewer participations than
+    # RECS_COLD_PARTICIPATIONS is placed by the content model; such a card takes one of the slate
+    # positions RECS_CONTENT_POSITIONS (0-based) when its similarity to one of the student's
+    # joined challenges reaches RECS_CONTENT_MIN_SIMILARITY.
+    RECS_COLD_PARTICIPATIONS = 5
+    RECS_CONTENT_POSITIONS = (2, 5)
+    RECS_CONTENT_MIN_SIMILARITY = 0.3
+    RECS_CONTENT_CATEGORY_WEIGHT = 0.5
+    RECS_CONTENT_REWARD_WEIGHT = 0.2
+    RECS_CONTENT_NEW_DAYS = 7  # a content card this young says "New in <category>"
 
     # A/B experiment (see app/recs/experiment.py).
     RECS_EXPERIMENT_SALT = None

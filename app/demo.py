@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Integer, String, func, insert, select
+from sqlalchemy import Boolean, Integer, String, func, insert, select
 from werkzeug.security import generate_password_hash
 
 from app.demo_text import CATEGORY_TEXTS, compose_description, compose_title, person_name
@@ -61,8 +61,8 @@ CORE_WEIGHTS = np.array([0.45, 0.35, 0.2])
 OFF_CORE_WEIGHT = 0.01
 INTEREST_COUNT_P = np.array([0.3, 0.45, 0.25])  # 1, 2 or 3 interest categories
 INTEREST_STRENGTH = np.array([1.0, 0.6, 0.35])
-EXPLORE_WEIGHT = 0.03  # appeal of categories outside a student's interests
-POPULARITY_SIGMA = 1.2
+EXPLORE_WEIGHT = 0.01  # appeal of categories outside a student's interests
+POPULARITY_SIGMA = 1.8
 HOME_CLUSTER_BOOST = 5.0  # within a category, each challenge appeals most to one cluster
 # Joins per student follow a gamma-Poisson (negative binomial): a few very active students, many light.
 ACTIVITY_SHAPE = 3.0
@@ -136,16 +136,21 @@ class ParticipationPlan:
 
 
 @dataclass(frozen=True)
-class SlatePlan:
-    student: np.ndarray  # (slates,)
+class EventPlan:
+    slate: np.ndarray  # index into the slates
+    challenge: np.ndarray
+    type: np.ndarray
+    position: np.ndarray
     created: np.ndarray
     ids: list[str]
-    event_slate: np.ndarray  # (events,) index into the slates
-    event_challenge: np.ndarray
-    event_type: np.ndarray
-    event_position: np.ndarray
-    event_created: np.ndarray
-    event_ids: list[str]
+
+
+@dataclass(frozen=True)
+class SlatePlan:
+    student: np.ndarray
+    created: np.ndarray
+    ids: list[str]
+    events: EventPlan
 
 
 @dataclass(frozen=True)
@@ -293,12 +298,15 @@ def taste_clusters(categories: int) -> np.ndarray:
 
 def _plan_challenges(rng: np.random.Generator, shape: CampusShape, tastes: np.ndarray) -> ChallengePlan:
     n, n_categories = shape.challenges, tastes.shape[1]
-    category = rng.integers(n_categories, size=n)
     starts = np.floor(rng.uniform(-HISTORY_DAYS, FUTURE_DAYS, size=n) * DAY)
-    duration = rng.choice(DURATION_DAYS, size=n, p=DURATION_WEIGHTS)
-    ends = np.where(rng.random(n) < 0.05, np.nan, starts + duration * DAY)
     created = np.minimum(starts - np.floor(rng.uniform(2, 21, size=n) * DAY),
                          -np.floor(rng.uniform(0.5, 10, size=n) * DAY))
+    # Ids follow creation time, as they do in a live database.
+    order = np.argsort(created, kind="stable")
+    starts, created = starts[order], created[order]
+    category = rng.integers(n_categories, size=n)
+    duration = rng.choice(DURATION_DAYS, size=n, p=DURATION_WEIGHTS)
+    ends = np.where(rng.random(n) < 0.05, np.nan, starts + duration * DAY)
     titles, descriptions = _challenge_texts(rng, category)
     return ChallengePlan(
         category=category,
@@ -417,7 +425,11 @@ def _participation_timeline(
     status[left] = ParticipationStatus.LEFT.value
     changed = completed | left
     updated = np.where(changed, joined + np.floor((window_end - joined) * rng.random(n)), joined)
-    return ParticipationPlan(student=student, challenge=challenge, joined=joined, updated=updated, status=status)
+    order = np.argsort(joined, kind="stable")  # rows land in the order students joined
+    return ParticipationPlan(
+        student=student[order], challenge=challenge[order], joined=joined[order], updated=updated[order],
+        status=status[order],
+    )
 
 
 def _empty_participations() -> ParticipationPlan:
@@ -437,36 +449,53 @@ def _plan_slates(
 ) -> SlatePlan:
     running, day_starts = _running_by_day(challenges)
     days_with_items = np.flatnonzero(running.any(axis=1))
-    expected_clicks = SLATE_SIZE * (BASE_CLICK_RATE + INTEREST_CLICK_RATE * 0.3)
-    per_student = max(1, round(events_per_student / (SLATE_SIZE + expected_clicks)))
     if days_with_items.size == 0:
         return _empty_slates()
-    slate_student = np.repeat(np.arange(students.cluster.size), per_student)
-    n_slates = slate_student.size
+    # An average shown challenge matches about a third of a student's interest; that sets the clicks.
+    clicks_per_slate = SLATE_SIZE * (BASE_CLICK_RATE + INTEREST_CLICK_RATE / 3)
+    per_student = max(1, round(events_per_student / (SLATE_SIZE + clicks_per_slate)))
+    n_slates = students.cluster.size * per_student
     slate_day = days_with_items[rng.integers(days_with_items.size, size=n_slates)]
-    slate_created = day_starts[slate_day] + np.floor(rng.random(n_slates) * (DAY - 3600))
+    created = day_starts[slate_day] + np.floor(rng.random(n_slates) * (DAY - 3600))
+    order = np.argsort(created, kind="stable")
+    slate_day, created = slate_day[order], created[order]
+    student = np.repeat(np.arange(students.cluster.size), per_student)[order]
     items, positions = _slate_items(rng, running, challenges.appeal.mean(axis=0), slate_day)
-    slate_of_impression = np.repeat(np.arange(n_slates), SLATE_CANDIDATES)[positions.ravel() >= 0]
-    impressions = items.ravel()[positions.ravel() >= 0]
-    impression_position = positions.ravel()[positions.ravel() >= 0]
-
-    interest = students.interest[slate_student[slate_of_impression], challenges.category[impressions]]
-    click_p = (BASE_CLICK_RATE + INTEREST_CLICK_RATE * interest) / (1 + 0.25 * impression_position)
-    clicked = rng.random(impressions.size) < click_p
-    impression_created = slate_created[slate_of_impression]
-    click_created = impression_created[clicked] + np.floor(rng.uniform(5, 600, size=int(clicked.sum())))
-
-    event_slate = np.concatenate([slate_of_impression, slate_of_impression[clicked]])
     return SlatePlan(
-        student=slate_student,
-        created=slate_created,
+        student=student,
+        created=created,
         ids=_uuids(rng, n_slates),
-        event_slate=event_slate,
-        event_challenge=np.concatenate([impressions, impressions[clicked]]),
-        event_type=np.array(["impression"] * impressions.size + ["click"] * int(clicked.sum()), dtype=object),
-        event_position=np.concatenate([impression_position, impression_position[clicked]]),
-        event_created=np.concatenate([impression_created, click_created]),
-        event_ids=_uuids(rng, event_slate.size),
+        events=_slate_events(rng, students.interest[student], challenges.category, created, items, positions),
+    )
+
+
+def _slate_events(
+    rng: np.random.Generator,
+    interest: np.ndarray,
+    category: np.ndarray,
+    slate_created: np.ndarray,
+    items: np.ndarray,
+    positions: np.ndarray,
+) -> EventPlan:
+    """An impression per shown challenge, and clicks that favour the student's interests and the
+    top of the slate; ``interest`` holds each slate's student's interest row."""
+    shown = positions >= 0
+    slate = np.nonzero(shown)[0]
+    challenge, position = items[shown], positions[shown]
+    click_p = (BASE_CLICK_RATE + INTEREST_CLICK_RATE * interest[slate, category[challenge]]) / (1 + 0.25 * position)
+    clicked = rng.random(slate.size) < click_p
+    shown_at = slate_created[slate]
+    clicked_at = shown_at[clicked] + np.floor(rng.uniform(5, 600, size=int(clicked.sum())))
+    kind = np.array(["impression"] * slate.size + ["click"] * int(clicked.sum()), dtype=object)
+    created = np.concatenate([shown_at, clicked_at])
+    order = np.argsort(created, kind="stable")
+    return EventPlan(
+        slate=np.concatenate([slate, slate[clicked]])[order],
+        challenge=np.concatenate([challenge, challenge[clicked]])[order],
+        type=kind[order],
+        position=np.concatenate([position, position[clicked]])[order],
+        created=created[order],
+        ids=_uuids(rng, created.size),
     )
 
 
@@ -507,7 +536,8 @@ def _slate_items(
 
 def _empty_slates() -> SlatePlan:
     none = np.zeros(0, dtype=np.int64)
-    return SlatePlan(none, none.astype(float), [], none, none, none.astype(object), none, none.astype(float), [])
+    events = EventPlan(none, none, none.astype(object), none, none.astype(float), [])
+    return SlatePlan(none, none.astype(float), [], events)
 
 
 def _uuids(rng: np.random.Generator, count: int) -> list[str]:
@@ -604,7 +634,7 @@ def _insert_users(plan: CampusPlan, clock: _Clock, chunk_size: int) -> np.ndarra
         "created_at": clock.at(created),
     }, chunk_size)
     # Mapped back by email: RETURNING in parameter order runs row by row on SQLite.
-    id_by_email = dict(db.session.execute(select(User.email, User.id)).tuples())
+    id_by_email = {email: user_id for email, user_id in db.session.execute(select(User.email, User.id))}
     return np.array([id_by_email[email] for email in emails], dtype=np.int64)
 
 
@@ -640,16 +670,16 @@ def _insert_slates(
         "source": [source] * len(slates.ids),
         "created_at": clock.at(slates.created),
     }, chunk_size)
-    events = slates.event_slate.size
+    events = slates.events
     _insert(RecommendationEvent, {
-        "event_id": slates.event_ids,
-        "user_id": student_ids[slates.student[slates.event_slate]],
-        "challenge_id": challenge_ids[slates.event_challenge],
-        "type": slates.event_type,
-        "slate_id": np.array(slates.ids, dtype=object)[slates.event_slate] if events else [],
-        "position": slates.event_position,
-        "source": [source] * events,
-        "created_at": clock.at(slates.event_created),
+        "event_id": events.ids,
+        "user_id": student_ids[slates.student[events.slate]],
+        "challenge_id": challenge_ids[events.challenge],
+        "type": events.type,
+        "slate_id": np.array(slates.ids, dtype=object)[events.slate],
+        "position": events.position,
+        "source": [source] * len(events.ids),
+        "created_at": clock.at(events.created),
     }, chunk_size)
 
 
@@ -697,7 +727,7 @@ def _sqlite_converters(table, columns: dict[str, Sequence]) -> dict | None:
             if not _timestamps_match_sqlalchemy(column_type):
                 return None
             converters[name] = _sqlite_timestamps
-        elif isinstance(column_type, Integer | String):
+        elif isinstance(column_type, Boolean | Integer | String):
             converters[name] = _as_list
         else:
             return None
@@ -745,5 +775,5 @@ def _summarize(plan: CampusPlan, seed: int) -> CampusSummary:
         students=plan.shape.students,
         participations=int(plan.participations.student.size),
         slates=len(plan.slates.ids) if plan.slates else 0,
-        events=int(plan.slates.event_slate.size) if plan.slates else 0,
+        events=len(plan.slates.events.ids) if plan.slates else 0,
     )

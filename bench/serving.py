@@ -40,7 +40,7 @@ from bench.common import (
 )
 
 GUNICORN_ARGS = ["-w", "2", "-k", "gthread", "--threads", "4"]
-SESSIONS = 16
+SESSIONS = 64
 SLATES_PER_SESSION = 200
 EVENT_BATCH = 10
 HEURISTIC_CHALLENGES = 5_000

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, literal, null, or_, select, union_all
+from sqlalchemy import Select, func, or_, select, union_all
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
@@ -23,16 +23,26 @@ from app.models import (
     RecommendationEvent,
 )
 
-DISMISSED = "dismissed"
+# The training's event names (``data.read_database``): a participation is a "join", plus a
+# "complete" once completed; clicks and dismisses come from the event log.
+FEEDBACK_EVENTS = ("click", "dismiss")
 
 
 @dataclass(frozen=True)
 class UserHistory:
-    """A student's active participations and dismissals, loaded in one query."""
+    """A student's participations, clicks and dismissals, loaded in one query.
+
+    ``interactions`` holds (challenge_id, event, epoch seconds) in the training's vocabulary, so
+    serving can rebuild the student's row of the interaction matrix (fold-in); ``changed_at`` is
+    the student's latest join, leave, completion, click or dismiss.
+    """
 
     joined_ids: frozenset[int] = frozenset()
     dismissed_ids: frozenset[int] = frozenset()
     category_counts: dict[int, int] = field(default_factory=dict)
+    interactions: tuple[tuple[int, str, float], ...] = ()
+    titles: dict[int, str] = field(default_factory=dict)
+    changed_at: datetime | None = None
 
     @property
     def excluded_ids(self) -> frozenset[int]:
@@ -41,25 +51,68 @@ class UserHistory:
 
 def load_user_history(user_id: int) -> UserHistory:
     participations = (
-        select(Participation.challenge_id, Challenge.category_id, Participation.status)
+        select(
+            Participation.challenge_id,
+            Challenge.category_id,
+            Challenge.title,
+            Participation.status,
+            Participation.joined_at,
+            Participation.updated_at,
+        )
         .join(Challenge, Challenge.id == Participation.challenge_id)
+        .where(Participation.user_id == user_id)
+    )
+    feedback = (
+        select(
+            RecommendationEvent.challenge_id,
+            Challenge.category_id,
+            Challenge.title,
+            RecommendationEvent.type,
+            RecommendationEvent.created_at,
+            RecommendationEvent.created_at,
+        )
+        .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
         .where(
-            Participation.user_id == user_id, Participation.status != ParticipationStatus.LEFT.value
+            RecommendationEvent.user_id == user_id,
+            RecommendationEvent.type.in_(FEEDBACK_EVENTS),
         )
     )
-    dismissals = select(RecommendationEvent.challenge_id, null(), literal(DISMISSED)).where(
-        RecommendationEvent.user_id == user_id, RecommendationEvent.type == "dismiss"
-    )
+    return _history(db.session.execute(union_all(participations, feedback)))
+
+
+def _history(rows: Iterable[tuple]) -> UserHistory:
     joined, dismissed, categories = set(), set(), Counter()
-    for challenge_id, category_id, status in db.session.execute(
-        union_all(participations, dismissals)
-    ):
-        if status == DISMISSED:
+    interactions, titles, moments = [], {}, []
+    for challenge_id, category_id, title, kind, happened_at, updated_at in rows:
+        # Each change is dated as the training dates it (``data.read_database``), so a student
+        # whose data the training read in full is never taken for one who acted since.
+        if kind == ParticipationStatus.LEFT.value:
+            moments.append(updated_at)
+            continue
+        moments.append(happened_at)
+        if kind == "dismiss":
             dismissed.add(challenge_id)
-        else:
-            joined.add(challenge_id)
-            categories[category_id] += 1
-    return UserHistory(frozenset(joined), frozenset(dismissed), dict(categories))
+            interactions.append((challenge_id, "dismiss", happened_at.timestamp()))
+            continue
+        titles[challenge_id] = title
+        if kind == "click":
+            interactions.append((challenge_id, "click", happened_at.timestamp()))
+            continue
+        joined.add(challenge_id)
+        categories[category_id] += 1
+        interactions.append((challenge_id, "join", happened_at.timestamp()))
+        if kind == ParticipationStatus.COMPLETED.value:
+            completed_at = max(happened_at, updated_at)
+            moments.append(completed_at)
+            interactions.append((challenge_id, "complete", completed_at.timestamp()))
+    return UserHistory(
+        frozenset(joined),
+        frozenset(dismissed),
+        dict(categories),
+        tuple(sorted(interactions)),
+        titles,
+        max(moments, default=None),
+    )
 
 
 def excluded_challenge_ids(user_id: int) -> frozenset[int]:

@@ -12,7 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Challenge, ChallengeStatus, RecommendationEvent, RecommendationSlate, utcnow
+from app.models import (
+    SOURCES,
+    Challenge,
+    ChallengeStatus,
+    RecommendationEvent,
+    RecommendationSlate,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +211,8 @@ def _impression(slate_id: str, challenge_id: int):
 # --- POST /recommendations/event: validation and the all-or-nothing batch insert -----------------
 
 CLIENT_EVENT_TYPES = ("impression", "click", "dismiss")
-EVENT_FIELDS = ("event_id", "type", "challenge_id", "slate_id", "position")
+# ``source``: the card's, as an API client read it (the API records no impressions of its own).
+EVENT_FIELDS = ("event_id", "type", "challenge_id", "slate_id", "position", "source")
 REQUIRED_FIELDS = ("event_id", "type", "challenge_id", "slate_id")
 MAX_ROW_ID = (
     2**31 - 1
@@ -229,6 +237,7 @@ class IncomingEvent:
     challenge_id: int
     slate_id: str
     position: int | None
+    source: str | None = None
     where: str = ""  # "events[3]." in a batch, for error messages
 
 
@@ -251,6 +260,12 @@ def _integer(value, text_numbers: bool, low: int, high: int) -> int:
     return value
 
 
+def _source(value, _text_numbers: bool) -> str:
+    if value not in SOURCES:
+        raise ValueError(f"must be one of {', '.join(SOURCES)}")
+    return value
+
+
 def _event_type(value, _text_numbers: bool) -> str:
     if value not in CLIENT_EVENT_TYPES:
         raise ValueError(f"must be one of {', '.join(CLIENT_EVENT_TYPES)}")
@@ -263,6 +278,7 @@ _CHECKS = {
     "challenge_id": lambda v, t: _integer(v, t, 1, MAX_ROW_ID),
     "slate_id": _uuid,
     "position": lambda v, t: _integer(v, t, 0, MAX_POSITION - 1),
+    "source": _source,
 }
 
 
@@ -285,7 +301,8 @@ def _parse_one(raw, where: str, text_numbers: bool) -> tuple[IncomingEvent | Non
             problems.append(f"{where}{name}: {exc}")
     if problems:
         return None, problems
-    return IncomingEvent(position=values.pop("position", None), where=where, **values), []
+    optional = {name: values.pop(name, None) for name in ("position", "source")}
+    return IncomingEvent(**optional, where=where, **values), []
 
 
 def _batch_items(payload: dict, limit: int) -> list:
@@ -411,7 +428,8 @@ def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]
                 type=e.type,
                 slate_id=slate.id,
                 position=e.position if e.position is not None else shown_position,
-                source=shown_source or slate.source,
+                # The server's own impression knows the card's source best.
+                source=shown_source or e.source or slate.source,
                 model_version=slate.model_version,
                 arm=slate.arm,
             )

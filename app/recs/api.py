@@ -1,0 +1,146 @@
+"""The JSON API: a student's slate (``GET /api/v1/recommendations``) and its OpenAPI description.
+
+The slate is the one the fragment shows (``serving.get_recommendations``). The API records no
+impressions: clients report what they display through ``POST /recommendations/event``, which is
+why a student's slate row is stored before it is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from functools import cache
+from importlib import resources
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from flask_login import current_user
+
+from app.auth import role_required
+from app.extensions import db
+from app.models import Role, User
+from app.recs import serving
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+DEFAULT_K = 10
+PARAMETERS = ("k", "offset", "slate_id", "user_id")
+
+
+class BadParameter(ValueError):
+    """A query parameter the API refuses; the message names it."""
+
+
+@bp.route("/recommendations")
+@role_required(Role.STUDENT.value, Role.ADMIN.value)
+def recommendations():
+    """A page of a slate: the student's own, or (admins, ``user_id``) any student's."""
+    try:
+        k, offset, slate_id = _paging()
+        user, status, problem = _subject()
+        if user is None:
+            return _problem(problem, status)
+        # An admin's read is a preview: storing a slate the student never saw would skew metrics.
+        slate = serving.get_recommendations(
+            user, k=k, offset=offset, slate_id=slate_id, record=user.id == current_user.id
+        )
+    except BadParameter as exc:
+        return _problem(str(exc), 400)
+    except serving.UnknownSlate:
+        return _problem("slate_id: no such slate for this student", 404)
+    response = jsonify(_slate_json(slate))
+    # Personal and different on every call.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/openapi.json")
+def openapi():
+    """The hand-written OpenAPI 3.1 description of this API and of the event endpoint."""
+    return current_app.response_class(_openapi_text(), mimetype="application/json")
+
+
+@cache
+def _openapi_text() -> str:
+    text = resources.files("app.recs").joinpath("openapi.json").read_text(encoding="utf-8")
+    json.loads(text)  # a broken file fails on first use, loudly, not as a truncated document
+    return text
+
+
+def _problem(message: str, status: int):
+    log.info(
+        "api refused %s: %s (user_id=%s)", request.full_path[:200], message, current_user.id
+    )
+    return jsonify(error=message, status=status), status
+
+
+def _single(name: str) -> str | None:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise BadParameter(f"{name}: give it at most once")
+    return values[0] if values else None
+
+
+def _integer(name: str, default: int, low: int, high: int) -> int:
+    raw = _single(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise BadParameter(f"{name}: must be a whole number from {low} to {high}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise BadParameter(f"{name}: must be a whole number from {low} to {high}")
+    return value
+
+
+def _paging() -> tuple[int, int, str | None]:
+    k = _integer("k", DEFAULT_K, 1, serving.MAX_SLATE_ITEMS)
+    offset = _integer("offset", 0, 0, serving.MAX_SLATE_ITEMS - 1)
+    raw_slate = _single("slate_id")
+    if raw_slate is None:
+        return k, offset, None
+    try:
+        return k, offset, str(uuid.UUID(raw_slate[:45]))
+    except ValueError:
+        raise BadParameter("slate_id: must be a UUID") from None
+
+
+def _subject() -> tuple[User | None, int, str]:
+    """The student whose slate is asked for: (user, 200, "") or (None, status, why not)."""
+    raw = _single("user_id")
+    if current_user.role == Role.STUDENT.value:
+        if raw is not None and raw != str(current_user.id):
+            return None, 403, "user_id: students may only read their own recommendations"
+        return current_user, 200, ""
+    if raw is None:
+        raise BadParameter("user_id: required for an admin")
+    user_id = _integer("user_id", 0, 1, 2**31 - 1)
+    user = db.session.get(User, user_id)
+    if user is None or user.role != Role.STUDENT.value:
+        return None, 404, f"user_id: no student {user_id}"
+    return user, 200, ""
+
+
+def _slate_json(slate: serving.Slate) -> dict:
+    return {
+        "slate_id": slate.slate_id,
+        "source": slate.source,
+        "model_version": slate.model_version,
+        "arm": slate.arm,
+        "items": [
+            {
+                "challenge_id": item.challenge_id,
+                "title": item.challenge.title,
+                "url": url_for(
+                    "challenges.detail", challenge_id=item.challenge_id, slate=slate.slate_id
+                ),
+                "score": round(float(item.score), 6),
+                "reason": item.reason,
+                "source": item.source,
+                "position": item.position,
+            }
+            for item in slate.items
+        ],
+        "next_offset": slate.next_offset if slate.has_more else None,
+    }
