@@ -68,7 +68,9 @@ def delete_user(email: str, yes: bool) -> None:
 @demo_cli.command("seed")
 @click.option("--seed", "random_seed", type=int, default=42, show_default=True, help="Random seed.")
 @click.option("--students", type=click.IntRange(min=1), default=600, show_default=True)
-@click.option("--challenges", "challenge_count", type=click.IntRange(min=1), default=150, show_default=True)
+@click.option(
+    "--challenges", "challenge_count", type=click.IntRange(min=1), default=150, show_default=True
+)
 @click.option(
     "--if-empty", is_flag=True, help="Do nothing (and succeed) when the database already has data."
 )
@@ -83,7 +85,7 @@ def seed(random_seed: int, students: int, challenge_count: int, if_empty: bool) 
     if if_empty:
         rows = existing_rows()
         if any(rows.values()):
-            click.echo(f"The database already has data ({rows['users']} users); skipping the demo seed.")
+            click.echo(f"The database already has data ({rows['users']} users); skipping the seed.")
             return
     try:
         summary = seed_demo_campus(seed=random_seed, students=students, challenges=challenge_count)

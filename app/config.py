@@ -63,6 +63,7 @@ class DefaultConfig:
     RECS_MISFIRE_GRACE_SECONDS = 3600
     RECS_STALE_AFTER_HOURS = 48
     RECS_EVENT_RETENTION_DAYS = 365
+    RECS_PURGE_CRON = "30 3 * * *"  # when events older than the retention are deleted
     RECS_PSEUDONYM_KEY = None
     # Cold start (app/recs/content.py, serving.py): a challenge with fewer participations than
     # RECS_COLD_PARTICIPATIONS is placed by the content model; such a card takes one of the slate

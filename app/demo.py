@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import uuid
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from app.models import (
     UTCDateTime,
     utcnow,
 )
+from app.recs.events import natural_event_id
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +66,11 @@ INTEREST_STRENGTH = np.array([1.0, 0.6, 0.35])
 EXPLORE_WEIGHT = 0.01  # appeal of categories outside a student's interests
 POPULARITY_SIGMA = 1.8
 HOME_CLUSTER_BOOST = 5.0  # within a category, each challenge appeals most to one cluster
-# Joins per student follow a gamma-Poisson (negative binomial): a few very active students, many light.
+# Joins per student are gamma-Poisson (negative binomial): a few very active students, many light.
 ACTIVITY_SHAPE = 3.0
 RAMP_UP_DAYS = 21  # a challenge that has run for less than this has gathered fewer joins
 
 SLATE_SIZE = 6
-SLATE_CANDIDATES = SLATE_SIZE + 4  # extra draws so duplicates can be dropped
 BASE_CLICK_RATE = 0.03
 INTEREST_CLICK_RATE = 0.3
 
@@ -97,7 +98,7 @@ class CampusShape:
 @dataclass(frozen=True)
 class StudentPlan:
     cluster: np.ndarray  # (n,) taste cluster
-    interest: np.ndarray  # (n, categories) interest strength, 0 outside the student's 1-3 categories
+    interest: np.ndarray  # (n, categories) strength; 0 outside the student's 1-3 categories
     names: list[str]
 
 
@@ -142,7 +143,6 @@ class EventPlan:
     type: np.ndarray
     position: np.ndarray
     created: np.ndarray
-    ids: list[str]
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,9 @@ def student_email(number: int) -> str:
 # --- Public entry points ------------------------------------------------------------------------
 
 
-def seed_demo_campus(seed: int = 42, students: int = 600, challenges: int = DEMO_CHALLENGES) -> CampusSummary:
+def seed_demo_campus(
+    seed: int = 42, students: int = 600, challenges: int = DEMO_CHALLENGES
+) -> CampusSummary:
     """Fill an empty database with the demo campus; raises DatabaseNotEmpty otherwise."""
     shape = CampusShape(
         students=students,
@@ -257,7 +259,9 @@ def build_campus(shape: CampusShape, seed: int, chunk_size: int = CHUNK_SIZE) ->
     found = {table: n for table, n in existing_rows().items() if n}
     if found:
         described = ", ".join(f"{n} {table}" for table, n in found.items())
-        raise DatabaseNotEmpty(f"the database already has data ({described}); seed only an empty one")
+        raise DatabaseNotEmpty(
+            f"the database already has data ({described}); seed only an empty one"
+        )
     plan = plan_campus(shape, seed)
     now = utcnow().replace(microsecond=0)
     try:
@@ -267,8 +271,14 @@ def build_campus(shape: CampusShape, seed: int, chunk_size: int = CHUNK_SIZE) ->
         db.session.rollback()
         raise
     summary = _summarize(plan, seed)
-    log.info("seeded campus: seed=%s students=%s challenges=%s participations=%s events=%s",
-             seed, summary.students, summary.challenges, summary.participations, summary.events)
+    log.info(
+        "seeded campus: seed=%s students=%s challenges=%s participations=%s events=%s",
+        seed,
+        summary.students,
+        summary.challenges,
+        summary.participations,
+        summary.events,
+    )
     return summary
 
 
@@ -282,7 +292,11 @@ def plan_campus(shape: CampusShape, seed: int) -> CampusPlan:
     students = _plan_students(rng, shape.students, tastes)
     participations = _plan_participations(rng, students, challenges, shape.joins_per_student)
     professor_names = [f"Prof. {person_name(rng)}" for _ in range(shape.professors)]
-    slates = _plan_slates(rng, students, challenges, shape.events_per_student) if shape.events_per_student else None
+    slates = (
+        _plan_slates(rng, students, challenges, shape.events_per_student)
+        if shape.events_per_student
+        else None
+    )
     return CampusPlan(shape, students, professor_names, challenges, participations, slates)
 
 
@@ -296,11 +310,15 @@ def taste_clusters(categories: int) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def _plan_challenges(rng: np.random.Generator, shape: CampusShape, tastes: np.ndarray) -> ChallengePlan:
+def _plan_challenges(
+    rng: np.random.Generator, shape: CampusShape, tastes: np.ndarray
+) -> ChallengePlan:
     n, n_categories = shape.challenges, tastes.shape[1]
     starts = np.floor(rng.uniform(-HISTORY_DAYS, FUTURE_DAYS, size=n) * DAY)
-    created = np.minimum(starts - np.floor(rng.uniform(2, 21, size=n) * DAY),
-                         -np.floor(rng.uniform(0.5, 10, size=n) * DAY))
+    created = np.minimum(
+        starts - np.floor(rng.uniform(2, 21, size=n) * DAY),
+        -np.floor(rng.uniform(0.5, 10, size=n) * DAY),
+    )
     # Ids follow creation time, as they do in a live database.
     order = np.argsort(created, kind="stable")
     starts, created = starts[order], created[order]
@@ -326,14 +344,18 @@ def _challenge_status(rng: np.random.Generator, starts: np.ndarray, ends: np.nda
     draw = rng.random(starts.size)
     # Drafts are mostly challenges still being prepared; archives are ones that ended a while ago.
     draft = np.where(starts > 0, draw < 0.2, draw < 0.02)
-    archived = ~draft & (np.nan_to_num(ends, nan=0.0) < -30 * DAY) & (rng.random(starts.size) < 0.15)
+    archived = (
+        ~draft & (np.nan_to_num(ends, nan=0.0) < -30 * DAY) & (rng.random(starts.size) < 0.15)
+    )
     status = np.full(starts.size, ChallengeStatus.PUBLISHED.value, dtype=object)
     status[draft] = ChallengeStatus.DRAFT.value
     status[archived] = ChallengeStatus.ARCHIVED.value
     return status
 
 
-def _owners(rng: np.random.Generator, category: np.ndarray, categories: int, professors: int) -> np.ndarray:
+def _owners(
+    rng: np.random.Generator, category: np.ndarray, categories: int, professors: int
+) -> np.ndarray:
     # Each professor mostly teaches a band of neighbouring categories, with some guest challenges.
     owner = category * professors // categories
     guest = rng.random(category.size) < 0.15
@@ -378,7 +400,9 @@ def _plan_students(rng: np.random.Generator, count: int, tastes: np.ndarray) -> 
     wanted = rng.choice(np.arange(1, INTEREST_COUNT_P.size + 1), size=count, p=INTEREST_COUNT_P)
     strength = np.append(INTEREST_STRENGTH, 0.0)[np.minimum(rank, INTEREST_STRENGTH.size)]
     interest = np.where(rank < wanted[:, None], strength, 0.0)
-    return StudentPlan(cluster=cluster, interest=interest, names=[person_name(rng) for _ in range(count)])
+    return StudentPlan(
+        cluster=cluster, interest=interest, names=[person_name(rng) for _ in range(count)]
+    )
 
 
 def _plan_participations(
@@ -387,7 +411,8 @@ def _plan_participations(
     eligible = np.flatnonzero(challenges.joinable_history)
     n_students = students.cluster.size
     counts = rng.poisson(rng.gamma(ACTIVITY_SHAPE, per_student / ACTIVITY_SHAPE, size=n_students))
-    counts = np.minimum(counts, eligible.size // 2 or eligible.size)
+    # Nobody joins more than half of what was ever open, which keeps tastes visible in the joins.
+    counts = np.minimum(counts, max(1, eligible.size // 2))
     if eligible.size == 0 or counts.sum() == 0:
         return _empty_participations()
     window_start = challenges.starts[eligible]
@@ -395,14 +420,23 @@ def _plan_participations(
     ramp = np.clip((window_end - window_start) / (RAMP_UP_DAYS * DAY), 0.05, 1.0)
     cluster_weights = challenges.appeal[:, eligible] * ramp
     category = challenges.category[eligible]
-    local = np.concatenate([
-        rng.choice(eligible.size, size=k, replace=False, p=_join_odds(students, s, cluster_weights, category))
-        for s, k in enumerate(counts.tolist())
-        if k
-    ])
+    local = np.concatenate(
+        [
+            rng.choice(
+                eligible.size,
+                size=k,
+                replace=False,
+                p=_join_odds(students, s, cluster_weights, category),
+            )
+            for s, k in enumerate(counts.tolist())
+            if k
+        ]
+    )
     student = np.repeat(np.arange(n_students), counts)
     challenge = eligible[local]
-    return _participation_timeline(rng, student, challenge, window_start[local], window_end[local], challenges)
+    return _participation_timeline(
+        rng, student, challenge, window_start[local], window_end[local], challenges
+    )
 
 
 def _participation_timeline(
@@ -427,31 +461,43 @@ def _participation_timeline(
     updated = np.where(changed, joined + np.floor((window_end - joined) * rng.random(n)), joined)
     order = np.argsort(joined, kind="stable")  # rows land in the order students joined
     return ParticipationPlan(
-        student=student[order], challenge=challenge[order], joined=joined[order], updated=updated[order],
+        student=student[order],
+        challenge=challenge[order],
+        joined=joined[order],
+        updated=updated[order],
         status=status[order],
     )
 
 
 def _empty_participations() -> ParticipationPlan:
     none = np.zeros(0, dtype=np.int64)
-    return ParticipationPlan(none, none, none.astype(float), none.astype(float), none.astype(object))
+    return ParticipationPlan(
+        none, none, none.astype(float), none.astype(float), none.astype(object)
+    )
 
 
-def _join_odds(students: StudentPlan, s: int, cluster_weights: np.ndarray, category: np.ndarray) -> np.ndarray:
+def _join_odds(
+    students: StudentPlan, s: int, cluster_weights: np.ndarray, category: np.ndarray
+) -> np.ndarray:
     """How likely student ``s`` is to pick each eligible challenge: their cluster's taste, boosted
     inside their own interest categories."""
-    weights = cluster_weights[students.cluster[s]] * (students.interest[s, category] + EXPLORE_WEIGHT)
+    weights = cluster_weights[students.cluster[s]] * (
+        students.interest[s, category] + EXPLORE_WEIGHT
+    )
     return weights / weights.sum()
 
 
 def _plan_slates(
-    rng: np.random.Generator, students: StudentPlan, challenges: ChallengePlan, events_per_student: int
+    rng: np.random.Generator,
+    students: StudentPlan,
+    challenges: ChallengePlan,
+    events_per_student: int,
 ) -> SlatePlan:
     running, day_starts = _running_by_day(challenges)
     days_with_items = np.flatnonzero(running.any(axis=1))
     if days_with_items.size == 0:
         return _empty_slates()
-    # An average shown challenge matches about a third of a student's interest; that sets the clicks.
+    # A shown challenge matches about a third of a student's interest on average: sets the clicks.
     clicks_per_slate = SLATE_SIZE * (BASE_CLICK_RATE + INTEREST_CLICK_RATE / 3)
     per_student = max(1, round(events_per_student / (SLATE_SIZE + clicks_per_slate)))
     n_slates = students.cluster.size * per_student
@@ -460,12 +506,14 @@ def _plan_slates(
     order = np.argsort(created, kind="stable")
     slate_day, created = slate_day[order], created[order]
     student = np.repeat(np.arange(students.cluster.size), per_student)[order]
-    items, positions = _slate_items(rng, running, challenges.appeal.mean(axis=0), slate_day)
+    slate, challenge = _slate_items(rng, running, challenges.appeal.mean(axis=0), slate_day)
     return SlatePlan(
         student=student,
         created=created,
         ids=_uuids(rng, n_slates),
-        events=_slate_events(rng, students.interest[student], challenges.category, created, items, positions),
+        events=_slate_events(
+            rng, students.interest[student], challenges.category, created, slate, challenge
+        ),
     )
 
 
@@ -474,15 +522,15 @@ def _slate_events(
     interest: np.ndarray,
     category: np.ndarray,
     slate_created: np.ndarray,
-    items: np.ndarray,
-    positions: np.ndarray,
+    slate: np.ndarray,
+    challenge: np.ndarray,
 ) -> EventPlan:
     """An impression per shown challenge, and clicks that favour the student's interests and the
     top of the slate; ``interest`` holds each slate's student's interest row."""
-    shown = positions >= 0
-    slate = np.nonzero(shown)[0]
-    challenge, position = items[shown], positions[shown]
-    click_p = (BASE_CLICK_RATE + INTEREST_CLICK_RATE * interest[slate, category[challenge]]) / (1 + 0.25 * position)
+    position = np.arange(slate.size) - np.searchsorted(slate, slate)  # rank within its slate
+    click_p = (BASE_CLICK_RATE + INTEREST_CLICK_RATE * interest[slate, category[challenge]]) / (
+        1 + 0.25 * position
+    )
     clicked = rng.random(slate.size) < click_p
     shown_at = slate_created[slate]
     clicked_at = shown_at[clicked] + np.floor(rng.uniform(5, 600, size=int(clicked.sum())))
@@ -495,7 +543,6 @@ def _slate_events(
         type=kind[order],
         position=np.concatenate([position, position[clicked]])[order],
         created=created[order],
-        ids=_uuids(rng, created.size),
     )
 
 
@@ -514,45 +561,40 @@ def _running_by_day(challenges: ChallengePlan) -> tuple[np.ndarray, np.ndarray]:
 def _slate_items(
     rng: np.random.Generator, running: np.ndarray, popularity: np.ndarray, slate_day: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Popularity-weighted draws among each slate's running challenges, duplicates dropped.
-
-    Returns (slates, SLATE_CANDIDATES) challenge indexes and their slate positions, -1 where a draw
-    is a duplicate or beyond the slate's size."""
-    weights = running * popularity[None, :]
-    cdf = np.cumsum(weights, axis=1)
-    cdf /= np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1.0)
-    # One searchsorted for all slates: row d of the CDF is shifted into [d, d + 1].
-    flat = (cdf + np.arange(cdf.shape[0])[:, None]).ravel()
-    draws = slate_day[:, None] + rng.random((slate_day.size, SLATE_CANDIDATES))
-    items = np.searchsorted(flat, draws, side="right") - slate_day[:, None] * cdf.shape[1]
-    items = np.minimum(items, cdf.shape[1] - 1)
-    duplicate = np.zeros(items.shape, dtype=bool)
-    for column in range(1, SLATE_CANDIDATES):
-        duplicate[:, column] = (items[:, :column] == items[:, column : column + 1]).any(axis=1)
-    positions = np.cumsum(~duplicate, axis=1) - 1
-    positions[duplicate | (positions >= SLATE_SIZE)] = -1
-    return items, positions
+    """Up to SLATE_SIZE distinct challenges per slate, drawn by popularity among those running on
+    its day. Returns the shown (slate, challenge) pairs as two arrays, in slate-position order."""
+    slates, challenges = [], []
+    for day in np.unique(slate_day):
+        on_day = np.flatnonzero(slate_day == day)
+        candidates = np.flatnonzero(running[day])
+        size = min(SLATE_SIZE, candidates.size)
+        # Gumbel top-k: the k largest log-weight + Gumbel noise keys are a weighted draw without
+        # replacement.
+        keys = np.log(popularity[candidates]) + rng.gumbel(size=(on_day.size, candidates.size))
+        top = np.argpartition(-keys, size - 1, axis=1)[:, :size]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(keys, top, 1), 1), 1)
+        slates.append(np.repeat(on_day, size))
+        challenges.append(candidates[top].ravel())
+    slate, challenge = np.concatenate(slates), np.concatenate(challenges)
+    order = np.argsort(slate, kind="stable")
+    return slate[order], challenge[order]
 
 
 def _empty_slates() -> SlatePlan:
     none = np.zeros(0, dtype=np.int64)
-    events = EventPlan(none, none, none.astype(object), none, none.astype(float), [])
+    events = EventPlan(none, none, none.astype(object), none, none.astype(float))
     return SlatePlan(none, none.astype(float), [], events)
 
 
 def _uuids(rng: np.random.Generator, count: int) -> list[str]:
-    """Version-4 UUID strings drawn from the seeded RNG, so a seed also fixes slate and event ids."""
+    """Version-4 UUID strings drawn from the seeded RNG, so a seed also fixes the slate ids."""
     raw = rng.integers(0, 256, size=(count, 16), dtype=np.uint8)
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    hexes = raw.tobytes().hex()
-    return [
-        f"{hexes[i:i + 8]}-{hexes[i + 8:i + 12]}-{hexes[i + 12:i + 16]}-{hexes[i + 16:i + 20]}-{hexes[i + 20:i + 32]}"
-        for i in range(0, 32 * count, 32)
-    ]
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    return [str(uuid.UUID(bytes=row.tobytes())) for row in raw]
 
 
-# --- The writer -------------------------------------------------------------------------------------
+# --- The writer ---------------------------------------------------------------------------------
 
 
 def _write_campus(plan: CampusPlan, now: datetime, chunk_size: int) -> None:
@@ -580,19 +622,25 @@ def _bulk_load_cache():
 
 
 def _write_rows(plan: CampusPlan, clock: _Clock, chunk_size: int) -> None:
-    category_ids = _insert_returning_ids(Category, {"name": [t.name for t in CATEGORY_TEXTS]}, chunk_size)
+    category_ids = _insert_returning_ids(
+        Category, {"name": [t.name for t in CATEGORY_TEXTS]}, chunk_size
+    )
     user_ids = _insert_users(plan, clock, chunk_size)
     professor_ids = user_ids[1 : 1 + plan.shape.professors]
     student_ids = user_ids[1 + plan.shape.professors :]
     challenge_ids = _insert_challenges(plan, clock, category_ids, professor_ids, chunk_size)
     p = plan.participations
-    _insert(Participation, {
-        "user_id": student_ids[p.student],
-        "challenge_id": challenge_ids[p.challenge],
-        "status": p.status,
-        "joined_at": clock.at(p.joined),
-        "updated_at": clock.at(p.updated),
-    }, chunk_size)
+    _insert(
+        Participation,
+        {
+            "user_id": student_ids[p.student],
+            "challenge_id": challenge_ids[p.challenge],
+            "status": p.status,
+            "joined_at": clock.at(p.joined),
+            "updated_at": clock.at(p.updated),
+        },
+        chunk_size,
+    )
     if plan.slates is not None:
         _insert_slates(plan.slates, clock, student_ids, challenge_ids, chunk_size)
 
@@ -624,63 +672,99 @@ def _insert_users(plan: CampusPlan, clock: _Clock, chunk_size: int) -> np.ndarra
         + [professor_email(i) for i in range(1, professors + 1)]
         + [student_email(i) for i in range(1, students + 1)]
     )
-    _insert(User, {
-        "email": emails,
-        "display_name": ["Campus Admin"] + plan.professor_names + plan.students.names,
-        "role": [Role.ADMIN.value] + [Role.PROFESSOR.value] * professors + [Role.STUDENT.value] * students,
-        "password_hash": [password_hash] * count,
-        "session_token": [secrets.token_hex(16) for _ in range(count)],
-        "active": [True] * count,
-        "created_at": clock.at(created),
-    }, chunk_size)
+    _insert(
+        User,
+        {
+            "email": emails,
+            "display_name": ["Campus Admin"] + plan.professor_names + plan.students.names,
+            "role": [Role.ADMIN.value]
+            + [Role.PROFESSOR.value] * professors
+            + [Role.STUDENT.value] * students,
+            "password_hash": [password_hash] * count,
+            "session_token": [secrets.token_hex(16) for _ in range(count)],
+            "active": [True] * count,
+            "created_at": clock.at(created),
+        },
+        chunk_size,
+    )
     # Mapped back by email: RETURNING in parameter order runs row by row on SQLite.
-    id_by_email = {email: user_id for email, user_id in db.session.execute(select(User.email, User.id))}
+    id_by_email = {
+        email: user_id for email, user_id in db.session.execute(select(User.email, User.id))
+    }
     return np.array([id_by_email[email] for email in emails], dtype=np.int64)
 
 
 def _insert_challenges(
-    plan: CampusPlan, clock: _Clock, category_ids: np.ndarray, professor_ids: np.ndarray, chunk_size: int
+    plan: CampusPlan,
+    clock: _Clock,
+    category_ids: np.ndarray,
+    professor_ids: np.ndarray,
+    chunk_size: int,
 ) -> np.ndarray:
     c = plan.challenges
     active = plan.participations.status != ParticipationStatus.LEFT.value
     counts = np.bincount(plan.participations.challenge[active], minlength=c.category.size)
     created = clock.at(c.created)
-    return _insert_returning_ids(Challenge, {
-        "title": c.titles,
-        "description": c.descriptions,
-        "category_id": category_ids[c.category],
-        "reward_points": c.reward,
-        "starts_at": clock.at(c.starts),
-        "ends_at": clock.at(c.ends),
-        "status": c.status,
-        "owner_id": professor_ids[c.owner],
-        "created_at": created,
-        "updated_at": created,
-        "participations_count": counts,
-    }, chunk_size)
+    return _insert_returning_ids(
+        Challenge,
+        {
+            "title": c.titles,
+            "description": c.descriptions,
+            "category_id": category_ids[c.category],
+            "reward_points": c.reward,
+            "starts_at": clock.at(c.starts),
+            "ends_at": clock.at(c.ends),
+            "status": c.status,
+            "owner_id": professor_ids[c.owner],
+            "created_at": created,
+            "updated_at": created,
+            "participations_count": counts,
+        },
+        chunk_size,
+    )
 
 
 def _insert_slates(
-    slates: SlatePlan, clock: _Clock, student_ids: np.ndarray, challenge_ids: np.ndarray, chunk_size: int
+    slates: SlatePlan,
+    clock: _Clock,
+    student_ids: np.ndarray,
+    challenge_ids: np.ndarray,
+    chunk_size: int,
 ) -> None:
     source = "heuristic"
-    _insert(RecommendationSlate, {
-        "id": slates.ids,
-        "user_id": student_ids[slates.student],
-        "source": [source] * len(slates.ids),
-        "created_at": clock.at(slates.created),
-    }, chunk_size)
+    _insert(
+        RecommendationSlate,
+        {
+            "id": slates.ids,
+            "user_id": student_ids[slates.student],
+            "source": [source] * len(slates.ids),
+            "created_at": clock.at(slates.created),
+        },
+        chunk_size,
+    )
     events = slates.events
-    _insert(RecommendationEvent, {
-        "event_id": events.ids,
-        "user_id": student_ids[slates.student[events.slate]],
-        "challenge_id": challenge_ids[events.challenge],
-        "type": events.type,
-        "slate_id": np.array(slates.ids, dtype=object)[events.slate],
-        "position": events.position,
-        "source": [source] * len(events.ids),
-        "created_at": clock.at(events.created),
-    }, chunk_size)
+    slate_ids = np.array(slates.ids, dtype=object)[events.slate]
+    event_challenge_ids = challenge_ids[events.challenge].tolist()
+    _insert(
+        RecommendationEvent,
+        {
+            # The ids the app itself gives impressions and clicks, so replayed events dedupe.
+            "event_id": [
+                natural_event_id(kind, slate_id, challenge_id)
+                for kind, slate_id, challenge_id in zip(
+                    events.type, slate_ids, event_challenge_ids, strict=True
+                )
+            ],
+            "user_id": student_ids[slates.student[events.slate]],
+            "challenge_id": event_challenge_ids,
+            "type": events.type,
+            "slate_id": slate_ids,
+            "position": events.position,
+            "source": [source] * events.slate.size,
+            "created_at": clock.at(events.created),
+        },
+        chunk_size,
+    )
 
 
 def _chunks(columns: dict[str, Sequence], chunk_size: int):
@@ -711,7 +795,10 @@ def _insert(model: type[db.Model], columns: dict[str, Sequence], chunk_size: int
     connection = db.session.connection()
     total = len(next(iter(columns.values())))
     for start in range(0, total, chunk_size):
-        values = [convert(columns[name][start : start + chunk_size]) for name, convert in converters.items()]
+        values = [
+            convert(columns[name][start : start + chunk_size])
+            for name, convert in converters.items()
+        ]
         connection.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
 
@@ -747,7 +834,9 @@ def _timestamps_match_sqlalchemy(column_type: UTCDateTime) -> bool:
     return _sqlite_timestamps(probe) == [expected]
 
 
-def _insert_returning_ids(model: type[db.Model], columns: dict[str, Sequence], chunk_size: int) -> np.ndarray:
+def _insert_returning_ids(
+    model: type[db.Model], columns: dict[str, Sequence], chunk_size: int
+) -> np.ndarray:
     """Insert and return the new ids in row order; for tables of thousands of rows, not millions."""
     statement = insert(model).returning(model.id, sort_by_parameter_order=True)
     ids: list[int] = []
@@ -775,5 +864,5 @@ def _summarize(plan: CampusPlan, seed: int) -> CampusSummary:
         students=plan.shape.students,
         participations=int(plan.participations.student.size),
         slates=len(plan.slates.ids) if plan.slates else 0,
-        events=len(plan.slates.events.ids) if plan.slates else 0,
+        events=int(plan.slates.events.slate.size) if plan.slates else 0,
     )

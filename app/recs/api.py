@@ -86,7 +86,7 @@ def _integer(name: str, default: int, low: int, high: int) -> int:
     raw = _single(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
         raise BadParameter(f"{name}: must be a whole number from {low} to {high}")
     value = int(raw)
     if not low <= value <= high:

@@ -31,6 +31,7 @@ from app.models import ModelRun
 log = logging.getLogger(__name__)
 
 JOB_ID = "recs-retrain"
+PURGE_JOB_ID = "recs-purge-events"
 LOCK_FILE = "recs-pipeline.lock"
 # PostgreSQL's advisory lock key for the pipeline: any fixed 64-bit number, the same everywhere.
 ADVISORY_LOCK_KEY = 0x52454353_50495045
@@ -157,6 +158,25 @@ def retrain(app: Flask, trigger: str = "schedule"):
         return result
 
 
+def purge_old_events(app: Flask) -> int | None:
+    """The retention job: events older than RECS_EVENT_RETENTION_DAYS go, once across processes
+    (it shares the pipeline lock, so it never deletes under a training run's export either)."""
+    from app.recs.pipeline import purge_events
+
+    with single_runner(app) as acquired:
+        if not acquired:
+            log.info("event purge skipped: another run holds the pipeline lock")
+            return None
+        with app.app_context():
+            try:
+                return purge_events(int(app.config["RECS_EVENT_RETENTION_DAYS"]))
+            except Exception:
+                log.exception("event purge failed")
+                return None
+            finally:
+                db.session.remove()
+
+
 def trigger_retrain(app: Flask) -> bool:
     """Start a run in a background thread ("retrain now"); False when one is already running."""
     from app.recs.pipeline import train
@@ -230,13 +250,12 @@ def _iso(moment: datetime | None) -> str | None:
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def cron_trigger(app: Flask) -> CronTrigger:
-    """The retrain schedule, a crontab line in the server's local time (default 03:00 nightly)."""
-    fields = str(app.config["RECS_RETRAIN_CRON"]).split()
+def cron_trigger(app: Flask, key: str = "RECS_RETRAIN_CRON") -> CronTrigger:
+    """A schedule from config: a crontab line in the server's local time (the retrain defaults to
+    03:00 nightly, the event purge to 03:30)."""
+    fields = str(app.config[key]).split()
     if len(fields) != 5:
-        raise ValueError(
-            f"RECS_RETRAIN_CRON needs 5 fields, got {app.config['RECS_RETRAIN_CRON']!r}"
-        )
+        raise ValueError(f"{key} needs 5 fields, got {app.config[key]!r}")
     minute, hour, day, month, day_of_week = fields
     return CronTrigger(
         minute=minute, hour=hour, day=day, month=month, day_of_week=_crontab_weekdays(day_of_week)
@@ -258,6 +277,10 @@ def configure(scheduler, app: Flask):
         }
     )
     scheduler.add_job(retrain, cron_trigger(app), args=[app], id=JOB_ID, replace_existing=True)
+    scheduler.add_job(
+        purge_old_events, cron_trigger(app, "RECS_PURGE_CRON"), args=[app], id=PURGE_JOB_ID,
+        replace_existing=True,
+    )
     return scheduler
 
 

@@ -155,6 +155,24 @@ def test_configure_sets_the_guards_and_the_cron(app):
     assert func is scheduler.retrain and args == [app]
     fire = trigger.get_next_fire_time(None, datetime.now(trigger.timezone))
     assert (fire.hour, fire.minute, fire.weekday()) == (2, 30, 0)
+    func, trigger, args = fake.jobs[scheduler.PURGE_JOB_ID]
+    assert func is scheduler.purge_old_events and args == [app]
+
+
+def test_scheduled_purge_deletes_only_events_past_retention(app):
+    from datetime import timedelta
+
+    from app.models import RecommendationEvent, utcnow
+    from tests.helpers import make_challenge, make_event, make_user
+
+    app.config["RECS_EVENT_RETENTION_DAYS"] = 30
+    student, challenge = make_user(), make_challenge()
+    old = make_event(student, challenge, created_at=utcnow() - timedelta(days=31))
+    fresh = make_event(student, challenge, created_at=utcnow() - timedelta(days=29))
+    old_id, fresh_id = old.id, fresh.id
+    assert scheduler.purge_old_events(app) == 1
+    remaining = set(db.session.scalars(select(RecommendationEvent.id)))
+    assert remaining == {fresh_id} and old_id not in remaining
 
 
 def test_next_run_time_follows_the_cron(app):

@@ -30,7 +30,14 @@ SMALL = {"students": 120, "challenges": 40}
 
 
 def _delete_campus() -> None:
-    for model in (RecommendationEvent, RecommendationSlate, Participation, Challenge, User, Category):
+    for model in (
+        RecommendationEvent,
+        RecommendationSlate,
+        Participation,
+        Challenge,
+        User,
+        Category,
+    ):
         db.session.execute(delete(model))
     db.session.commit()
 
@@ -42,14 +49,30 @@ def _snapshot() -> dict:
     challenges = {c.id: c for c in db.session.scalars(select(Challenge))}
     return {
         "categories": db.session.scalars(select(Category.name).order_by(Category.id)).all(),
-        "users": sorted((u.email, u.display_name, u.role, u.created_at - reference) for u in users.values()),
+        "users": sorted(
+            (u.email, u.display_name, u.role, u.created_at - reference) for u in users.values()
+        ),
         "challenges": sorted(
-            (c.title, c.description, c.category.name, c.owner.email, c.status, c.reward_points,
-             c.participations_count, c.starts_at - reference, c.ends_at and c.ends_at - reference)
+            (
+                c.title,
+                c.description,
+                c.category.name,
+                c.owner.email,
+                c.status,
+                c.reward_points,
+                c.participations_count,
+                c.starts_at - reference,
+                c.ends_at and c.ends_at - reference,
+            )
             for c in challenges.values()
         ),
         "participations": {
-            (users[p.user_id].email, challenges[p.challenge_id].title, p.status, p.joined_at - reference)
+            (
+                users[p.user_id].email,
+                challenges[p.challenge_id].title,
+                p.status,
+                p.joined_at - reference,
+            )
             for p in db.session.scalars(select(Participation))
         },
     }
@@ -113,14 +136,18 @@ def test_participations_respect_each_challenge(app):
 
 
 def test_bulk_written_timestamps_compare_like_orm_written_ones(app):
-    """The writer bypasses SQLAlchemy's type processing on SQLite; SQL date comparisons must not notice."""
+    """The writer skips SQLAlchemy's type processing on SQLite; date comparisons must not notice."""
     seed_demo_campus(seed=3, **SMALL)
     joined = sorted(db.session.scalars(select(Participation.joined_at)))
     middle = joined[len(joined) // 2]
     column_type = Participation.__table__.c.joined_at.type
     bound = column_type.dialect_impl(db.engine.dialect).bind_processor(db.engine.dialect)
-    if bound is not None:  # SQLite renders timestamps as text; PostgreSQL takes datetimes as they are
-        stored = db.session.scalar(text("SELECT joined_at FROM participations ORDER BY joined_at LIMIT 1"))
+    if (
+        bound is not None
+    ):  # SQLite renders timestamps as text; PostgreSQL takes datetimes as they are
+        stored = db.session.scalar(
+            text("SELECT joined_at FROM participations ORDER BY joined_at LIMIT 1")
+        )
         assert stored == bound(joined[0])
     earlier = db.session.scalar(select(func.count()).where(Participation.joined_at < middle))
     assert earlier == sum(1 for t in joined if t < middle)
@@ -144,7 +171,9 @@ def test_default_campus_sizes_and_states(app):
     assert db.session.scalar(select(func.count()).select_from(Challenge)) == 150
     assert 7000 <= db.session.scalar(select(func.count()).select_from(Participation)) <= 9000
     states = summary.challenges_by_state
-    assert all(states[state] > 0 for state in ("running", "upcoming", "ended", "drafts", "archived"))
+    assert all(
+        states[state] > 0 for state in ("running", "upcoming", "ended", "drafts", "archived")
+    )
     assert states["drafts"] + states["archived"] < 0.3 * summary.challenges
     statuses = Counter(db.session.scalars(select(Participation.status)))
     assert statuses["completed"] > 0 and statuses["left"] > 0 and statuses["joined"] > 0
@@ -202,8 +231,14 @@ def test_cli_seed_prints_accounts_and_if_empty_skips(app):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["demo", "seed", "--students", "50", "--challenges", "20"])
     assert result.exit_code == 0, result.output
-    for text_ in ("admin@example.edu", "prof1@example.edu", "prof3@example.edu", "student1@example.edu",
-                  "student50@example.edu", DEMO_PASSWORD):
+    for text_ in (
+        "admin@example.edu",
+        "prof1@example.edu",
+        "prof3@example.edu",
+        "student1@example.edu",
+        "student50@example.edu",
+        DEMO_PASSWORD,
+    ):
         assert text_ in result.output
     before = db.session.scalar(select(func.count()).select_from(Participation))
 
@@ -218,7 +253,9 @@ def test_cli_seed_prints_accounts_and_if_empty_skips(app):
 
 
 def test_cli_seed_if_empty_seeds_an_empty_database(app):
-    result = app.test_cli_runner().invoke(args=["demo", "seed", "--if-empty", "--students", "30", "--challenges", "12"])
+    result = app.test_cli_runner().invoke(
+        args=["demo", "seed", "--if-empty", "--students", "30", "--challenges", "12"]
+    )
     assert result.exit_code == 0, result.output
     assert "student30@example.edu" in result.output
     assert db.session.scalar(select(func.count()).select_from(User)) == 34
@@ -232,7 +269,12 @@ def test_cli_seed_rejects_a_bad_size(app):
 
 def test_synthetic_campus_events_point_at_real_slates_and_running_challenges(app):
     summary = generate_synthetic_campus(
-        students=200, challenges=60, participations_per_student=5, events_per_student=13, seed=1, chunk_size=500
+        students=200,
+        challenges=60,
+        participations_per_student=5,
+        events_per_student=13,
+        seed=1,
+        chunk_size=500,
     )
     assert summary.students == 200 and summary.events > 200 * 6
     slates = {s.id: s for s in db.session.scalars(select(RecommendationSlate))}

@@ -1,0 +1,232 @@
+"""GET /api/v1/recommendations and /api/v1/openapi.json: shape, access rules, parameters, and
+conformance to the OpenAPI document (schemathesis, in process)."""
+
+import logging
+import re
+import uuid
+
+import pytest
+import schemathesis
+from schemathesis import GenerationMode
+from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import SOURCES, RecommendationEvent, RecommendationSlate
+from tests.helpers import PASSWORD, login, make_category, make_challenge, make_user
+
+URL = "/api/v1/recommendations"
+ITEM_KEYS = {"challenge_id", "title", "url", "score", "reason", "source", "position"}
+
+
+@pytest.fixture
+def challenges(app):
+    owner, category = make_user("professor"), make_category("Data Science")
+    return [make_challenge(owner=owner, category=category, title=f"Dataset {i}") for i in range(8)]
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_a_student_reads_their_own_slate(student_client, challenges):
+    response = student_client.get(URL + "?k=3")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert set(body) == {"slate_id", "source", "model_version", "arm", "items", "next_offset"}
+    assert (body["source"], body["model_version"], body["arm"]) == ("heuristic", None, None)
+    assert [item["position"] for item in body["items"]] == [0, 1, 2]
+    assert body["next_offset"] == 3
+    for item in body["items"]:
+        assert set(item) == ITEM_KEYS and item["reason"] and item["source"] == "heuristic"
+        assert item["url"] == f"/challenges/{item['challenge_id']}?slate={body['slate_id']}"
+    slate = db.session.get(RecommendationSlate, body["slate_id"])
+    assert slate.user_id == student_client.user.id
+    assert count(RecommendationEvent) == 0  # API clients report impressions themselves
+
+
+def test_the_api_serves_the_fragments_ranking(student_client, challenges):
+    html = student_client.get("/challenges/recommended", headers={"HX-Request": "true"}).get_data(
+        as_text=True
+    )
+    shown = [int(i) for i in re.findall(r'href="/challenges/(\d+)\?slate=', html)]
+    body = student_client.get(f"{URL}?k={len(shown)}").get_json()
+    assert [item["challenge_id"] for item in body["items"]] == shown
+
+
+def test_events_about_an_api_slate_are_accepted_with_the_cards_source(student_client, challenges):
+    body = student_client.get(URL + "?k=2").get_json()
+    card = body["items"][1]
+    response = student_client.post(
+        "/recommendations/event",
+        json={
+            "event_id": str(uuid.uuid4()),
+            "type": "impression",
+            "challenge_id": card["challenge_id"],
+            "slate_id": body["slate_id"],
+            "position": card["position"],
+            "source": "content",
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    stored = db.session.scalar(select(RecommendationEvent))
+    assert (stored.slate_id, stored.position, stored.source) == (body["slate_id"], 1, "content")
+
+
+def test_the_next_page_continues_the_slate(student_client, challenges):
+    first = student_client.get(URL + "?k=3").get_json()
+    second = student_client.get(
+        f"{URL}?k=3&offset={first['next_offset']}&slate_id={first['slate_id']}"
+    ).get_json()
+    last = student_client.get(
+        f"{URL}?k=3&offset={second['next_offset']}&slate_id={first['slate_id']}"
+    ).get_json()
+    pages = [first, second, last]
+    assert {page["slate_id"] for page in pages} == {first["slate_id"]}
+    ids = [item["challenge_id"] for page in pages for item in page["items"]]
+    assert sorted(ids) == sorted(c.id for c in challenges)
+    assert [item["position"] for page in pages for item in page["items"]] == list(range(8))
+    assert last["next_offset"] is None
+    assert count(RecommendationSlate) == 1
+
+
+def test_a_student_cannot_read_another_students_slate(student_client, challenges, app):
+    other = make_user()
+    theirs = app.test_client()
+    login(theirs, other, PASSWORD)
+    their_slate = theirs.get(URL).get_json()["slate_id"]
+
+    response = student_client.get(f"{URL}?user_id={other.id}")
+    assert response.status_code == 403 and "user_id" in response.get_json()["error"]
+    response = student_client.get(f"{URL}?slate_id={their_slate}&offset=2")
+    assert response.status_code == 404 and "items" not in response.get_json()
+    own = student_client.get(f"{URL}?user_id={student_client.user.id}")
+    assert own.status_code == 200
+
+
+def test_an_admin_names_a_student_and_stores_nothing(admin_client, challenges):
+    student, professor = make_user(), make_user("professor")
+    assert admin_client.get(URL).status_code == 400
+    response = admin_client.get(f"{URL}?user_id={student.id}&k=2")
+    assert response.status_code == 200 and len(response.get_json()["items"]) == 2
+    assert count(RecommendationSlate) == 0
+    for user_id in (professor.id, 10**9):
+        assert admin_client.get(f"{URL}?user_id={user_id}").status_code == 404
+
+
+def test_professors_and_anonymous_callers_are_refused_in_json(client, professor_client):
+    anonymous = client.get(URL)
+    assert anonymous.status_code == 401 and anonymous.get_json()["error"]
+    forbidden = professor_client.get(URL)
+    assert forbidden.status_code == 403 and forbidden.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("k=0", "k"),
+        ("k=61", "k"),
+        ("k=abc", "k"),
+        ("k=1.5", "k"),
+        ("k=%EF%BC%91", "k"),  # a full-width digit: isdigit() says yes, int() agrees, we do not
+        ("k=1&k=2", "k"),
+        ("offset=-1", "offset"),
+        ("offset=60", "offset"),
+        ("offset=99999999999999999999", "offset"),
+        ("slate_id=not-a-uuid", "slate_id"),
+    ],
+)
+def test_bad_parameters_are_a_400_naming_them(student_client, challenges, caplog, query, named):
+    with caplog.at_level(logging.INFO, logger="app.recs.api"):
+        response = student_client.get(f"{URL}?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(f"{named}:")
+    assert any("api refused" in r.getMessage() for r in caplog.records)
+
+
+def test_the_openapi_document_describes_the_api(client):
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    document = response.get_json()
+    assert document["openapi"].startswith("3.1")
+    assert {"/api/v1/recommendations", "/api/v1/openapi.json", "/recommendations/event"} <= set(
+        document["paths"]
+    )
+    assert tuple(document["components"]["schemas"]["Source"]["enum"]) == SOURCES
+    item = document["components"]["schemas"]["SlateItem"]
+    assert set(item["required"]) == ITEM_KEYS
+
+
+# --- conformance: schemathesis drives the app in process, logged in as a student ---------------
+
+USER_AGENT = "schemathesis-in-process"
+
+
+@pytest.fixture
+def api_schema(app):
+    owner, category = make_user("professor"), make_category()
+    for _ in range(4):
+        make_challenge(owner=owner, category=category)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    # The session cookie is the test's to send; generated cases vary the parameters and bodies.
+    schema.config.generation.update(with_security_parameters=False)
+    return schema
+
+
+@pytest.fixture
+def student_cookie(app):
+    # Flask-Login's strong session protection ties the session to the address and user agent, so
+    # the generated requests present the login's.
+    client = app.test_client()
+    user = make_user()
+    client.post(
+        "/login",
+        data={"email": user.email, "password": PASSWORD},
+        headers={"User-Agent": USER_AGENT},
+    )
+    return client.get_cookie("session").value
+
+
+POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
+# The document itself takes no input, so it has no invalid requests to try.
+CONFORMANCE = [
+    ("GET", "/api/v1/recommendations", POSITIVE),
+    ("GET", "/api/v1/recommendations", NEGATIVE),
+    ("GET", "/api/v1/openapi.json", POSITIVE),
+    ("POST", "/recommendations/event", POSITIVE),
+    ("POST", "/recommendations/event", NEGATIVE),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "mode"), CONFORMANCE, ids=[f"{m} {p} {g.value}" for m, p, g in CONFORMANCE]
+)
+def test_the_api_conforms_to_its_openapi_document(api_schema, student_cookie, method, path, mode):
+    """Positive cases: every answer is documented and matches its schema; negative cases (values
+    outside the schema) must be refused with a documented 4xx, never a 5xx."""
+    operation = api_schema[path][method]
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=25,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    def conforms(case):
+        # Schema-valid requests may still be refused by design (another student's id, an unknown
+        # slate), and each such answer is documented, so "valid data must be accepted" is off.
+        response = case.call_and_validate(
+            headers={"User-Agent": USER_AGENT},
+            cookies={"session": student_cookie},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},  # the test client's, where the login ran
+            excluded_checks=[positive_data_acceptance],
+        )
+        statuses.add(response.status_code)
+
+    statuses: set[int] = set()
+    conforms()
+    if method == "GET" and mode == POSITIVE:
+        assert 200 in statuses, statuses  # the session works: this is not a run of 401s
