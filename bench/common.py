@@ -35,7 +35,7 @@ def command_line() -> str:
     return f".venv/bin/python -m {'.'.join(module.parts)} {args}".strip()
 
 
-# --- A throwaway database ---------------------------------------------------------------------------
+# --- A throwaway database -------------------------------------------------------------------------
 
 
 def app_config(workdir: Path) -> dict:
@@ -90,14 +90,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# --- The machine ------------------------------------------------------------------------------------
+# --- The machine ----------------------------------------------------------------------------------
 
 
 def machine() -> dict:
+    import sqlite3
+
     import numpy
     import scipy
     import sklearn
-    import sqlite3
 
     return {
         "cpus": os.cpu_count(),
@@ -158,7 +159,7 @@ class Stopwatch:
         return {step: round(seconds, 2) for step, seconds in self.steps.items()}
 
 
-# --- Profiles ---------------------------------------------------------------------------------------
+# --- Profiles -------------------------------------------------------------------------------------
 
 
 def py_spy_available() -> bool:
@@ -169,10 +170,26 @@ def py_spy_command() -> str:
     return str(PY_SPY) if PY_SPY.exists() else "py-spy"
 
 
-def record_profile(pid: int, seconds: float, output: Path, subprocesses: bool = False) -> subprocess.Popen:
+def record_profile(
+    pid: int, seconds: float, output: Path, subprocesses: bool = False
+) -> subprocess.Popen:
     """Start sampling ``pid`` (and its children) for ``seconds`` into a collapsed-stack file."""
-    args = [py_spy_command(), "record", "--pid", str(pid), "--duration", str(int(seconds)),
-            "--format", "raw", "--output", str(output), "--nolineno", "--rate", "100", "--nonblocking"]
+    args = [
+        py_spy_command(),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+        "--nolineno",
+        "--rate",
+        "100",
+        "--nonblocking",
+    ]
     if subprocesses:
         args.append("--subprocesses")
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,9 +224,12 @@ def summarize_profile(path: Path, top: int = 8) -> dict:
     def shares(counter: Counter) -> list[list]:
         return [[name, round(100 * n / ours, 1)] for name, n in counter.most_common(top)]
 
-    return {"samples": total, "samples_in_app": ours,
-            "ours_inclusive": shares(inclusive) if ours else [],
-            "self": shares(leaves) if ours else []}
+    return {
+        "samples": total,
+        "samples_in_app": ours,
+        "ours_inclusive": shares(inclusive) if ours else [],
+        "self": shares(leaves) if ours else [],
+    }
 
 
 def _frame_name(frame: str) -> str:
@@ -220,5 +240,5 @@ def _frame_name(frame: str) -> str:
     # py-spy shortens paths to the package part: ours read app/..., others e.g. gunicorn/app/...
     ours = str(REPO / "app") + "/"
     if file.startswith(ours):
-        file = "app/" + file[len(ours):]
+        file = "app/" + file[len(ours) :]
     return f"{file}:{match['function']}"

@@ -49,27 +49,34 @@ def _config(folder: Path) -> dict:
     return config
 
 
-# --- Child processes --------------------------------------------------------------------------------
+# --- Child processes ------------------------------------------------------------------------------
 
 
 def child_seed(folder: Path, students: int, challenges: int) -> dict:
-    from bench.common import migrated_app
-
     from app.demo import generate_synthetic_campus
+    from bench.common import migrated_app
 
     app = migrated_app(_config(folder))
     with app.app_context():
         started = time.perf_counter()
         summary = generate_synthetic_campus(
-            students=students, challenges=challenges,
+            students=students,
+            challenges=challenges,
             participations_per_student=PARTICIPATIONS_PER_STUDENT,
-            events_per_student=EVENTS_PER_STUDENT, seed=SEED)
+            events_per_student=EVENTS_PER_STUDENT,
+            seed=SEED,
+        )
         seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "students": summary.students, "challenges": summary.challenges,
-            "participations": summary.participations, "slates": summary.slates,
-            "events": summary.events,
-            "db_mb": round((folder / "bench.db").stat().st_size / 2**20, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "students": summary.students,
+        "challenges": summary.challenges,
+        "participations": summary.participations,
+        "slates": summary.slates,
+        "events": summary.events,
+        "db_mb": round((folder / "bench.db").stat().st_size / 2**20, 1),
+    }
 
 
 def child_pipeline(folder: Path) -> dict:
@@ -85,17 +92,24 @@ def child_pipeline(folder: Path) -> dict:
         result = pipeline.train(trigger="bench", progress=stopwatch.mark)
         total = time.perf_counter() - started
         stages = stopwatch.stop()
-        run = pipeline.db.session.scalar(pipeline.select(pipeline.ModelRun)
-                                         .where(pipeline.ModelRun.version == result.version))
+        run = pipeline.db.session.scalar(
+            pipeline.select(pipeline.ModelRun).where(pipeline.ModelRun.version == result.version)
+        )
         gate = (run.metrics or {}).get("gate", {})
         report = result.import_report
         return {
-            "status": result.status, "reason": result.reason, "seconds": round(total, 2),
-            "stages": stages, "peak_rss_mb": round(peak_rss_mb(), 1),
+            "status": result.status,
+            "reason": result.reason,
+            "seconds": round(total, 2),
+            "stages": stages,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
             "rows_published": report.accepted if report else 0,
-            "students_covered": run.users_count, "data": (run.report or {}).get("data"),
-            "algorithm": run.algorithm, "params": run.params,
-            "model_ndcg": gate.get("model_ndcg"), "heuristic_ndcg": gate.get("heuristic_ndcg"),
+            "students_covered": run.users_count,
+            "data": (run.report or {}).get("data"),
+            "algorithm": run.algorithm,
+            "params": run.params,
+            "model_ndcg": gate.get("model_ndcg"),
+            "heuristic_ndcg": gate.get("heuristic_ndcg"),
             "passes_default_gate": (gate.get("model_ndcg") or 0)
             > (gate.get("heuristic_ndcg") or 0) + DefaultConfig.RECS_GATE_MARGIN,
         }
@@ -113,37 +127,45 @@ def _run_child(args: list[str], profile_to: Path | None = None) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-# --- The parent -------------------------------------------------------------------------------------
+# --- The parent -----------------------------------------------------------------------------------
 
 
 def measure(students: int, challenges: int, profile: bool) -> dict:
     with workdir(f"scale-{students}") as folder:
         progress(f"{students:,} students: generating the synthetic campus")
         seeded = _run_child(["seed", str(folder), str(students), str(challenges)])
-        progress(f"{students:,} students: seeded in {seeded['seconds']} s "
-                 f"({seeded['participations']:,} participations, {seeded['events']:,} events)")
-        progress(f"{students:,} students: running the pipeline"
-                 + (" (profiled with py-spy)" if profile else ""))
+        progress(
+            f"{students:,} students: seeded in {seeded['seconds']} s "
+            f"({seeded['participations']:,} participations, {seeded['events']:,} events)"
+        )
+        progress(
+            f"{students:,} students: running the pipeline"
+            + (" (profiled with py-spy)" if profile else "")
+        )
         profile_path = folder / "pipeline.profile.txt" if profile else None
         ran = _run_child(["pipeline", str(folder)], profile_path)
-        progress(f"{students:,} students: pipeline {ran['status']} in {ran['seconds']} s, "
-                 f"peak RSS {ran['peak_rss_mb']:.0f} MB, stages {ran['stages']}")
+        progress(
+            f"{students:,} students: pipeline {ran['status']} in {ran['seconds']} s, "
+            f"peak RSS {ran['peak_rss_mb']:.0f} MB, stages {ran['stages']}"
+        )
         result = {"students": students, "seed": seeded, "pipeline": ran}
         if profile_path is not None and profile_path.exists():
-            result["profile"] = summarize_profile(profile_path)
+            result["profile"] = summarize_profile(profile_path, top=14)
         return result
 
 
 def verdict(sizes: list[dict]) -> dict:
-    """The target at 100k students, and growth: seconds per student relative to the smallest size."""
+    """The 100k target, and growth: seconds per student relative to the smallest size."""
     by_size = {s["students"]: s["pipeline"] for s in sizes}
     smallest = min(by_size)
-    growth = {str(n): round((p["seconds"] / n) / (by_size[smallest]["seconds"] / smallest), 2)
-              for n, p in sorted(by_size.items())}
+    growth = {
+        str(n): round((p["seconds"] / n) / (by_size[smallest]["seconds"] / smallest), 2)
+        for n, p in sorted(by_size.items())
+    }
     target = by_size.get(TARGET_STUDENTS)
     return {
         "target": f"{TARGET_STUDENTS:,} students <= {TARGET_SECONDS:.0f} s and "
-                  f"<= {TARGET_RSS_MB / 1024:.0f} GB peak RSS",
+        f"<= {TARGET_RSS_MB / 1024:.0f} GB peak RSS",
         "seconds_ok": None if target is None else target["seconds"] <= TARGET_SECONDS,
         "rss_ok": None if target is None else target["peak_rss_mb"] <= TARGET_RSS_MB,
         "per_student_time_vs_smallest": growth,
@@ -155,16 +177,26 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("seed", "pipeline"):
         folder = Path(argv[1])
-        result = (child_seed(folder, int(argv[2]), int(argv[3])) if argv[0] == "seed"
-                  else child_pipeline(folder))
+        result = (
+            child_seed(folder, int(argv[2]), int(argv[3]))
+            if argv[0] == "seed"
+            else child_pipeline(folder)
+        )
         print(json.dumps(result, default=str))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
-                        help="Comma-separated student counts [default: %(default)s].")
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="Comma-separated student counts [default: %(default)s].",
+    )
     parser.add_argument("--challenges", type=int, default=CHALLENGES)
-    parser.add_argument("--profile-size", type=int, default=None,
-                        help="Profile the pipeline at this size with py-spy [default: the largest].")
+    parser.add_argument(
+        "--profile-size",
+        type=int,
+        default=None,
+        help="Profile the pipeline at this size with py-spy [default: the largest].",
+    )
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     profile_size = args.profile_size or sizes[-1]
@@ -172,11 +204,17 @@ def main(argv: list[str] | None = None) -> int:
         progress("py-spy not found: no profile (pip install -e '.[dev]')")
         profile_size = None
     results = [measure(n, args.challenges, n == profile_size) for n in sizes]
-    write_result("pipeline_scale", {
-        "challenges": args.challenges, "participations_per_student": PARTICIPATIONS_PER_STUDENT,
-        "events_per_student": EVENTS_PER_STUDENT, "gate_margin": OPEN_GATE_MARGIN,
-        "sizes": results, "verdict": verdict(results),
-    })
+    write_result(
+        "pipeline_scale",
+        {
+            "challenges": args.challenges,
+            "participations_per_student": PARTICIPATIONS_PER_STUDENT,
+            "events_per_student": EVENTS_PER_STUDENT,
+            "gate_margin": OPEN_GATE_MARGIN,
+            "sizes": results,
+            "verdict": verdict(results),
+        },
+    )
     return 0
 
 

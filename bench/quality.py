@@ -28,8 +28,14 @@ def evaluate_dataset(name: str, interactions, features_for: Callable, settings) 
     from app.recs.data import InteractionMatrix
 
     full = InteractionMatrix.build(interactions)
-    result = {"dataset": name, "events": len(interactions), "users": len(full.users),
-              "items": len(full.items), "cells": full.nnz, "splits": []}
+    result = {
+        "dataset": name,
+        "events": len(interactions),
+        "users": len(full.users),
+        "items": len(full.items),
+        "cells": full.nnz,
+        "splits": [],
+    }
     for kind in SPLITS:
         progress(f"{name}: {kind} split")
         result["splits"].append(_evaluate_split(name, kind, interactions, features_for, settings))
@@ -50,23 +56,38 @@ def _evaluate_split(name: str, kind: str, interactions, features_for: Callable, 
     split = _make_split(kind, interactions, settings)
     features = features_for(split.train.items)
     started = time.perf_counter()
-    comparison = compare(split, features, settings,
-                         progress=lambda step: progress(f"{name} {kind}: {step} done"))
+    comparison = compare(
+        split, features, settings, progress=lambda step: progress(f"{name} {kind}: {step} done")
+    )
     compare_seconds = time.perf_counter() - started
     fresh_baselines = {b.name: b for b in baselines(split, features, settings)}
     rows = []
     for row in comparison.rows:
         model = fresh_baselines.get(row.name) or build_candidate(row.name, row.params)
-        rows.append({**_timed_row(model, split, settings.k), "name": row.name,
-                     "params": row.params, "validation_ndcg": row.validation_ndcg,
-                     "baseline": row.name in fresh_baselines,
-                     **{key: getattr(row.test, key)
-                        for key in ("precision", "recall", "ndcg", "coverage")},
-                     "compare_seconds": round(row.seconds, 3)})
-    return {"kind": kind, "users_evaluated": comparison.rows[0].test.users if comparison.rows else 0,
-            "train_cells": split.train.nnz, "test_cells": int(split.test.nnz),
-            "candidates": int(split.candidates.sum()), "best": comparison.best,
-            "compare_seconds": round(compare_seconds, 2), "rows": rows}
+        rows.append(
+            {
+                **_timed_row(model, split, settings.k),
+                "name": row.name,
+                "params": row.params,
+                "validation_ndcg": row.validation_ndcg,
+                "baseline": row.name in fresh_baselines,
+                **{
+                    key: getattr(row.test, key)
+                    for key in ("precision", "recall", "ndcg", "coverage")
+                },
+                "compare_seconds": round(row.seconds, 3),
+            }
+        )
+    return {
+        "kind": kind,
+        "users_evaluated": comparison.rows[0].test.users if comparison.rows else 0,
+        "train_cells": split.train.nnz,
+        "test_cells": int(split.test.nnz),
+        "candidates": int(split.candidates.sum()),
+        "best": comparison.best,
+        "compare_seconds": round(compare_seconds, 2),
+        "rows": rows,
+    }
 
 
 def _timed_row(model, split, k: int) -> dict:
@@ -112,18 +133,25 @@ def demo_campus() -> dict:
             progress("seeding the demo campus")
             summary = seed_demo_campus(seed=SEED)
             interactions = read_database(app.config["RECS_INTERACTION_WEIGHTS"])
-            result = evaluate_dataset("demo campus", interactions, ItemFeatures.from_database,
-                                      _settings(app.config))
-            result["source"] = (f"seed_demo_campus(seed={SEED}): {summary.students} students, "
-                                f"{summary.challenges} challenges, "
-                                f"{summary.participations} participations")
+            result = evaluate_dataset(
+                "demo campus", interactions, ItemFeatures.from_database, _settings(app.config)
+            )
+            result["source"] = (
+                f"seed_demo_campus(seed={SEED}): {summary.students} students, "
+                f"{summary.challenges} challenges, "
+                f"{summary.participations} participations"
+            )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--movielens", type=Path, default=DEFAULT_MOVIELENS,
-                        help=f"MovieLens u.data [default: {DEFAULT_MOVIELENS}]")
+    parser.add_argument(
+        "--movielens",
+        type=Path,
+        default=DEFAULT_MOVIELENS,
+        help=f"MovieLens u.data [default: {DEFAULT_MOVIELENS}]",
+    )
     parser.add_argument("--skip-demo", action="store_true", help="Only MovieLens.")
     args = parser.parse_args(argv)
 

@@ -7,7 +7,6 @@ command behind each table, the targets, and what the profiles say limits each fi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from bench.common import REPO, RESULTS_DIR, progress
 
@@ -21,8 +20,10 @@ def load(name: str) -> dict | None:
 
 
 def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -38,25 +39,35 @@ def seconds(value: float) -> str:
 def _profile_lines(profile: dict | None, top: int = 6) -> list[str]:
     if not profile or not profile.get("ours_inclusive"):
         return ["(no profile recorded)"]
-    lines = [f"Samples in our code: {profile.get('samples_in_app', profile['samples']):,} of {profile['samples']:,}. "
-             "Our functions by share of those samples (inclusive):", ""]
+    lines = [
+        f"Samples in our code: {profile['samples_in_app']:,} of {profile['samples']:,}. "
+        "Our functions by share of those samples (inclusive):",
+        "",
+    ]
     lines += [f"- `{name}` {share}%" for name, share in profile["ours_inclusive"][:top]]
     lines += ["", "Where the time is spent (leaf frames):", ""]
     lines += [f"- `{name}` {share}%" for name, share in profile["self"][:top]]
     return lines
 
 
-# --- Sections ---------------------------------------------------------------------------------------
+# --- Sections -------------------------------------------------------------------------------------
 
 
 def machine_section(results: list[dict]) -> str:
     machine = next((r["machine"] for r in results if r), None)
     if machine is None:
         return "## Machine\n\n" + MISSING
-    rows = [["CPUs (nproc)", machine["cpus"]], ["CPU", machine["cpu_model"]],
-            ["memory", f"{machine['memory_gb']} GB"], ["OS", machine["os"]],
-            ["Python", machine["python"]], ["numpy", machine["numpy"]], ["scipy", machine["scipy"]],
-            ["scikit-learn", machine["scikit-learn"]], ["SQLite", machine["sqlite"]]]
+    rows = [
+        ["CPUs (nproc)", machine["cpus"]],
+        ["CPU", machine["cpu_model"]],
+        ["memory", f"{machine['memory_gb']} GB"],
+        ["OS", machine["os"]],
+        ["Python", machine["python"]],
+        ["numpy", machine["numpy"]],
+        ["scipy", machine["scipy"]],
+        ["scikit-learn", machine["scikit-learn"]],
+        ["SQLite", machine["sqlite"]],
+    ]
     dates = ", ".join(f"{r['benchmark']} {r['generated_at']}" for r in results if r)
     return "\n\n".join(["## Machine", table(["", "value"], rows), f"Measured: {dates}."])
 
@@ -68,33 +79,70 @@ def summary_section(scale: dict | None, serving: dict | None) -> str:
         verdict = scale["verdict"]
         if target:
             p = target["pipeline"]
-            rows.append(["pipeline, 100k students, end to end", "<= 120 s",
-                         f"{p['seconds']:.0f} s", ok(verdict["seconds_ok"])])
-            rows.append(["pipeline, 100k students, peak RSS", "<= 4 GB",
-                         f"{p['peak_rss_mb'] / 1024:.2f} GB", ok(verdict["rss_ok"])])
+            rows.append(
+                [
+                    "pipeline, 100k students, end to end",
+                    "<= 120 s",
+                    f"{p['seconds']:.0f} s",
+                    ok(verdict["seconds_ok"]),
+                ]
+            )
+            rows.append(
+                [
+                    "pipeline, 100k students, peak RSS",
+                    "<= 4 GB",
+                    f"{p['peak_rss_mb'] / 1024:.2f} GB",
+                    ok(verdict["rss_ok"]),
+                ]
+            )
         growth = verdict["per_student_time_vs_smallest"]
-        rows.append(["pipeline growth in students", "no worse than linear",
-                     "time per student vs smallest: "
-                     + ", ".join(f"{int(n):,}: {g}x" for n, g in growth.items()),
-                     ok(verdict["linear_ok"])])
+        rows.append(
+            [
+                "pipeline growth in students",
+                "no worse than linear",
+                "time per student vs smallest: "
+                + ", ".join(f"{int(n):,}: {g}x" for n, g in growth.items()),
+                ok(verdict["linear_ok"]),
+            ]
+        )
     if serving:
         v = serving["verdict"]
-        rows.append(["model-rows fragment vs baseline", ">= 0.5x",
-                     f"{v['fragment_model']['ratio']}x", ok(v["fragment_model"]["ok"])])
-        rows.append(["heuristic fragment (5k challenges) vs baseline", ">= 0.25x",
-                     f"{v['fragment_heuristic']['ratio']}x", ok(v["fragment_heuristic"]["ok"])])
-        rows.append(["event ingestion, batches of 10", ">= 2,000 events/s, 0 lost",
-                     f"{v['events']['events_per_second']:,.0f} events/s, {v['events']['lost']} lost",
-                     ok(v["events"]["ok"])])
+        rows.append(
+            [
+                "model-rows fragment vs baseline",
+                ">= 0.5x",
+                f"{v['fragment_model']['ratio']}x",
+                ok(v["fragment_model"]["ok"]),
+            ]
+        )
+        rows.append(
+            [
+                "heuristic fragment (5k challenges) vs baseline",
+                ">= 0.25x",
+                f"{v['fragment_heuristic']['ratio']}x",
+                ok(v["fragment_heuristic"]["ok"]),
+            ]
+        )
+        rows.append(
+            [
+                "event ingestion, batches of 10",
+                ">= 2,000 events/s, 0 lost",
+                f"{v['events']['events_per_second']:,.0f} events/s, {v['events']['lost']} lost",
+                ok(v["events"]["ok"]),
+            ]
+        )
     if not rows:
         return "## Targets\n\n" + MISSING
     return "## Targets\n\n" + table(["what", "target", "measured", "status"], rows)
 
 
 def quality_section(quality: dict | None) -> str:
-    parts = ["## 1. Offline quality",
-             "Command: `" + (quality["command"] if quality else ".venv/bin/python -m bench.quality")
-             + "` (`make bench` runs it)."]
+    parts = [
+        "## 1. Offline quality",
+        "Command: `"
+        + (quality["command"] if quality else ".venv/bin/python -m bench.quality")
+        + "` (`make bench` runs it).",
+    ]
     if quality is None:
         return "\n\n".join(parts + [MISSING])
     parts.append(
@@ -106,16 +154,21 @@ def quality_section(quality: dict | None) -> str:
         f"*time*: the most recent 20% of interactions held out. Fit = one fit on the training "
         f"part with the tuned parameters; scoring = scoring and ranking every evaluated user. "
         f"Coverage = share of the candidate items that appear in some top-{quality['k']}. "
-        f"**Bold** = the candidate chosen on validation NDCG.")
+        f"**Bold** = the candidate chosen on validation NDCG."
+    )
     for message in quality.get("skipped", []):
         parts.append(f"> {message}")
     for dataset in quality["datasets"]:
-        parts.append(f"### {dataset['dataset']}\n\n{dataset['source']}: {dataset['users']:,} users, "
-                     f"{dataset['items']:,} items, {dataset['cells']:,} positive cells.")
+        parts.append(
+            f"### {dataset['dataset']}\n\n{dataset['source']}: {dataset['users']:,} users, "
+            f"{dataset['items']:,} items, {dataset['cells']:,} positive cells."
+        )
         for split in dataset["splits"]:
-            parts.append(f"**{split['kind']} split**: {split['users_evaluated']:,} users evaluated, "
-                         f"{split['candidates']:,} candidate items; whole comparison "
-                         f"{split['compare_seconds']} s.")
+            parts.append(
+                f"**{split['kind']} split**: {split['users_evaluated']:,} users evaluated, "
+                f"{split['candidates']:,} candidate items; whole comparison "
+                f"{split['compare_seconds']} s."
+            )
             parts.append(_quality_table(split, quality["k"]))
     parts.append(_quality_reading(quality))
     return "\n\n".join(parts)
@@ -128,11 +181,33 @@ def _quality_table(split: dict, k: int) -> str:
         name = f"**{row['name']}**" if row["name"] == split["best"] else row["name"]
         params = ", ".join(f"{key}={value}" for key, value in row["params"].items()) or "-"
         versus = f"{row['ndcg'] / heuristic:.2f}x" if heuristic else "-"
-        rows.append([name, params, f"{row['precision']:.4f}", f"{row['recall']:.4f}",
-                     f"{row['ndcg']:.4f}", versus, f"{row['coverage']:.3f}",
-                     seconds(row["fit_seconds"]), seconds(row["score_seconds"])])
-    return table(["model", "params", f"P@{k}", f"R@{k}", f"NDCG@{k}", "NDCG vs heuristic",
-                  "coverage", "fit s", "scoring s"], rows)
+        rows.append(
+            [
+                name,
+                params,
+                f"{row['precision']:.4f}",
+                f"{row['recall']:.4f}",
+                f"{row['ndcg']:.4f}",
+                versus,
+                f"{row['coverage']:.3f}",
+                seconds(row["fit_seconds"]),
+                seconds(row["score_seconds"]),
+            ]
+        )
+    return table(
+        [
+            "model",
+            "params",
+            f"P@{k}",
+            f"R@{k}",
+            f"NDCG@{k}",
+            "NDCG vs heuristic",
+            "coverage",
+            "fit s",
+            "scoring s",
+        ],
+        rows,
+    )
 
 
 def _quality_reading(quality: dict) -> str:
@@ -140,16 +215,20 @@ def _quality_reading(quality: dict) -> str:
     for dataset in quality["datasets"]:
         for split in dataset["splits"]:
             by_name = {r["name"]: r for r in split["rows"]}
-            best_model = max((r for r in split["rows"] if not r["baseline"]), key=lambda r: r["ndcg"])
+            best_model = max(
+                (r for r in split["rows"] if not r["baseline"]), key=lambda r: r["ndcg"]
+            )
             heuristic = by_name["heuristic"]["ndcg"]
             chosen = by_name.get(split["best"])
-            verdict = ("beats" if chosen and chosen["ndcg"] > heuristic else "does **not** beat")
+            verdict = "beats" if chosen and chosen["ndcg"] > heuristic else "does **not** beat"
             lines.append(
                 f"- {dataset['dataset']}, {split['kind']} split: the chosen model "
                 f"({split['best']}, NDCG@10 {chosen['ndcg']:.4f}) {verdict} the heuristic "
                 f"({heuristic:.4f}); the best candidate on the test part is {best_model['name']} "
                 f"({best_model['ndcg']:.4f}). Slowest fit: "
-                + max(split["rows"], key=lambda r: r["fit_seconds"])["name"] + ".")
+                + max(split["rows"], key=lambda r: r["fit_seconds"])["name"]
+                + "."
+            )
     lines.append(
         "- What limits the figures: on the random split the collaborative models see each "
         "student's other items and win clearly; on the time split the held-out interactions are "
@@ -159,16 +238,20 @@ def _quality_reading(quality: dict) -> str:
         "like the demo one it keeps the heuristic; the serving and scale benchmarks open the gate "
         "(RECS_GATE_MARGIN = -1) so that every stage runs. Fit time is dominated by EASE (a dense "
         "items x items inverse) and PureSVD (randomized SVD); scoring by the dense users x items "
-        "score matrix in `top_k`.")
+        "score matrix in `top_k`."
+    )
     return "\n".join(lines)
 
 
 def scale_section(scale: dict | None) -> str:
-    parts = ["## 2. The pipeline at scale",
-             "Command: `" + (scale["command"] if scale else ".venv/bin/python -m bench.pipeline_scale")
-             + "`; `make bench` runs 10k and 100k students, "
-               "`make bench BENCH_SIZES=10000,100000,300000` adds 300k (about half an hour more: "
-               "seeding 300k students writes ~15M event rows)."]
+    parts = [
+        "## 2. The pipeline at scale",
+        "Command: `"
+        + (scale["command"] if scale else ".venv/bin/python -m bench.pipeline_scale")
+        + "`; `make bench` runs 10k and 100k students, "
+        "`make bench BENCH_SIZES=10000,100000,300000` adds 300k (about half an hour more: "
+        "seeding 300k students writes ~15M event rows).",
+    ]
     if scale is None:
         return "\n\n".join(parts + [MISSING])
     parts.append(
@@ -183,29 +266,59 @@ def scale_section(scale: dict | None) -> str:
         f"eligibility filtering), **publish** (validate rows, bulk insert, flip the version). "
         f"Seeding and the pipeline each run in a child process; peak RSS is that process's "
         f"`ru_maxrss`. The gate is opened (margin {scale['gate_margin']}) so every stage runs; "
-        f"*gate* says whether the model would have passed at the default margin.")
+        f"*gate* says whether the model would have passed at the default margin."
+    )
     rows = []
     for size in scale["sizes"]:
         p, seeded, stages = size["pipeline"], size["seed"], size["pipeline"]["stages"]
         publish = stages.get("publishing", 0.0)
-        rows.append([
-            f"{size['students']:,}", f"{seeded['participations']:,}", f"{seeded['events']:,}",
-            f"{seeded['seconds']:.0f}", *(f"{stages.get(s, 0.0):.1f}" for s in
-                                         ("loading", "evaluating", "training", "generating",
-                                          "publishing")),
-            f"**{p['seconds']:.1f}**", f"{p['rows_published']:,}",
-            f"{p['rows_published'] / publish:,.0f}" if publish else "-",
-            f"{p['peak_rss_mb']:,.0f}", f"{p['algorithm']} {p['model_ndcg']} vs {p['heuristic_ndcg']}"
-            + (" (pass)" if p["passes_default_gate"] else " (fail)"),
-        ])
-    parts.append(table(["students", "participations", "events", "seed s", "read s", "evaluate s",
-                        "train s", "precompute s", "publish s", "total s", "rows published",
-                        "rows/s (publish)", "peak RSS MB", "gate: model vs heuristic NDCG"], rows))
+        rows.append(
+            [
+                f"{size['students']:,}",
+                f"{seeded['participations']:,}",
+                f"{seeded['events']:,}",
+                f"{seeded['seconds']:.0f}",
+                *(
+                    f"{stages.get(s, 0.0):.1f}"
+                    for s in ("loading", "evaluating", "training", "generating", "publishing")
+                ),
+                f"**{p['seconds']:.1f}**",
+                f"{p['rows_published']:,}",
+                f"{p['rows_published'] / publish:,.0f}" if publish else "-",
+                f"{p['peak_rss_mb']:,.0f}",
+                f"{p['algorithm']} {p['model_ndcg']} vs {p['heuristic_ndcg']}"
+                + (" (pass)" if p["passes_default_gate"] else " (fail)"),
+            ]
+        )
+    parts.append(
+        table(
+            [
+                "students",
+                "participations",
+                "events",
+                "seed s",
+                "read s",
+                "evaluate s",
+                "train s",
+                "precompute s",
+                "publish s",
+                "total s",
+                "rows published",
+                "rows/s (publish)",
+                "peak RSS MB",
+                "gate: model vs heuristic NDCG",
+            ],
+            rows,
+        )
+    )
     verdict = scale["verdict"]
-    parts.append("Time per student relative to the smallest size: "
-                 + ", ".join(f"{int(n):,} students {g}x" for n, g in
-                             verdict["per_student_time_vs_smallest"].items())
-                 + " (1.0 = linear).")
+    parts.append(
+        "Time per student relative to the smallest size: "
+        + ", ".join(
+            f"{int(n):,} students {g}x" for n, g in verdict["per_student_time_vs_smallest"].items()
+        )
+        + " (1.0 = linear)."
+    )
     profiled = next((s for s in reversed(scale["sizes"]) if s.get("profile")), None)
     if profiled:
         parts.append(f"**Profile** (py-spy, {profiled['students']:,} students, whole pipeline):")
@@ -219,13 +332,18 @@ def _scale_reading(scale: dict, profiled: dict | None) -> str:
     stages = largest["pipeline"]["stages"]
     slowest = max(stages, key=stages.get)
     share = 100 * stages[slowest] / largest["pipeline"]["seconds"]
-    lines = ["**Reading.**",
-             f"- At {largest['students']:,} students the slowest stage is *{slowest}* "
-             f"({stages[slowest]:.0f} s, {share:.0f}% of the run)."]
+    lines = [
+        "**Reading.**",
+        f"- At {largest['students']:,} students the slowest stage is *{slowest}* "
+        f"({stages[slowest]:.0f} s, {share:.0f}% of the run).",
+    ]
     if profiled:
         top = profiled["profile"]["self"][0] if profiled["profile"]["self"] else None
-        lines.append(f"- The profile's heaviest leaf is `{top[0]}` ({top[1]}% of samples in our "
-                     f"code)." if top else "")
+        lines.append(
+            f"- The profile's heaviest leaf is `{top[0]}` ({top[1]}% of samples in our code)."
+            if top
+            else ""
+        )
     lines.append(
         "- Evaluation dominates: `compare` tunes every candidate on a grid (5 SVD ranks, 5 kNN "
         "sizes, 7 EASE l2 values), and each grid point is a fit plus a full ranking of every "
@@ -233,7 +351,8 @@ def _scale_reading(scale: dict, profiled: dict | None) -> str:
         "matrix (O(items^3), about 3,600 trained challenges here), the same cost at any student "
         "count; the rankings (`top_k`) build a dense users x items score matrix, which grows "
         "with students. Precompute ranks every student once more and asks the database for each "
-        "student's exclusions; publish validates and inserts 30 rows per student.")
+        "student's exclusions; publish validates and inserts 30 rows per student."
+    )
     return "\n".join(line for line in lines if line)
 
 
@@ -248,9 +367,12 @@ ROUTE_LABELS = {
 
 
 def serving_section(serving: dict | None) -> str:
-    parts = ["## 3. Serving",
-             "Command: `" + (serving["command"] if serving else ".venv/bin/python -m bench.serving")
-             + "` (`make bench` runs it)."]
+    parts = [
+        "## 3. Serving",
+        "Command: `"
+        + (serving["command"] if serving else ".venv/bin/python -m bench.serving")
+        + "` (`make bench` runs it).",
+    ]
     if serving is None:
         return "\n\n".join(parts + [MISSING])
     model, heuristic = serving["campus_model"], serving["campus_heuristic"]
@@ -263,17 +385,26 @@ def serving_section(serving: dict | None) -> str:
         f"Databases: the demo campus ({model['students']} students, {model['challenges']} "
         f"challenges) with a published model; the demo campus with {heuristic['challenges']:,} "
         f"challenges ({heuristic['eligible_challenges']:,} recommendable) and no model. "
-        f"Every fragment request records its slate and 6 impressions: two database writes.")
+        f"Every fragment request records its slate and 6 impressions: two database writes."
+    )
     parts.append(
         "Baseline: `GET /login` for an anonymous visitor is our cheapest full page: routing, the "
         "session cookie, a CSRF token, the base layout and a form rendered by Jinja, and no "
         "database query. A ratio against it is what one request of a route costs compared with "
-        "the framework's floor on the same machine in the same minute.")
+        "the framework's floor on the same machine in the same minute."
+    )
     rows = []
     for route in serving["routes"]:
-        rows.append([ROUTE_LABELS.get(route["route"], route["route"]), f"{route['rps']:,.0f}",
-                     f"{route['p50_ms']:.1f}", f"{route['p99_ms']:.1f}", f"{route['ratio']:.2f}x",
-                     route["not_ok"]])
+        rows.append(
+            [
+                ROUTE_LABELS.get(route["route"], route["route"]),
+                f"{route['rps']:,.0f}",
+                f"{route['p50_ms']:.1f}",
+                f"{route['p99_ms']:.1f}",
+                f"{route['ratio']:.2f}x",
+                route["not_ok"],
+            ]
+        )
     parts.append(table(["route", "requests/s", "p50 ms", "p99 ms", "vs baseline", "non-2xx"], rows))
     events = next(r for r in serving["routes"] if r["route"] == "events")["events"]
     parts.append(
@@ -281,10 +412,13 @@ def serving_section(serving: dict | None) -> str:
         f"{events['duplicates']} reported duplicate, {events['stored']:,} found in the database "
         f"→ **{events['lost']} lost** ({events['stored_unacknowledged']} stored whose response "
         f"was still in flight when wrk stopped); {events['events_per_second']:,.0f} "
-        f"acknowledged events/s.")
+        f"acknowledged events/s."
+    )
     for name, profile in serving.get("profiles", {}).items():
-        parts.append(f"**Profile: {ROUTE_LABELS.get(name, name)}** (py-spy on both workers, a "
-                     f"separate pass after the measured one):")
+        parts.append(
+            f"**Profile: {ROUTE_LABELS.get(name, name)}** (py-spy on both workers, a "
+            f"separate pass after the measured one):"
+        )
         parts.append("\n".join(_profile_lines(profile)))
     parts.append(_serving_reading(serving))
     return "\n\n".join(parts)
@@ -295,17 +429,21 @@ def _serving_reading(serving: dict) -> str:
     for name, profile in serving.get("profiles", {}).items():
         if not profile.get("ours_inclusive"):
             continue
-        deepest = [entry for entry in profile["ours_inclusive"]
-                   if not entry[0].startswith("app/auth/")][:4]
+        deepest = [
+            entry for entry in profile["ours_inclusive"] if not entry[0].startswith("app/auth/")
+        ][:4]
         leaf = profile["self"][0]
-        lines.append(f"- {ROUTE_LABELS.get(name, name)}: "
-                     + ", ".join(f"`{n.split(':', 1)[1]}` {s}%" for n, s in deepest)
-                     + f"; heaviest leaf `{leaf[0]}` {leaf[1]}%.")
+        lines.append(
+            f"- {ROUTE_LABELS.get(name, name)}: "
+            + ", ".join(f"`{n.split(':', 1)[1]}` {s}%" for n, s in deepest)
+            + f"; heaviest leaf `{leaf[0]}` {leaf[1]}%."
+        )
     lines.append(
         "- Two cores serve both the load generator and the server, so absolute requests/s are "
         "low and noisy; the ratios are the figures to compare. SQLite serialises writers: the "
         "fragment (slate + impressions) and the event endpoint each commit, and those commits "
-        "queue behind one another across the 8 server threads.")
+        "queue behind one another across the 8 server threads."
+    )
     return "\n".join(lines)
 
 

@@ -55,7 +55,7 @@ TARGET_EVENTS_PER_SECOND = 2_000
 OPEN_GATE_MARGIN = -1.0
 
 
-# --- Databases --------------------------------------------------------------------------------------
+# --- Databases ------------------------------------------------------------------------------------
 
 
 def prepare_model_campus(folder: Path) -> dict:
@@ -72,25 +72,36 @@ def prepare_model_campus(folder: Path) -> dict:
             raise RuntimeError(f"the pipeline did not publish: {result.status} {result.reason}")
         _add_slates(SESSIONS, SLATES_PER_SESSION)
         challenges = _event_challenges()
-    return {"config": config, "students": summary.students, "challenges": summary.challenges,
-            "model_version": result.version, "event_challenges": challenges}
+    return {
+        "config": config,
+        "students": summary.students,
+        "challenges": summary.challenges,
+        "model_version": result.version,
+        "event_challenges": challenges,
+    }
 
 
 def prepare_heuristic_campus(folder: Path) -> dict:
+    from sqlalchemy import func, select
+
     from app.demo import seed_demo_campus
-    from app.recs.eligibility import eligible_challenges
     from app.extensions import db
     from app.models import utcnow
-    from sqlalchemy import func, select
+    from app.recs.eligibility import eligible_challenges
 
     config = app_config(folder)
     app = migrated_app(config)
     with app.app_context():
         summary = seed_demo_campus(seed=42, challenges=HEURISTIC_CHALLENGES)
         eligible = db.session.scalar(
-            select(func.count()).select_from(eligible_challenges(utcnow()).subquery()))
-    return {"config": config, "students": summary.students, "challenges": summary.challenges,
-            "eligible_challenges": eligible}
+            select(func.count()).select_from(eligible_challenges(utcnow()).subquery())
+        )
+    return {
+        "config": config,
+        "students": summary.students,
+        "challenges": summary.challenges,
+        "eligible_challenges": eligible,
+    }
 
 
 def _add_slates(sessions: int, per_session: int) -> None:
@@ -104,9 +115,14 @@ def _add_slates(sessions: int, per_session: int) -> None:
     emails = [student_email(n) for n in range(1, sessions + 1)]
     users = db.session.scalars(select(User.id).where(User.email.in_(emails))).all()
     now = utcnow()
-    db.session.execute(insert(RecommendationSlate), [
-        {"id": _uuid(), "user_id": user_id, "source": "model", "created_at": now}
-        for user_id in users for _ in range(per_session)])
+    db.session.execute(
+        insert(RecommendationSlate),
+        [
+            {"id": _uuid(), "user_id": user_id, "source": "model", "created_at": now}
+            for user_id in users
+            for _ in range(per_session)
+        ],
+    )
     db.session.commit()
 
 
@@ -122,8 +138,13 @@ def _event_challenges() -> list[int]:
     from app.extensions import db
     from app.models import Challenge, ChallengeStatus
 
-    return list(db.session.scalars(select(Challenge.id).where(
-        Challenge.status != ChallengeStatus.DRAFT.value).order_by(Challenge.id)))
+    return list(
+        db.session.scalars(
+            select(Challenge.id)
+            .where(Challenge.status != ChallengeStatus.DRAFT.value)
+            .order_by(Challenge.id)
+        )
+    )
 
 
 def owned_slates(config: dict, emails: list[str]) -> dict[str, list[str]]:
@@ -135,8 +156,11 @@ def owned_slates(config: dict, emails: list[str]) -> dict[str, list[str]]:
 
     app = create_app(config)
     with app.app_context():
-        rows = db.session.execute(select(User.email, RecommendationSlate.id).join(
-            RecommendationSlate, RecommendationSlate.user_id == User.id).where(User.email.in_(emails)))
+        rows = db.session.execute(
+            select(User.email, RecommendationSlate.id)
+            .join(RecommendationSlate, RecommendationSlate.user_id == User.id)
+            .where(User.email.in_(emails))
+        )
         slates: dict[str, list[str]] = {}
         for email, slate_id in rows:
             slates.setdefault(email, []).append(slate_id)
@@ -153,13 +177,16 @@ def stored_events(config: dict, tag: str) -> int:
 
     app = create_app(config)
     with app.app_context():
-        count = db.session.scalar(select(func.count()).select_from(RecommendationEvent).where(
-            RecommendationEvent.event_id.like(f"{tag}-%")))
+        count = db.session.scalar(
+            select(func.count())
+            .select_from(RecommendationEvent)
+            .where(RecommendationEvent.event_id.like(f"{tag}-%"))
+        )
         db.engine.dispose()
     return int(count or 0)
 
 
-# --- The server -------------------------------------------------------------------------------------
+# --- The server -----------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -177,11 +204,21 @@ def gunicorn(config: dict, log_path: Path):
     """The production command on a free loopback port; stopped (TERM, then KILL) on the way out."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    env.update({f"FLASK_{key}": json.dumps(value) if not isinstance(value, str) else value
-                for key, value in config.items()})
+    env.update(
+        {
+            f"FLASK_{key}": json.dumps(value) if not isinstance(value, str) else value
+            for key, value in config.items()
+        }
+    )
     with open(log_path, "w") as log:
-        server = subprocess.Popen(server_command(port), cwd=REPO, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            server_command(port),
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_healthy(base, server)
@@ -215,7 +252,7 @@ def _stop(server: subprocess.Popen) -> None:
         server.wait(timeout=10)
 
 
-# --- Sessions ---------------------------------------------------------------------------------------
+# --- Sessions -------------------------------------------------------------------------------------
 
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 _FORM_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -230,8 +267,9 @@ def login(base: str, email: str, password: str = "demo1234") -> dict:
     token = _FORM_CSRF.search(page) or _CSRF.search(page)
     if token is None:
         raise RuntimeError("no CSRF token on /login")
-    body = urllib.parse.urlencode({"email": email, "password": password,
-                                   "csrf_token": token.group(1)}).encode()
+    body = urllib.parse.urlencode(
+        {"email": email, "password": password, "csrf_token": token.group(1)}
+    ).encode()
     landing = opener.open(f"{base}/login", data=body, timeout=10)
     if "/login" in landing.url:
         raise RuntimeError(f"login as {email} failed (landed on {landing.url})")
@@ -244,12 +282,14 @@ def login(base: str, email: str, password: str = "demo1234") -> dict:
     return {"email": email, "cookie": cookie, "csrf": token.group(1)}
 
 
-# --- wrk --------------------------------------------------------------------------------------------
+# --- wrk ------------------------------------------------------------------------------------------
 
 
 def _lua_value(value) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"[{_lua_value(k)}] = {_lua_value(v)}" for k, v in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"[{_lua_value(k)}] = {_lua_value(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, list | tuple):
         return "{" + ", ".join(_lua_value(v) for v in value) + "}"
     if isinstance(value, bool):
@@ -259,15 +299,44 @@ def _lua_value(value) -> str:
     return json.dumps(str(value))  # a JSON string literal is a valid Lua string literal here
 
 
-def run_wrk(base: str, route: dict, folder: Path, duration: int, connections: int,
-            profile_pid: int | None = None) -> dict:
+def run_wrk(
+    base: str,
+    route: dict,
+    folder: Path,
+    duration: int,
+    connections: int,
+    profile_pid: int | None = None,
+) -> dict:
     config_path = folder / f"wrk-{route['name']}.lua"
-    config_path.write_text("return " + _lua_value({
-        "mode": route.get("mode", "get"), "path": route["path"], "headers": {**route.get("headers", {}), "User-Agent": USER_AGENT},
-        "sessions": route["sessions"], "challenges": route.get("challenges", [1]),
-        "batch": EVENT_BATCH, "tag": route.get("tag", "00000000")}) + "\n")
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-               "--latency", "-s", str(LUA_SCRIPT), f"{base}{route['path']}", "--", str(config_path)]
+    config_path.write_text(
+        "return "
+        + _lua_value(
+            {
+                "mode": route.get("mode", "get"),
+                "path": route["path"],
+                "headers": {**route.get("headers", {}), "User-Agent": USER_AGENT},
+                "sessions": route["sessions"],
+                "challenges": route.get("challenges", [1]),
+                "batch": EVENT_BATCH,
+                "tag": route.get("tag", "00000000"),
+            }
+        )
+        + "\n"
+    )
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        f"{base}{route['path']}",
+        "--",
+        str(config_path),
+    ]
     sampler = None
     if profile_pid is not None:
         profile_path = folder / f"profile-{route['name']}.txt"
@@ -276,22 +345,31 @@ def run_wrk(base: str, route: dict, folder: Path, duration: int, connections: in
     if sampler is not None:
         sampler.wait(timeout=60)
         return summarize_profile(profile_path) if profile_path.exists() else {}
-    line = next((l for l in finished.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    line = next(
+        (out for out in finished.stdout.splitlines() if out.startswith("BENCH_JSON ")), None
+    )
     if finished.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({finished.returncode}): {finished.stderr[-500:]}")
-    raw = json.loads(line[len("BENCH_JSON "):])
+    raw = json.loads(line[len("BENCH_JSON ") :])
     seconds = raw["duration_us"] / 1e6
-    return {"route": route["name"], "method": "POST" if route.get("mode") == "events" else "GET",
-            "path": route["path"], "requests": raw["requests"], "seconds": round(seconds, 2),
-            "rps": round(raw["requests"] / seconds, 1),
-            "p50_ms": round(raw["latency_us"]["p50"] / 1000, 2),
-            "p99_ms": round(raw["latency_us"]["p99"] / 1000, 2),
-            "not_ok": raw["not_ok"], "socket_errors": raw["errors"],
-            "events": {key: raw[key] for key in ("events_sent", "acked", "duplicates")}
-            if route.get("mode") == "events" else None}
+    return {
+        "route": route["name"],
+        "method": "POST" if route.get("mode") == "events" else "GET",
+        "path": route["path"],
+        "requests": raw["requests"],
+        "seconds": round(seconds, 2),
+        "rps": round(raw["requests"] / seconds, 1),
+        "p50_ms": round(raw["latency_us"]["p50"] / 1000, 2),
+        "p99_ms": round(raw["latency_us"]["p99"] / 1000, 2),
+        "not_ok": raw["not_ok"],
+        "socket_errors": raw["errors"],
+        "events": {key: raw[key] for key in ("events_sent", "acked", "duplicates")}
+        if route.get("mode") == "events"
+        else None,
+    }
 
 
-# --- The runs ---------------------------------------------------------------------------------------
+# --- The runs -------------------------------------------------------------------------------------
 
 
 def bench_model_server(prepared: dict, folder: Path, args, profile: bool) -> tuple[list, dict]:
@@ -309,10 +387,20 @@ def bench_model_server(prepared: dict, folder: Path, args, profile: bool) -> tup
         routes = [
             {"name": "baseline", "path": "/login", "sessions": [{}]},
             {"name": "challenges", "path": "/challenges", "sessions": sessions},
-            {"name": "fragment_model", "path": "/challenges/recommended", "headers": HTMX,
-             "sessions": sessions},
-            {"name": "events", "path": "/recommendations/event", "mode": "events",
-             "sessions": measured, "challenges": prepared["event_challenges"], "tag": tag},
+            {
+                "name": "fragment_model",
+                "path": "/challenges/recommended",
+                "headers": HTMX,
+                "sessions": sessions,
+            },
+            {
+                "name": "events",
+                "path": "/recommendations/event",
+                "mode": "events",
+                "sessions": measured,
+                "challenges": prepared["event_challenges"],
+                "tag": tag,
+            },
         ]
         results = _measure_routes(base, routes, folder, args)
         profiles = {}
@@ -321,14 +409,23 @@ def bench_model_server(prepared: dict, folder: Path, args, profile: bool) -> tup
                 progress(f"profiling {route['name']} ({args.profile_seconds} s)")
                 if route["name"] == "events":
                     route = {**route, "tag": secrets.token_hex(4), "sessions": profiled}
-                profiles[route["name"]] = run_wrk(base, route, folder, args.profile_seconds,
-                                                  args.connections, profile_pid=server.pid)
+                profiles[route["name"]] = run_wrk(
+                    base,
+                    route,
+                    folder,
+                    args.profile_seconds,
+                    args.connections,
+                    profile_pid=server.pid,
+                )
     events = next(r for r in results if r["route"] == "events")
     stored = stored_events(prepared["config"], tag)
     acked = events["events"]["acked"]
-    events["events"].update(stored=stored, lost=max(0, acked - stored),
-                            stored_unacknowledged=max(0, stored - acked),
-                            events_per_second=round(acked / events["seconds"], 1))
+    events["events"].update(
+        stored=stored,
+        lost=max(0, acked - stored),
+        stored_unacknowledged=max(0, stored - acked),
+        events_per_second=round(acked / events["seconds"], 1),
+    )
     return results, profiles
 
 
@@ -340,15 +437,25 @@ def bench_heuristic_server(prepared: dict, folder: Path, args, profile: bool) ->
         sessions = [login(base, email) for email in emails]
         routes = [
             {"name": "baseline_5k", "path": "/login", "sessions": [{}]},
-            {"name": "fragment_heuristic", "path": "/challenges/recommended", "headers": HTMX,
-             "sessions": sessions},
+            {
+                "name": "fragment_heuristic",
+                "path": "/challenges/recommended",
+                "headers": HTMX,
+                "sessions": sessions,
+            },
         ]
         results = _measure_routes(base, routes, folder, args)
         profiles = {}
         if profile:
             progress(f"profiling fragment_heuristic ({args.profile_seconds} s)")
-            profiles["fragment_heuristic"] = run_wrk(base, routes[1], folder, args.profile_seconds,
-                                                     args.connections, profile_pid=server.pid)
+            profiles["fragment_heuristic"] = run_wrk(
+                base,
+                routes[1],
+                folder,
+                args.profile_seconds,
+                args.connections,
+                profile_pid=server.pid,
+            )
     return results, profiles
 
 
@@ -357,8 +464,10 @@ def _measure_routes(base: str, routes: list[dict], folder: Path, args) -> list[d
     for route in routes:
         progress(f"wrk {route['name']}: {args.duration} s, {args.connections} connections")
         result = run_wrk(base, route, folder, args.duration, args.connections)
-        progress(f"  {result['rps']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
-                 + (f", {result['not_ok']} not OK" if result["not_ok"] else ""))
+        progress(
+            f"  {result['rps']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+            + (f", {result['not_ok']} not OK" if result["not_ok"] else "")
+        )
         results.append(result)
     return results
 
@@ -375,27 +484,42 @@ def summarize(model_results: list[dict], heuristic_results: list[dict]) -> dict:
     by_name = {r["route"]: r for r in model_results + heuristic_results}
     events = by_name["events"]["events"]
     return {
-        "fragment_model": {"target": TARGETS["fragment_model"],
-                           "ratio": by_name["fragment_model"]["ratio"],
-                           "ok": by_name["fragment_model"]["ratio"] >= TARGETS["fragment_model"]},
-        "fragment_heuristic": {"target": TARGETS["fragment_heuristic"],
-                               "ratio": by_name["fragment_heuristic"]["ratio"],
-                               "ok": by_name["fragment_heuristic"]["ratio"]
-                               >= TARGETS["fragment_heuristic"]},
-        "events": {"target": TARGET_EVENTS_PER_SECOND, "events_per_second": events["events_per_second"],
-                   "lost": events["lost"],
-                   "ok": events["events_per_second"] >= TARGET_EVENTS_PER_SECOND
-                   and events["lost"] == 0 and by_name["events"]["not_ok"] == 0},
+        "fragment_model": {
+            "target": TARGETS["fragment_model"],
+            "ratio": by_name["fragment_model"]["ratio"],
+            "ok": by_name["fragment_model"]["ratio"] >= TARGETS["fragment_model"],
+        },
+        "fragment_heuristic": {
+            "target": TARGETS["fragment_heuristic"],
+            "ratio": by_name["fragment_heuristic"]["ratio"],
+            "ok": by_name["fragment_heuristic"]["ratio"] >= TARGETS["fragment_heuristic"],
+        },
+        "events": {
+            "target": TARGET_EVENTS_PER_SECOND,
+            "events_per_second": events["events_per_second"],
+            "lost": events["lost"],
+            "ok": events["events_per_second"] >= TARGET_EVENTS_PER_SECOND
+            and events["lost"] == 0
+            and by_name["events"]["not_ok"] == 0,
+        },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="Seconds per route [%(default)s].")
-    parser.add_argument("--connections", type=int, default=8,
-                        help="Concurrent connections (gunicorn has 2 x 4 threads) [%(default)s].")
-    parser.add_argument("--profile-seconds", type=int, default=6,
-                        help="Extra profiled wrk pass per route with py-spy; 0 to skip [%(default)s].")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=8,
+        help="Concurrent connections (gunicorn has 2 x 4 threads) [%(default)s].",
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=int,
+        default=6,
+        help="Extra profiled wrk pass per route with py-spy; 0 to skip [%(default)s].",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         progress("wrk not found: install it with apt-get install -y wrk (make bench does as root)")
@@ -406,21 +530,31 @@ def main(argv: list[str] | None = None) -> int:
         model_campus = prepare_model_campus(model_folder)
         progress(f"seeding a demo campus with {HEURISTIC_CHALLENGES:,} challenges (no model)")
         heuristic_campus = prepare_heuristic_campus(heuristic_folder)
-        model_results, model_profiles = bench_model_server(model_campus, model_folder, args, profile)
+        model_results, model_profiles = bench_model_server(
+            model_campus, model_folder, args, profile
+        )
         heuristic_results, heuristic_profiles = bench_heuristic_server(
-            heuristic_campus, heuristic_folder, args, profile)
+            heuristic_campus, heuristic_folder, args, profile
+        )
     verdict = summarize(model_results, heuristic_results)
     for campus in (model_campus, heuristic_campus):
         campus.pop("config")
     model_campus.pop("event_challenges")
-    write_result("serving", {
-        "server": " ".join(["gunicorn", *GUNICORN_ARGS, "wsgi:app"]),
-        "load": f"wrk -t1 -c{args.connections} -d{args.duration}s, {SESSIONS} logged-in sessions",
-        "duration": args.duration, "connections": args.connections, "event_batch": EVENT_BATCH,
-        "campus_model": model_campus, "campus_heuristic": heuristic_campus,
-        "routes": model_results + heuristic_results, "verdict": verdict,
-        "profiles": {**model_profiles, **heuristic_profiles},
-    })
+    write_result(
+        "serving",
+        {
+            "server": " ".join(["gunicorn", *GUNICORN_ARGS, "wsgi:app"]),
+            "load": f"wrk -t1 -c{args.connections} -d{args.duration}s, {SESSIONS} student sessions",
+            "duration": args.duration,
+            "connections": args.connections,
+            "event_batch": EVENT_BATCH,
+            "campus_model": model_campus,
+            "campus_heuristic": heuristic_campus,
+            "routes": model_results + heuristic_results,
+            "verdict": verdict,
+            "profiles": {**model_profiles, **heuristic_profiles},
+        },
+    )
     return 0
 
 

@@ -69,9 +69,7 @@ def _openapi_text() -> str:
 
 
 def _problem(message: str, status: int):
-    log.info(
-        "api refused %s: %s (user_id=%s)", request.full_path[:200], message, current_user.id
-    )
+    log.info("api refused %s: %s (user_id=%s)", request.full_path[:200], message, current_user.id)
     return jsonify(error=message, status=status), status
 
 

@@ -99,7 +99,8 @@ class ContentModel:
             ],
             format="csr",
         )
-        self.features_ = normalize(features).astype(np.float32)
+        # sklearn's normalize refuses an empty matrix; an empty catalogue has nothing to scale.
+        self.features_ = (normalize(features) if len(rows) else features).astype(np.float32)
         return self
 
     def index(self, challenge_ids: Iterable[int]) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +51,9 @@ class FoldInModel:
             if weights.get(event, 0.0)
         ]
         interactions = Interactions.from_rows(rows)
-        return InteractionMatrix.build(interactions, IdMap(np.zeros(1, np.int64)), self.items).matrix
+        return InteractionMatrix.build(
+            interactions, IdMap(np.zeros(1, np.int64)), self.items
+        ).matrix
 
     def ranking(self, row: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         """(challenge ids, scores), best first, ties by lower id (as the published rows are
@@ -133,9 +136,11 @@ def _cache() -> _Cache:
 def _load(run: ModelRun) -> FoldInModel | None:
     try:
         artifact = load_artifact(Path(run.artifact_path))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         # Cached as None: the published rows still serve, and the log is not flooded.
-        log.warning("fold-in disabled for %s: cannot load %s: %s", run.version, run.artifact_path, exc)
+        log.warning(
+            "fold-in disabled for %s: cannot load %s: %s", run.version, run.artifact_path, exc
+        )
         return None
     if artifact.data.items.ids.dtype.kind != "i":
         log.warning("fold-in disabled for %s: its challenge ids are not database ids", run.version)

@@ -158,7 +158,8 @@ def _published_run_and_rows(user_id: int) -> tuple[ModelRun | None, list[tuple[f
         .options(joinedload(Challenge.category))
     )
     run, rows = None, []
-    for run, score, challenge in db.session.execute(stmt):
+    for published, score, challenge in db.session.execute(stmt):
+        run = published
         if challenge is not None:
             rows.append((float(score), challenge))
     return run, rows
@@ -191,17 +192,7 @@ def _from_rows(
     ][:need]
     model = foldin.model_for(run)
     row = model.user_row(req.history, _weights()) if model is not None else None
-    sources = model.explain(row, [c.id for _, c in kept]) if model is not None else {}
-    return [
-        _Candidate(
-            challenge,
-            score,
-            _because(req.history, sources.get(challenge.id))
-            or _model_reason(challenge, req.history),
-            "model",
-        )
-        for score, challenge in kept
-    ]
+    return _explained(req, model, row, kept, "model")
 
 
 def _from_fold_in(
@@ -219,16 +210,28 @@ def _from_fold_in(
     # No deeper than the rows a published version holds: the heuristic tops up past them.
     picked = _open_in_order(ids.tolist(), taken, min(need, top_n()), req.now)
     score_of = dict(zip(ids.tolist(), scores.tolist(), strict=True))
-    sources = model.explain(row, [c.id for c in picked])
+    return _explained(req, model, row, [(score_of[c.id], c) for c in picked], "fresh")
+
+
+def _explained(
+    req: _Request,
+    model: foldin.FoldInModel | None,
+    row,
+    scored: list[tuple[float, Challenge]],
+    source: str,
+) -> list[_Candidate]:
+    """Candidates whose reason names the interaction adding most to their score, else (imported
+    versions, negative scores) the category phrase."""
+    sources = model.explain(row, [c.id for _, c in scored]) if model is not None else {}
     return [
         _Candidate(
             challenge,
-            score_of[challenge.id],
+            score,
             _because(req.history, sources.get(challenge.id))
             or _model_reason(challenge, req.history),
-            "fresh",
+            source,
         )
-        for challenge in picked
+        for score, challenge in scored
     ]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select, text
 
+from app import demo
 from app.demo import (
     DEMO_PASSWORD,
     DatabaseNotEmpty,
@@ -24,6 +25,7 @@ from app.models import (
     User,
     utcnow,
 )
+from app.recs.events import natural_event_id
 from tests.helpers import make_category, make_user
 
 SMALL = {"students": 120, "challenges": 40}
@@ -99,6 +101,16 @@ def test_same_seed_builds_the_same_campus(app):
     other = _snapshot()
     assert other["challenges"] != first["challenges"]
     assert other["participations"] != first["participations"]
+
+
+def test_typed_insert_path_writes_the_same_campus(app, monkeypatch):
+    """Other backends get SQLAlchemy's typed inserts; they must write what the SQLite path does."""
+    seed_demo_campus(seed=5, **SMALL)
+    fast = _snapshot()
+    _delete_campus()
+    monkeypatch.setattr(demo, "_sqlite_converters", lambda table, columns: None)
+    seed_demo_campus(seed=5, **SMALL)
+    assert _snapshot() == fast
 
 
 @pytest.mark.parametrize("existing", ["user", "category"])
@@ -292,5 +304,7 @@ def test_synthetic_campus_events_point_at_real_slates_and_running_challenges(app
         if event.type == "impression":
             positions[event.slate_id].append(event.position)
     assert all(sorted(p) == list(range(len(p))) and len(p) <= 6 for p in positions.values())
+    first = events[0]
+    assert first.event_id == natural_event_id(first.type, first.slate_id, first.challenge_id)
     clicks = [e for e in events if e.type == "click"]
     assert all(e.position in positions[e.slate_id] for e in clicks)

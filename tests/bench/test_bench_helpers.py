@@ -1,0 +1,133 @@
+"""The benchmark scripts' own logic (profile summaries, verdicts, report tables), on tiny inputs;
+the benchmarks themselves run under ``make bench``, never in the suite."""
+
+from __future__ import annotations
+
+from bench import report
+from bench.common import REPO, Stopwatch, summarize_profile
+from bench.pipeline_scale import verdict
+from bench.serving import _lua_value, summarize
+
+
+def _frame(function: str, path: str) -> str:
+    return f"{function} ({path})"
+
+
+def test_profile_ranks_only_stacks_through_our_code(tmp_path):
+    ours = str(REPO / "app" / "recs" / "pipeline.py")
+    stacks = tmp_path / "profile.txt"
+    stacks.write_text(
+        "\n".join(
+            [
+                ";".join(
+                    [
+                        _frame("<module>", "bench.py"),
+                        _frame("train", ours),
+                        _frame("inv", "numpy/linalg/_linalg.py"),
+                    ]
+                )
+                + " 30",
+                ";".join([_frame("<module>", "bench.py"), _frame("train", ours)]) + " 10",
+                ";".join([_frame("run", "gunicorn/app/base.py"), _frame("select", "selectors.py")])
+                + " 60",
+            ]
+        )
+        + "\n"
+    )
+
+    summary = summarize_profile(stacks)
+
+    assert summary["samples"] == 100
+    assert summary["samples_in_app"] == 40
+    assert summary["ours_inclusive"] == [["app/recs/pipeline.py:train", 100.0]]
+    assert summary["self"] == [
+        ["numpy/linalg/_linalg.py:inv", 75.0],
+        ["app/recs/pipeline.py:train", 25.0],
+    ]
+
+
+def test_profile_of_nothing_is_empty(tmp_path):
+    stacks = tmp_path / "profile.txt"
+    stacks.write_text("")
+    assert summarize_profile(stacks) == {
+        "samples": 0,
+        "samples_in_app": 0,
+        "ours_inclusive": [],
+        "self": [],
+    }
+
+
+def test_stopwatch_keeps_steps_in_order_and_adds_repeats():
+    stopwatch = Stopwatch()
+    for step in ("loading", "evaluating", "loading", "publishing"):
+        stopwatch.mark(step)
+    steps = stopwatch.stop()
+    assert list(steps) == ["loading", "evaluating", "publishing"]
+    assert all(seconds >= 0 for seconds in steps.values())
+
+
+def test_lua_values_are_quoted_and_nested():
+    text = _lua_value({"path": '/a"b', "sessions": [{"slates": ["x"]}], "batch": 10, "on": True})
+    assert text == (
+        '{["path"] = "/a\\"b", ["sessions"] = {{["slates"] = {"x"}}}, '
+        '["batch"] = 10, ["on"] = true}'
+    )
+
+
+def _scale_size(students: int, seconds: float, rss_mb: float) -> dict:
+    return {"students": students, "pipeline": {"seconds": seconds, "peak_rss_mb": rss_mb}}
+
+
+def test_scale_verdict_compares_time_per_student_with_the_smallest_size():
+    result = verdict([_scale_size(10_000, 20.0, 500), _scale_size(100_000, 300.0, 3000)])
+    assert result["per_student_time_vs_smallest"] == {"10000": 1.0, "100000": 1.5}
+    assert result["linear_ok"] is False
+    assert result["seconds_ok"] is False
+    assert result["rss_ok"] is True
+
+
+def _route(name: str, rps: float, **extra) -> dict:
+    return {"route": name, "rps": rps, "not_ok": 0, **extra}
+
+
+def test_serving_ratios_use_the_baseline_of_the_same_server():
+    events = {"acked": 25_000, "lost": 0, "events_per_second": 2_500.0}
+    model = [
+        _route("baseline", 1000.0),
+        _route("fragment_model", 600.0),
+        _route("events", 250.0, events=events),
+    ]
+    heuristic = [_route("baseline_5k", 800.0), _route("fragment_heuristic", 150.0)]
+
+    result = summarize(model, heuristic)
+
+    assert result["fragment_model"] == {"target": 0.5, "ratio": 0.6, "ok": True}
+    assert result["fragment_heuristic"]["ratio"] == 0.188
+    assert result["fragment_heuristic"]["ok"] is False
+    assert result["events"]["ok"] is True
+
+
+def test_lost_events_fail_the_ingestion_target_whatever_the_rate():
+    events = {"acked": 25_000, "lost": 3, "events_per_second": 2_500.0}
+    model = [
+        _route("baseline", 1000.0),
+        _route("fragment_model", 600.0),
+        _route("events", 250.0, events=events),
+    ]
+    result = summarize(model, [_route("baseline_5k", 800.0), _route("fragment_heuristic", 300.0)])
+    assert result["events"]["ok"] is False
+
+
+def test_report_marks_missed_targets_and_says_what_was_not_run():
+    serving = {
+        "verdict": {
+            "fragment_model": {"ratio": 0.3, "ok": False},
+            "fragment_heuristic": {"ratio": 0.4, "ok": True},
+            "events": {"events_per_second": 2500.0, "lost": 0, "ok": True},
+        }
+    }
+    summary = report.summary_section(None, serving)
+    assert "| model-rows fragment vs baseline | >= 0.5x | 0.3x | **missed** |" in summary
+    assert "| heuristic fragment (5k challenges) vs baseline | >= 0.25x | 0.4x | met |" in summary
+    assert report.MISSING in report.quality_section(None)
+    assert report.MISSING in report.scale_section(None)

@@ -1,0 +1,184 @@
+"""Fold-in: the published version re-scores a student who acted since training (source "fresh"),
+and agrees with its own precomputed rows when nothing changed."""
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from app.challenges.service import join
+from app.extensions import db
+from app.models import Participation, utcnow
+from app.recs import events, foldin, pipeline, publish, serving
+from app.recs.data import InteractionMatrix
+from app.recs.eligibility import load_user_history
+from app.recs.models import CANDIDATES, Artifact, load_artifact, save_artifact
+from app.recs.publish import rank_rows
+from tests.helpers import make_user
+from tests.recs.planted_data import make_student, planted_interactions, seed_planted_campus
+
+PER_GROUP = 6
+
+
+@pytest.fixture
+def campus(app):
+    app.config["RECS_GATE_MARGIN"] = -1.0  # publish whatever wins: these tests are about serving
+    campus = seed_planted_campus(per_group=PER_GROUP)
+    result = pipeline.train()
+    assert result.status == "published", result.reason
+    campus["run"] = publish.published_run()
+    campus["group"] = {c.id: i // PER_GROUP for i, c in enumerate(campus["challenges"])}
+    return campus
+
+
+def ids(slate):
+    return [item.challenge_id for item in slate.items]
+
+
+def unjoined(student, campus):
+    joined = load_user_history(student.id).joined_ids
+    return next(c for c in campus["challenges"] if c.id not in joined)
+
+
+def row_ids(user_id):
+    return [challenge.id for _, _, challenge in serving.published_rows(user_id)]
+
+
+@pytest.mark.parametrize("name", sorted(CANDIDATES))
+def test_fold_in_ranks_like_the_precomputed_rows(app, tmp_path, name):
+    """Per user, folding in their training row gives the published top-k: the same scores in the
+    same order (which of several items tied at the cut made the list is arbitrary in both)."""
+    data = InteractionMatrix.build(planted_interactions())
+    params = {"svd": {"n_components": 8}, "knn": {"n_neighbors": 10}, "ease": {"l2": 50.0}}[name]
+    model = CANDIDATES[name](**params).fit(data.matrix)
+    path = save_artifact(tmp_path / name, model, data, {"version": name})
+    folded = foldin.model_for(publish.ModelRun(version=name, artifact_path=str(path)))
+    published: dict[int, list[tuple[int, float]]] = {}
+    for row in rank_rows(pipeline.generate_rows(Artifact(model, data, {}), 10), 10):
+        published.setdefault(row["user_id"], []).append((row["challenge_id"], row["score"]))
+    for index, user_id in enumerate(data.users.ids.tolist()):
+        ranked, scores = folded.ranking(data.matrix[index])
+        expected_ids, expected_scores = (
+            np.asarray(column) for column in zip(*published[user_id], strict=True)
+        )
+        np.testing.assert_allclose(scores[:10], expected_scores, rtol=1e-6)
+        above_cut = expected_scores > expected_scores[-1]
+        assert ranked[:10][above_cut].tolist() == expected_ids[above_cut].tolist(), user_id
+
+
+def test_nothing_changed_serves_the_rows_and_fold_in_agrees(campus, app, monkeypatch):
+    run, student = campus["run"], campus["students"][0]
+    history = load_user_history(student.id)
+    assert not foldin.is_stale(run, history)
+    slate = serving.get_recommendations(student, k=6)
+    assert slate.source == "model" and {i.source for i in slate.items} == {"model"}
+    assert ids(slate) == row_ids(student.id)[:6]
+
+    model = foldin.model_for(run)
+    trained = load_artifact(Path(run.artifact_path)).data
+    row = model.user_row(history, app.config["RECS_INTERACTION_WEIGHTS"])
+    trained_row = trained.matrix[trained.users.index([student.id])[0]]
+    assert np.array_equal(row.toarray(), trained_row.toarray())
+
+    monkeypatch.setattr(foldin, "is_stale", lambda run, history: True)
+    fresh = serving.get_recommendations(student, k=6)
+    assert fresh.source == "fresh" and fresh.model_version == run.version
+    assert ids(fresh) == ids(slate)
+    assert [i.reason for i in fresh.items] == [i.reason for i in slate.items]
+
+
+def test_a_join_changes_the_next_slate(campus):
+    student, group = campus["students"][0], campus["group"]  # group 0
+    before = serving.get_recommendations(student, k=6)
+    other_group = [c for c in campus["challenges"] if group[c.id] == 2]
+    joined = other_group[0]
+    join(student.id, joined)
+
+    after = serving.get_recommendations(student, k=6)
+    assert after.source == "fresh" and after.model_version == campus["run"].version
+    assert joined.id not in ids(after)
+    in_group_2 = [sum(group[i] == 2 for i in ids(slate)) for slate in (before, after)]
+    assert in_group_2[1] > in_group_2[0], (ids(before), ids(after))
+    reasons = {i.reason for i in after.items if group[i.challenge_id] == 2}
+    assert f"Because you joined {joined.title}" in reasons
+
+
+def test_a_dismiss_changes_the_next_slate(campus):
+    student = campus["students"][1]
+    before = serving.get_recommendations(student, k=6)
+    events.record_dismiss(student.id, before.items[0].challenge_id, before.slate_id)
+    after = serving.get_recommendations(student, k=6)
+    assert after.source == "fresh"
+    assert before.items[0].challenge_id not in ids(after)
+    assert ids(after)[:5] == ids(before)[1:6]
+
+
+def test_a_student_with_interactions_but_no_rows_is_folded_in(campus):
+    newcomer = make_student(999)
+    db.session.add(newcomer)
+    db.session.flush()
+    # Joined before the version's data ends, yet the version has no rows for them.
+    joined_at = campus["run"].trained_through - timedelta(days=1)
+    for challenge in campus["challenges"][:3]:
+        db.session.add(
+            Participation(
+                user_id=newcomer.id,
+                challenge_id=challenge.id,
+                joined_at=joined_at,
+                updated_at=joined_at,
+            )
+        )
+    db.session.commit()
+    assert not row_ids(newcomer.id)
+    slate = serving.get_recommendations(newcomer, k=4)
+    assert slate.source == "fresh" and {i.source for i in slate.items} == {"fresh"}
+    assert campus["group"][slate.items[0].challenge_id] == 0
+
+
+def test_a_student_without_interactions_gets_the_heuristic(campus):
+    slate = serving.get_recommendations(make_user(), k=4)
+    assert slate.source == "heuristic" and slate.model_version is None
+
+
+def test_the_artifact_is_loaded_once_per_version(campus, monkeypatch):
+    loads = []
+    monkeypatch.setattr(
+        foldin, "load_artifact", lambda path: loads.append(path) or load_artifact(path)
+    )
+    for student in campus["students"][:3]:
+        join(student.id, unjoined(student, campus))
+        assert serving.get_recommendations(student, k=3).source == "fresh"
+    assert len(loads) == 1
+    assert pipeline.train().status == "published"
+    serving.get_recommendations(campus["students"][0], k=3)
+    assert len(loads) == 2
+
+
+def test_an_unreadable_artifact_falls_back_to_the_rows(campus, caplog):
+    student, run = campus["students"][2], campus["run"]
+    run.artifact_path = str(Path(run.artifact_path).with_name("gone"))
+    db.session.commit()
+    joined = unjoined(student, campus)
+    join(student.id, joined)
+    with caplog.at_level(logging.WARNING, logger="app.recs.foldin"):
+        slate = serving.get_recommendations(student, k=3)
+        serving.get_recommendations(student, k=3)
+    assert slate.source == "model"
+    assert ids(slate) == [i for i in row_ids(student.id) if i != joined.id][:3]
+    assert sum("fold-in disabled" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_history_dates_changes_as_the_training_does(campus):
+    student = campus["students"][3]
+    history = load_user_history(student.id)
+    assert history.changed_at <= campus["run"].trained_through
+    participation = db.session.scalar(
+        select(Participation).where(Participation.user_id == student.id).limit(1)
+    )
+    participation.status = "left"
+    participation.updated_at = utcnow()
+    db.session.commit()
+    assert foldin.is_stale(campus["run"], load_user_history(student.id))
