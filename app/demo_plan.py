@@ -30,7 +30,9 @@ INTEREST_COUNT_P = np.array([0.3, 0.45, 0.25])  # 1, 2 or 3 interest categories
 INTEREST_STRENGTH = np.array([1.0, 0.6, 0.35])
 EXPLORE_WEIGHT = 0.01  # appeal of categories outside a student's interests
 POPULARITY_SIGMA = 1.8
-HOME_CLUSTER_BOOST = 5.0  # within a category, each challenge appeals most to one cluster
+# Within a category each challenge appeals most to one cluster (a theory-minded group vs a hands-on
+# one): structure that category affinity cannot see and collaborative filtering can.
+HOME_CLUSTER_BOOST = 20.0
 # Joins per student are gamma-Poisson (negative binomial): a few very active students, many light.
 ACTIVITY_SHAPE = 3.0
 RAMP_UP_DAYS = 21  # a challenge that has run for less than this has gathered fewer joins
