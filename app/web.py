@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, jsonify, redirect, url_for
+from flask import Blueprint, Flask, abort, current_app, jsonify, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import text
 
@@ -58,8 +58,26 @@ def _security_headers(response):
     return response
 
 
+def _refuse_nul_characters() -> None:
+    """No field needs a NUL character, and PostgreSQL cannot store or even compare text holding
+    one (a 500 there, silently stored on SQLite): refuse it as bad input before any query runs."""
+    # Only form bodies: other bodies (JSON) are validated by their endpoint, and reading them here
+    # would pre-empt that endpoint's own answer to an oversized body.
+    forms = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+    for fields in (request.args, request.form) if forms else (request.args,):
+        if any("\x00" in key or any("\x00" in v for v in values) for key, values in fields.lists()):
+            log.warning(
+                "refused a NUL character in %s %s address=%s",
+                request.method,
+                request.path,
+                request.remote_addr,
+            )
+            abort(400, "Text fields may not contain NUL characters.")
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.before_request(_refuse_nul_characters)
     app.after_request(_security_headers)
 
     @app.context_processor

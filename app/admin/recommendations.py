@@ -478,8 +478,8 @@ def _model_rows(published, history: UserHistory, now: datetime) -> list[PreviewR
             rank,
             challenge,
             float(score),
-            # The reason serving would print beside this card.
-            serving._model_reason(challenge, history),
+            # The category phrase serving falls back to; the "served" column shows the final reason.
+            serving.model_reason(challenge, history),
             _row_flags(challenge, history, now),
         )
         for rank, (score, _version, challenge) in enumerate(published, 1)

@@ -122,7 +122,7 @@ def _providers_for_arm(arm: str | None) -> tuple[Provider, ...]:
     return (_from_content, _from_model, _from_heuristic)
 
 
-def _model_reason(challenge: Challenge, history: UserHistory) -> str:
+def model_reason(challenge: Challenge, history: UserHistory) -> str:
     count = history.category_counts.get(challenge.category_id, 0)
     return heuristic.affinity_reason(count, challenge.category.name) if count else MODEL_REASON
 
@@ -228,7 +228,7 @@ def _explained(
             challenge,
             score,
             _because(req.history, sources.get(challenge.id))
-            or _model_reason(challenge, req.history),
+            or model_reason(challenge, req.history),
             source,
         )
         for score, challenge in scored
