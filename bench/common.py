@@ -198,7 +198,7 @@ def record_profile(
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*)\)$")
 
 
-def summarize_profile(path: Path, top: int = 8) -> dict:
+def summarize_profile(path: Path, top: int = 12) -> dict:
     """From collapsed stacks, over the samples that pass through our code (``app/``): the functions
     of ours on the stack most often (inclusive) and the leaves where the time goes (self), as
     percentages. Samples outside our code (the server's accept loop, the sampler's own idle

@@ -150,7 +150,7 @@ def measure(students: int, challenges: int, profile: bool) -> dict:
         )
         result = {"students": students, "seed": seeded, "pipeline": ran}
         if profile_path is not None and profile_path.exists():
-            result["profile"] = summarize_profile(profile_path, top=14)
+            result["profile"] = summarize_profile(profile_path, top=20)
         return result
 
 

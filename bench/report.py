@@ -36,18 +36,85 @@ def seconds(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.1f}"
 
 
-def _profile_lines(profile: dict | None, top: int = 6) -> list[str]:
+# Why a function of ours costs what it does, printed under a profile while that function is among
+# its heaviest: a fixed cost stops being explained once the profile no longer shows it.
+KNOWN_COSTS = {
+    "app/recs/pipeline.py:_excluded_by_eligibility": (
+        "asks the database for one student's exclusions at a time "
+        "(`eligibility.excluded_challenge_ids` in a loop: a query per student). One query for "
+        "every student's (user, challenge) exclusions, mapped with `IdMap.index` into the sparse "
+        "matrix, does the same work in one pass."
+    ),
+    "app/recs/publish.py:write_rows": (
+        "inserts through the ORM's bulk path (`insert(UserRecommendation)` with a dict per row: "
+        "`_collect_insert_commands` and `construct_params` per row). A Core insert on "
+        "`UserRecommendation.__table__` skips the per-row ORM bookkeeping."
+    ),
+    "app/recs/evaluate.py:tune": (
+        "fits every grid point (5 SVD ranks, 5 kNN sizes, 7 EASE l2 values) and ranks every "
+        "validation student against every candidate item for each. Ranking a fixed, seeded sample "
+        "of validation students would keep tuning flat in students; EASE's 7 inversions could "
+        "share one eigendecomposition of the Gram matrix."
+    ),
+    "app/recs/models.py:top_k": (
+        "scores blocks of 2,048 students against every item densely and runs `np.argpartition` "
+        "(`_wrapfunc`) over each row; it runs once per evaluated model and again for every "
+        "student in precompute."
+    ),
+    "app/recs/models.py:EASE.fit": (
+        "inverts the dense items x items Gram matrix (`numpy.linalg.inv`, O(items^3)): the same "
+        "cost at any number of students."
+    ),
+    "app/recs/eligibility.py:candidates_with_recent_joins": (
+        "loads every recommendable challenge as an ORM object with its category on every "
+        "request (about 1,700 at 5k challenges: `fetchall`, `InstanceState.__init__`, "
+        "`_populate_full`) to score them in numpy. Selecting the scoring columns only (id, "
+        "category, reward, dates, recent joins), or keeping those arrays per process for a short "
+        "time, and loading just the winning cards as objects would remove most of it."
+    ),
+    "app/recs/events.py:_insert_new": (
+        "selects the batch's event ids, inserts ORM objects and commits; SQLite has one writer, "
+        "so the server's 8 threads queue on that commit."
+    ),
+    "app/recs/events.py:_recorded": (
+        "two SELECTs per batch (the slates' impressions and clicks, the student's dismissals) to "
+        "drop natural-key duplicates."
+    ),
+    "app/recs/events.py:record_impressions": (
+        "checks the slate's event ids with a SELECT, inserts and commits, after `_save_slate` "
+        "already committed the slate: two commits per fragment."
+    ),
+}
+# Functions that wrap everything (the pipeline, the login check, the view) say nothing.
+ENVELOPE_SHARE = 95.0
+
+
+def _profile_lines(profile: dict | None, top: int = 10) -> list[str]:
     if not profile or not profile.get("ours_inclusive"):
         return ["(no profile recorded)"]
+    inner = [e for e in profile["ours_inclusive"] if e[1] < ENVELOPE_SHARE][:top]
     lines = [
-        f"Samples in our code: {profile['samples_in_app']:,} of {profile['samples']:,}. "
-        "Our functions by share of those samples (inclusive):",
+        f"{profile['samples_in_app']:,} samples in our code (of {profile['samples']:,}). Our "
+        f"functions by share of those samples, inclusive (wrappers above {ENVELOPE_SHARE:.0f}% "
+        "left out):",
         "",
     ]
-    lines += [f"- `{name}` {share}%" for name, share in profile["ours_inclusive"][:top]]
+    lines += [f"- `{name}` {share}%" for name, share in inner]
     lines += ["", "Where the time is spent (leaf frames):", ""]
     lines += [f"- `{name}` {share}%" for name, share in profile["self"][:top]]
+    explained = [(name, share) for name, share in inner if name in KNOWN_COSTS]
+    if explained:
+        lines += ["", "Why:", ""]
+        lines += [
+            f"- `{name.split(':', 1)[1]}` ({share}%) {KNOWN_COSTS[name]}"
+            for name, share in explained
+        ]
     return lines
+
+
+def _gap(measured: float, target: float, higher_is_better: bool) -> str:
+    ratio = measured / target if higher_is_better else target / measured
+    return "-" if ratio >= 1 else f"{ratio:.0%} of target"
 
 
 # --- Sections -------------------------------------------------------------------------------------
@@ -75,8 +142,8 @@ def machine_section(results: list[dict]) -> str:
 def summary_section(scale: dict | None, serving: dict | None) -> str:
     rows = []
     if scale:
-        target = next((s for s in scale["sizes"] if s["students"] == 100_000), None)
         verdict = scale["verdict"]
+        target = next((s for s in scale["sizes"] if s["students"] == 100_000), None)
         if target:
             p = target["pipeline"]
             rows.append(
@@ -85,6 +152,7 @@ def summary_section(scale: dict | None, serving: dict | None) -> str:
                     "<= 120 s",
                     f"{p['seconds']:.0f} s",
                     ok(verdict["seconds_ok"]),
+                    _gap(p["seconds"], 120, False),
                 ]
             )
             rows.append(
@@ -93,47 +161,49 @@ def summary_section(scale: dict | None, serving: dict | None) -> str:
                     "<= 4 GB",
                     f"{p['peak_rss_mb'] / 1024:.2f} GB",
                     ok(verdict["rss_ok"]),
+                    _gap(p["peak_rss_mb"], 4096, False),
                 ]
             )
-        growth = verdict["per_student_time_vs_smallest"]
+        growth = ", ".join(
+            f"{int(n):,}: {g}x" for n, g in verdict["per_student_time_vs_smallest"].items()
+        )
         rows.append(
             [
                 "pipeline growth in students",
                 "no worse than linear",
-                "time per student vs smallest: "
-                + ", ".join(f"{int(n):,}: {g}x" for n, g in growth.items()),
+                f"time per student vs smallest size: {growth}",
                 ok(verdict["linear_ok"]),
+                "-",
             ]
         )
     if serving:
         v = serving["verdict"]
-        rows.append(
-            [
-                "model-rows fragment vs baseline",
-                ">= 0.5x",
-                f"{v['fragment_model']['ratio']}x",
-                ok(v["fragment_model"]["ok"]),
-            ]
-        )
-        rows.append(
-            [
-                "heuristic fragment (5k challenges) vs baseline",
-                ">= 0.25x",
-                f"{v['fragment_heuristic']['ratio']}x",
-                ok(v["fragment_heuristic"]["ok"]),
-            ]
-        )
+        for key, label in (
+            ("fragment_model", "model-rows fragment vs baseline"),
+            ("fragment_heuristic", "heuristic fragment (5k challenges) vs baseline"),
+        ):
+            rows.append(
+                [
+                    label,
+                    f">= {v[key]['target']}x",
+                    f"{v[key]['ratio']}x",
+                    ok(v[key]["ok"]),
+                    _gap(v[key]["ratio"], v[key]["target"], True),
+                ]
+            )
+        events = v["events"]
         rows.append(
             [
                 "event ingestion, batches of 10",
                 ">= 2,000 events/s, 0 lost",
-                f"{v['events']['events_per_second']:,.0f} events/s, {v['events']['lost']} lost",
-                ok(v["events"]["ok"]),
+                f"{events['events_per_second']:,.0f} events/s, {events['lost']} lost",
+                ok(events["ok"]),
+                _gap(events["events_per_second"], events["target"], True),
             ]
         )
     if not rows:
         return "## Targets\n\n" + MISSING
-    return "## Targets\n\n" + table(["what", "target", "measured", "status"], rows)
+    return "## Targets\n\n" + table(["what", "target", "measured", "status", "gap"], rows)
 
 
 def quality_section(quality: dict | None) -> str:
@@ -231,14 +301,14 @@ def _quality_reading(quality: dict) -> str:
             )
     lines.append(
         "- What limits the figures: on the random split the collaborative models see each "
-        "student's other items and win clearly; on the time split the held-out interactions are "
-        "joins of challenges that started recently, which the heuristic's timeframe and recent-"
-        "popularity terms know about and the collaborative models (trained on older co-joins, "
-        "with no notion of time) do not. The pipeline's gate uses the time split, so on a campus "
-        "like the demo one it keeps the heuristic; the serving and scale benchmarks open the gate "
-        "(RECS_GATE_MARGIN = -1) so that every stage runs. Fit time is dominated by EASE (a dense "
-        "items x items inverse) and PureSVD (randomized SVD); scoring by the dense users x items "
-        "score matrix in `top_k`."
+        "student's other items and win clearly. On the time split the held-out part is the most "
+        "recent interactions, which go to challenges running now; the heuristic scores those up "
+        "(timeframe, recent popularity, urgency) while the collaborative models, trained on "
+        "older co-occurrences, have no notion of time. The pipeline's gate compares on the time "
+        "split, so the time-split lines above say whether it would publish; the serving and "
+        "scale benchmarks open the gate (RECS_GATE_MARGIN = -1) so that every stage runs "
+        "whatever it says. Fit time is dominated by EASE (a dense items x items inverse) and "
+        "PureSVD (randomized SVD); scoring by the dense users x items score matrix in `top_k`."
     )
     return "\n".join(lines)
 
@@ -249,8 +319,9 @@ def scale_section(scale: dict | None) -> str:
         "Command: `"
         + (scale["command"] if scale else ".venv/bin/python -m bench.pipeline_scale")
         + "`; `make bench` runs 10k and 100k students, "
-        "`make bench BENCH_SIZES=10000,100000,300000` adds 300k (about half an hour more: "
-        "seeding 300k students writes ~15M event rows).",
+        "`make bench BENCH_SIZES=10000,100000,300000` adds 300k students. 300k is opt-in because "
+        "it adds roughly half an hour at today's speed (seeding writes ~13M event rows, and the "
+        "pipeline's per-student stages triple); it was not part of the run below.",
     ]
     if scale is None:
         return "\n\n".join(parts + [MISSING])
@@ -322,39 +393,40 @@ def scale_section(scale: dict | None) -> str:
     profiled = next((s for s in reversed(scale["sizes"]) if s.get("profile")), None)
     if profiled:
         parts.append(f"**Profile** (py-spy, {profiled['students']:,} students, whole pipeline):")
-        parts.append("\n".join(_profile_lines(profiled["profile"], top=8)))
+        parts.append("\n".join(_profile_lines(profiled["profile"], top=12)))
     parts.append(_scale_reading(scale, profiled))
     return "\n\n".join(parts)
 
 
 def _scale_reading(scale: dict, profiled: dict | None) -> str:
     largest = scale["sizes"][-1]
+    total = largest["pipeline"]["seconds"]
     stages = largest["pipeline"]["stages"]
-    slowest = max(stages, key=stages.get)
-    share = 100 * stages[slowest] / largest["pipeline"]["seconds"]
+    by_share = sorted(stages.items(), key=lambda item: -item[1])
     lines = [
         "**Reading.**",
-        f"- At {largest['students']:,} students the slowest stage is *{slowest}* "
-        f"({stages[slowest]:.0f} s, {share:.0f}% of the run).",
+        f"- At {largest['students']:,} students: "
+        + ", ".join(
+            f"{STAGE_NAMES.get(name, name)} {sec:.0f} s ({100 * sec / total:.0f}%)"
+            for name, sec in by_share
+        )
+        + ".",
+        "- Evaluation is the largest fixed part: EASE's fit is O(items^3) whatever the number of "
+        "students, which is why time per student falls from 10k to 100k; the rest (reading, "
+        "ranking in `top_k`, the exclusions, the inserts) grows with students and interactions.",
     ]
     if profiled:
-        top = profiled["profile"]["self"][0] if profiled["profile"]["self"] else None
-        lines.append(
-            f"- The profile's heaviest leaf is `{top[0]}` ({top[1]}% of samples in our code)."
-            if top
-            else ""
-        )
-    lines.append(
-        "- Evaluation dominates: `compare` tunes every candidate on a grid (5 SVD ranks, 5 kNN "
-        "sizes, 7 EASE l2 values), and each grid point is a fit plus a full ranking of every "
-        "validation user over every candidate item. EASE's fit inverts a dense items x items "
-        "matrix (O(items^3), about 3,600 trained challenges here), the same cost at any student "
-        "count; the rankings (`top_k`) build a dense users x items score matrix, which grows "
-        "with students. Precompute ranks every student once more and asks the database for each "
-        "student's exclusions; publish validates and inserts 30 rows per student."
-    )
-    return "\n".join(line for line in lines if line)
+        lines.append("- What to change is listed under *Why* in the profile above, heaviest first.")
+    return "\n".join(lines)
 
+
+STAGE_NAMES = {
+    "loading": "read",
+    "evaluating": "evaluate",
+    "training": "train",
+    "generating": "precompute",
+    "publishing": "publish",
+}
 
 ROUTE_LABELS = {
     "baseline": "baseline: `GET /login` (anonymous)",
@@ -425,24 +497,22 @@ def serving_section(serving: dict | None) -> str:
 
 
 def _serving_reading(serving: dict) -> str:
+    by_name = {r["route"]: r for r in serving["routes"]}
     lines = ["**Reading.**"]
-    for name, profile in serving.get("profiles", {}).items():
-        if not profile.get("ours_inclusive"):
+    for name in ("fragment_model", "fragment_heuristic", "events", "challenges"):
+        route, profile = by_name.get(name), serving.get("profiles", {}).get(name)
+        if route is None or not profile or not profile.get("self"):
             continue
-        deepest = [
-            entry for entry in profile["ours_inclusive"] if not entry[0].startswith("app/auth/")
-        ][:4]
-        leaf = profile["self"][0]
+        inner = [e for e in profile["ours_inclusive"] if e[1] < ENVELOPE_SHARE][:3]
         lines.append(
-            f"- {ROUTE_LABELS.get(name, name)}: "
-            + ", ".join(f"`{n.split(':', 1)[1]}` {s}%" for n, s in deepest)
-            + f"; heaviest leaf `{leaf[0]}` {leaf[1]}%."
+            f"- {ROUTE_LABELS.get(name, name)}: {route['ratio']:.2f}x the baseline; most time "
+            "under " + ", ".join(f"`{n.split(':', 1)[1]}` ({s}%)" for n, s in inner) + "."
         )
     lines.append(
-        "- Two cores serve both the load generator and the server, so absolute requests/s are "
-        "low and noisy; the ratios are the figures to compare. SQLite serialises writers: the "
-        "fragment (slate + impressions) and the event endpoint each commit, and those commits "
-        "queue behind one another across the 8 server threads."
+        "- Two cores carry both wrk and the server, so absolute requests/s are low and move from "
+        "run to run; the ratios are the figures to compare. SQLite has a single writer: every "
+        "fragment (slate and impressions) and every event batch commits, and the commits of the "
+        "8 server threads queue behind one another."
     )
     return "\n".join(lines)
 

@@ -51,6 +51,13 @@ def _too_many_attempts(address: str) -> bool:
     return count >= current_app.config["LOGIN_RATE_LIMIT"]
 
 
+def _throttled(action: str, template: str, form):
+    log.warning("%s rate limit hit for address=%s", action, _client_address())
+    db.session.commit()  # keeps the clean-up of expired attempts done by _too_many_attempts
+    flash("Too many attempts from your address. Wait a minute and try again.", "error")
+    return render_template(template, form=form), 429
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
@@ -59,10 +66,7 @@ def login():
     if request.method == "POST":
         address = _client_address()
         if _too_many_attempts(address):
-            log.warning("login rate limit hit for address=%s", address)
-            db.session.commit()
-            flash("Too many failed logins from your address. Wait a minute and try again.", "error")
-            return render_template("auth/login.html", form=form), 429
+            return _throttled("login", "auth/login.html", form)
         if form.validate_on_submit():
             email = User.normalize_email(form.email.data)
             user = db.session.scalar(select(User).where(User.email == email))
@@ -111,10 +115,7 @@ def register():
     if request.method == "POST":
         address = _client_address()
         if _too_many_attempts(address):
-            log.warning("registration rate limit hit for address=%s", address)
-            db.session.commit()
-            flash("Too many attempts from your address. Wait a minute and try again.", "error")
-            return render_template("auth/register.html", form=form), 429
+            return _throttled("registration", "auth/register.html", form)
         # Registrations count against the same per-address budget as failed logins.
         db.session.add(LoginAttempt(address=address))
         db.session.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.recs import pipeline, scheduler
 from app.recs.data import DataError, read_csv
@@ -19,6 +21,7 @@ from app.recs.evaluate import format_table
 from app.recs.models import CANDIDATES
 from app.recs.publish import PublishError, published_run, rollback
 
+log = logging.getLogger(__name__)
 recs_cli = AppGroup("recs", help="Train, evaluate, publish and schedule recommendation models.")
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
@@ -26,11 +29,21 @@ DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
 @contextmanager
 def _pipeline_lock() -> Iterator[None]:
-    """Commands that change versions take the scheduler's lock, so they never overlap a run."""
+    """Commands that change versions take the scheduler's lock, so they never overlap a run. A
+    database failure on the way (locked, full, gone) ends the command with its reason: whatever
+    it left half-done is invisible to serving and cleaned up by the next run."""
     with scheduler.single_runner(current_app._get_current_object()) as acquired:
         if not acquired:
             raise click.ClickException("another recommendation run is in progress; try again later")
-        yield
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            log.exception("recommendation command stopped by a database error")
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(
+                f"database error: {reason}. Nothing half-written is served; "
+                "`flask recs status` shows the published version"
+            ) from exc
 
 
 def _progressbar(length: int, label: str):

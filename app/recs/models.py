@@ -269,6 +269,20 @@ def save_artifact(
     staging = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        _write_artifact(staging, model, data, metadata)
+    except BaseException:
+        # A full disk must not keep half an artifact that no run points at (and so never pruned).
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return directory
+
+
+def _write_artifact(
+    staging: Path, model: Recommender, data: InteractionMatrix, metadata: dict
+) -> None:
     arrays = {f"model_{key}": value for key, value in model.get_state().items()}
     X = data.matrix
     arrays.update(
@@ -287,9 +301,6 @@ def save_artifact(
         "libraries": library_versions(),
     }
     (staging / ARTIFACT_METADATA).write_text(json.dumps(full_metadata, indent=1, default=str))
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
-    return directory
 
 
 def load_artifact(directory: Path) -> Artifact:

@@ -257,6 +257,9 @@ def write_rows(run: ModelRun, ranked: list[dict]) -> int:
     for start in range(0, len(ranked), INSERT_BATCH):
         batch = [{**row, "model_run_id": run.id} for row in ranked[start : start + INSERT_BATCH]]
         db.session.execute(insert(UserRecommendation), batch)
+        # A commit per batch: SQLite has one write lock, and event posts must not wait behind a
+        # million-row insert. A crash leaves the rows of a running run, which cleanup_orphans drops.
+        db.session.commit()
     run.rows_count = len(ranked)
     run.users_count = len({row["user_id"] for row in ranked})
     db.session.commit()

@@ -121,13 +121,18 @@ def test_lost_events_fail_the_ingestion_target_whatever_the_rate():
 def test_report_marks_missed_targets_and_says_what_was_not_run():
     serving = {
         "verdict": {
-            "fragment_model": {"ratio": 0.3, "ok": False},
-            "fragment_heuristic": {"ratio": 0.4, "ok": True},
-            "events": {"events_per_second": 2500.0, "lost": 0, "ok": True},
+            "fragment_model": {"target": 0.5, "ratio": 0.3, "ok": False},
+            "fragment_heuristic": {"target": 0.25, "ratio": 0.4, "ok": True},
+            "events": {"target": 2000, "events_per_second": 2500.0, "lost": 0, "ok": True},
         }
     }
     summary = report.summary_section(None, serving)
-    assert "| model-rows fragment vs baseline | >= 0.5x | 0.3x | **missed** |" in summary
-    assert "| heuristic fragment (5k challenges) vs baseline | >= 0.25x | 0.4x | met |" in summary
+    assert (
+        "| model-rows fragment vs baseline | >= 0.5x | 0.3x | **missed** | 60% of target |"
+        in summary
+    )
+    assert (
+        "| heuristic fragment (5k challenges) vs baseline | >= 0.25x | 0.4x | met | - |" in summary
+    )
     assert report.MISSING in report.quality_section(None)
     assert report.MISSING in report.scale_section(None)

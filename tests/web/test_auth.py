@@ -110,7 +110,7 @@ def test_login_rate_limit_answers_429(make_app, caplog):
     caplog.set_level("WARNING", logger="app.auth.routes")
     response = login(client, student)  # even the right password waits out the window
     assert response.status_code == 429
-    assert "Too many failed logins" in response.get_data(as_text=True)
+    assert "Too many attempts from your address" in response.get_data(as_text=True)
     assert "login rate limit hit" in caplog.text
 
 
