@@ -147,14 +147,16 @@ def train(
     cleanup_orphans()
     source = "database" if interactions is None else "file"
     run = start_run("train", report={"trigger": trigger, "source": source})
+    # Kept apart from ``run``, whose attributes cannot load while a failed flush is pending.
+    run_id, version = run.id, run.version
     started = time.perf_counter()
     try:
         result = _train(run, interactions, progress or (lambda stage: None))
     except Exception as exc:
-        log.exception("training run %s failed", run.version)
-        fail_run(run.id, f"{type(exc).__name__}: {exc}")
-        result = PipelineResult(run.version, "failed", str(exc))
-    _record_resources(run.id, time.perf_counter() - started)
+        log.exception("training run %s failed", version)
+        fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        result = PipelineResult(version, "failed", str(exc))
+    _record_resources(run_id, time.perf_counter() - started)
     prune_versions(int(_config("RECS_KEEP_VERSIONS")), model_dir())
     return result
 

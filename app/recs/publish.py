@@ -269,14 +269,15 @@ def write_rows(run: ModelRun, ranked: list[dict]) -> int:
 def publish(run: ModelRun) -> None:
     """Flip the published pointer to ``run`` and supersede the previous version, in one
     transaction. On any error nothing is flipped: the run is marked failed and its rows dropped."""
-    run_id = run.id
+    # Read before the flip: after a failed flush the session refuses every attribute load.
+    run_id, version = run.id, run.version
     try:
         _flip_to(run)
         run.finished_at = run.published_at
         run.report = {**(run.report or {}), "stage": "done"}
         db.session.commit()
     except Exception as exc:
-        log.exception("publishing %s failed; the previous version stays published", run.version)
+        log.exception("publishing %s failed; the previous version stays published", version)
         fail_run(run_id, f"publish failed: {exc}")
         raise
     log.info(

@@ -174,3 +174,19 @@ def test_password_change_with_wrong_current_password_is_400(student_client):
     )
     assert response.status_code == 400
     assert "That is not your current password." in response.get_data(as_text=True)
+
+
+def test_registration_shares_the_per_address_budget(make_app):
+    limited = make_app(LOGIN_RATE_LIMIT=2)
+    client = limited.test_client()
+    for n in range(2):
+        response = client.post("/register", data={
+            "display_name": f"New {n}", "email": f"new{n}@campus.example.edu",
+            "password": "longenough1", "confirm": "longenough1"})
+        assert response.status_code == 302
+        client.post("/logout")
+    response = client.post("/register", data={
+        "display_name": "Third", "email": "third@campus.example.edu",
+        "password": "longenough1", "confirm": "longenough1"})
+    assert response.status_code == 429
+    assert db.session.scalar(select(User).where(User.email == "third@campus.example.edu")) is None
