@@ -87,12 +87,21 @@ KNOWN_COSTS = {
 }
 # Functions that wrap everything (the pipeline, the login check, the view) say nothing.
 ENVELOPE_SHARE = 95.0
+ENVELOPE_NAMES = ("role_required",)
+
+
+def _inner(profile: dict) -> list[list]:
+    return [
+        entry
+        for entry in profile["ours_inclusive"]
+        if entry[1] < ENVELOPE_SHARE and not any(n in entry[0] for n in ENVELOPE_NAMES)
+    ]
 
 
 def _profile_lines(profile: dict | None, top: int = 10) -> list[str]:
     if not profile or not profile.get("ours_inclusive"):
         return ["(no profile recorded)"]
-    inner = [e for e in profile["ours_inclusive"] if e[1] < ENVELOPE_SHARE][:top]
+    inner = _inner(profile)[:top]
     lines = [
         f"{profile['samples_in_app']:,} samples in our code (of {profile['samples']:,}). Our "
         f"functions by share of those samples, inclusive (wrappers above {ENVELOPE_SHARE:.0f}% "
@@ -503,7 +512,7 @@ def _serving_reading(serving: dict) -> str:
         route, profile = by_name.get(name), serving.get("profiles", {}).get(name)
         if route is None or not profile or not profile.get("self"):
             continue
-        inner = [e for e in profile["ours_inclusive"] if e[1] < ENVELOPE_SHARE][:3]
+        inner = _inner(profile)[:3]
         lines.append(
             f"- {ROUTE_LABELS.get(name, name)}: {route['ratio']:.2f}x the baseline; most time "
             "under " + ", ".join(f"`{n.split(':', 1)[1]}` ({s}%)" for n, s in inner) + "."

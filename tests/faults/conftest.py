@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 def process_env(app, **extra: str) -> dict[str, str]:
     """The environment that points ``flask``/gunicorn at the test app's database and settings."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("FLASK_")}
+    env = {
+        k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("FLASK_")
+    }
     env.update(
         FLASK_APP="wsgi",
         FLASK_SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"],
@@ -70,11 +72,11 @@ def run_of(version: str) -> ModelRun:
     return db.session.scalar(select(ModelRun).where(ModelRun.version == version))
 
 
-def assert_still_serving(version: str, student) -> None:
+def assert_still_serving(version: str, student_id: int) -> None:
     """The published pointer and what a student is served both still come from ``version``."""
     db.session.rollback()
     assert publish.published_run().version == version
-    slate = serving.get_recommendations(student)
+    slate = serving.get_recommendations(student_id)
     assert slate.model_version == version and slate.items
     assert {item.source for item in slate.items} & {"model", "fresh"}
 

@@ -37,7 +37,12 @@ def campus(app):
     campus = seed_planted_campus()
     result = pipeline.train()
     assert result.status == "published", result.reason
-    campus["version"] = result.version
+    campus.update(
+        version=result.version,
+        student_id=campus["students"][0].id,
+        student_ids=[s.id for s in campus["students"]],
+        challenge_ids=[c.id for c in campus["challenges"]],
+    )
     return campus
 
 
@@ -89,13 +94,13 @@ def assert_cleaned_by_next_run(runner, dead: str, args: list[str]) -> None:
 
 
 def campus_ids(campus) -> tuple[list[int], list[int]]:
-    return [s.id for s in campus["students"]], [c.id for c in campus["challenges"]]
+    return campus["student_ids"], campus["challenge_ids"]
 
 
 @pytest.mark.slow
 def test_kill_9_while_an_import_writes_rows(app, campus, tmp_path):
     students, challenges = campus_ids(campus)
-    students += add_students(EXTRA_STUDENTS)
+    students = students + add_students(EXTRA_STUDENTS)
     expected = write_import_file(tmp_path / "big.csv", students, challenges)
     importing = start_flask(app, "recs", "import", "--path", str(tmp_path / "big.csv"))
 
@@ -109,11 +114,13 @@ def test_kill_9_while_an_import_writes_rows(app, campus, tmp_path):
 
     run = run_of(dead)
     assert run.status == "running" and 0 < publish.count_rows(run.id) < expected
-    assert_still_serving(campus["version"], campus["students"][0])
+    assert_still_serving(campus["version"], campus["student_id"])
     assert_database_intact(app)
     small = tmp_path / "small.csv"
     write_import_file(small, *campus_ids(campus))
-    assert_cleaned_by_next_run(app.test_cli_runner(), dead, ["recs", "import", "--path", str(small)])
+    assert_cleaned_by_next_run(
+        app.test_cli_runner(), dead, ["recs", "import", "--path", str(small)]
+    )
     assert publish.published_run().kind == "import"
 
 
@@ -130,7 +137,7 @@ def test_kill_9_of_a_retrain_mid_run(app, campus):
     kill(retraining)
 
     assert run_of(dead).status == "running"
-    assert_still_serving(campus["version"], campus["students"][0])
+    assert_still_serving(campus["version"], campus["student_id"])
     assert_database_intact(app)
     assert_cleaned_by_next_run(app.test_cli_runner(), dead, ["recs", "pipeline"])
     assert_only_servable_artifacts(app)
@@ -183,7 +190,7 @@ def test_locked_database_while_publishing(app, campus, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "publish", real_publish)
 
     assert_clear_failure(result, "database is locked")
-    assert_still_serving(campus["version"], campus["students"][0])
+    assert_still_serving(campus["version"], campus["student_id"])
     assert_database_intact(app)
     dead = db.session.scalar(select(ModelRun).where(ModelRun.kind == "import"))
     result = app.test_cli_runner().invoke(args=["recs", "import", "--path", str(output)])
@@ -213,7 +220,7 @@ def test_full_database_disk_while_writing_rows(app, campus, tmp_path):
         db.engine.dispose()
 
     assert_clear_failure(result, "full")
-    assert_still_serving(campus["version"], campus["students"][0])
+    assert_still_serving(campus["version"], campus["student_id"])
     assert_database_intact(app)
     result = app.test_cli_runner().invoke(args=["recs", "import", "--path", str(output)])
     assert result.exit_code == 0, result.output
@@ -233,6 +240,6 @@ def test_full_disk_while_saving_the_model(app, campus, monkeypatch):
     assert_clear_failure(result, "No space left on device", "Serving is unchanged")
     failed = db.session.scalar(select(ModelRun).where(ModelRun.status == "failed"))
     assert "No space left on device" in failed.error and publish.count_rows(failed.id) == 0
-    assert_still_serving(campus["version"], campus["students"][0])
+    assert_still_serving(campus["version"], campus["student_id"])
     assert_database_intact(app)
     assert_only_servable_artifacts(app)
