@@ -47,8 +47,11 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
 
-    from app import auth, challenges, errors, professor, admin, web, cli
-    from app.recs import api as recs_api, routes as recs_routes, cli as recs_cli, scheduler as recs_scheduler
+    from app import admin, auth, challenges, cli, errors, professor, web
+    from app.recs import api as recs_api
+    from app.recs import cli as recs_cli
+    from app.recs import routes as recs_routes
+    from app.recs import scheduler as recs_scheduler
 
     web.init_app(app)
     errors.init_app(app)

@@ -6,12 +6,19 @@ progress callback.
 Seeding and the pipeline each run in a child process, so each peak RSS (ru_maxrss) is its own.
 
     .venv/bin/python -m bench.pipeline_scale [--sizes 10000,100000,300000] [--profile-size N]
+        [--campus-cache DIR] [--no-profile]
+
+``--campus-cache DIR`` keeps each seeded database in DIR and copies it for later runs of the same
+size (seeding 100k students takes minutes): for iterating on the pipeline. The campus's dates are
+relative to when it was seeded, so a published figure comes from a freshly seeded run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -130,10 +137,40 @@ def _run_child(args: list[str], profile_to: Path | None = None) -> dict:
 # --- The parent -----------------------------------------------------------------------------------
 
 
-def measure(students: int, challenges: int, profile: bool) -> dict:
+def _campus_key(students: int, challenges: int) -> str:
+    """Names a seeded database by its size and by the code that wrote it, so a change to the
+    generator or the schema never reuses a stale file."""
+    digest = hashlib.sha256()
+    sources = [REPO / "app" / "demo.py", REPO / "app" / "demo_plan.py", REPO / "app" / "models.py"]
+    sources += sorted((REPO / "migrations" / "versions").glob("*.py"))
+    for source in sources:
+        if source.exists():
+            digest.update(source.read_bytes())
+    return f"campus-{students}-{challenges}-{SEED}-{digest.hexdigest()[:12]}"
+
+
+def _seed(folder: Path, students: int, challenges: int, cache: Path | None) -> dict:
+    """Seed ``folder``'s database, or copy it from ``cache`` when an identical one is there."""
+    command = ["seed", str(folder), str(students), str(challenges)]
+    if cache is None:
+        return _run_child(command)
+    key = _campus_key(students, challenges)
+    cached_db, cached_summary = cache / f"{key}.db", cache / f"{key}.json"
+    if not (cached_db.exists() and cached_summary.exists()):
+        cache.mkdir(parents=True, exist_ok=True)
+        summary = _run_child(command)
+        shutil.copyfile(folder / "bench.db", cached_db)
+        cached_summary.write_text(json.dumps(summary))
+        return summary
+    progress(f"{students:,} students: reusing the campus seeded in {cached_db}")
+    shutil.copyfile(cached_db, folder / "bench.db")
+    return {**json.loads(cached_summary.read_text()), "reused": str(cached_db)}
+
+
+def measure(students: int, challenges: int, profile: bool, cache: Path | None = None) -> dict:
     with workdir(f"scale-{students}") as folder:
         progress(f"{students:,} students: generating the synthetic campus")
-        seeded = _run_child(["seed", str(folder), str(students), str(challenges)])
+        seeded = _seed(folder, students, challenges, cache)
         progress(
             f"{students:,} students: seeded in {seeded['seconds']} s "
             f"({seeded['participations']:,} participations, {seeded['events']:,} events)"
@@ -197,13 +234,22 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="Profile the pipeline at this size with py-spy [default: the largest].",
     )
+    parser.add_argument("--no-profile", action="store_true", help="Profile no size.")
+    parser.add_argument(
+        "--campus-cache",
+        type=Path,
+        default=None,
+        help="Keep seeded databases in this folder and reuse them for runs of the same size.",
+    )
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
-    profile_size = args.profile_size or sizes[-1]
-    if not py_spy_available():
+    profile_size = None if args.no_profile else args.profile_size or sizes[-1]
+    if profile_size and not py_spy_available():
         progress("py-spy not found: no profile (pip install -e '.[dev]')")
         profile_size = None
-    results = [measure(n, args.challenges, n == profile_size) for n in sizes]
+    results = [
+        measure(n, args.challenges, n == profile_size, args.campus_cache) for n in sizes
+    ]
     write_result(
         "pipeline_scale",
         {

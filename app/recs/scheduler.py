@@ -16,7 +16,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -142,6 +142,9 @@ def retrain(app: Flask, trigger: str = "schedule"):
             return None
         with app.app_context():
             try:
+                if trigger == "schedule" and _slot_already_run(app):
+                    log.info("scheduled retraining skipped: another worker ran this slot")
+                    return None
                 result = train(trigger=trigger)
             except Exception:
                 log.exception("retraining (%s) failed outside the run record", trigger)
@@ -156,6 +159,31 @@ def retrain(app: Flask, trigger: str = "schedule"):
             result.reason or "",
         )
         return result
+
+
+def _slot_already_run(app: Flask) -> bool:
+    """Whether a scheduled run started at or after this run's slot. Every worker fires the same
+    cron; the lock only keeps them from overlapping, and a worker firing a second late, after
+    the first run ended, would otherwise train a second time."""
+    slot = latest_slot(app)
+    if slot is None:
+        return False
+    started = db.session.scalars(
+        select(ModelRun).where(ModelRun.kind == "train", ModelRun.started_at >= slot)
+    )
+    return any((run.report or {}).get("trigger") == "schedule" for run in started)
+
+
+def latest_slot(app: Flask, now: datetime | None = None) -> datetime | None:
+    """The latest fire time of the retrain cron at or before ``now``, within the misfire grace
+    (a job APScheduler runs belongs to a slot no older than that)."""
+    trigger = cron_trigger(app)
+    now = now or datetime.now(trigger.timezone)
+    grace = timedelta(seconds=int(app.config["RECS_MISFIRE_GRACE_SECONDS"]))
+    slot, fire = None, trigger.get_next_fire_time(None, now - grace)
+    while fire is not None and fire <= now:
+        slot, fire = fire, trigger.get_next_fire_time(fire, now)
+    return slot
 
 
 def purge_old_events(app: Flask) -> int | None:

@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from app.models import RecommendationEvent
 from app.extensions import db
+from app.models import RecommendationEvent
 from app.recs.experiment import (
     Proportion,
     arm_stats,

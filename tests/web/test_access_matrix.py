@@ -108,7 +108,6 @@ ACCESS: dict[str, list[Case]] = {
     ],
     "professor.stats": [get("/professor/stats", 302, 403, 200, 403)],
     "professor.stats_chart": [get("/professor/stats/chart.svg", 302, 403, 200, 403)],
-    "professor.stats_chart": [get("/professor/stats/chart.svg", 302, 403, 200, 403)],
     "admin.index": [get("/admin/", 302, 403, 403, 200)],
     "admin.recommendations": [get("/admin/recommendations", 302, 403, 403, 200)],
     "admin.recommendations_versions": [get("/admin/recommendations/versions", 302, 403, 403, 200)],
@@ -117,6 +116,7 @@ ACCESS: dict[str, list[Case]] = {
         get("/admin/recommendations/online?from=2024-02-30", 302, 403, 403, 400),
     ],
     "admin.recommendations_preview": [
+        get("/admin/recommendations/preview", 302, 403, 403, 200),
         get("/admin/recommendations/preview?q=student", 302, 403, 403, 200),
         get("/admin/recommendations/preview?user_id={target_user}", 302, 403, 403, 200),
         get("/admin/recommendations/preview?user_id={missing}", 302, 403, 403, 400),
@@ -125,9 +125,11 @@ ACCESS: dict[str, list[Case]] = {
     "admin.recommendations_experiment_start": [
         post("/admin/recommendations/experiment/start", 302, 403, 403, 303, data={"allocation_percent": "50"}),
         post("/admin/recommendations/experiment/start", 302, 403, 403, 400, data={"allocation_percent": "500"}),
+        post("/admin/recommendations/experiment/start", 302, 403, 403, 400),
     ],
     "admin.recommendations_experiment_stop": [
         post("/admin/recommendations/experiment/stop", 302, 403, 403, 400, data={"winner": "model"}),
+        post("/admin/recommendations/experiment/stop", 302, 403, 403, 400),
     ],
     "admin.recommendations_retrain": [post("/admin/recommendations/retrain", 302, 403, 403, 303)],
     "admin.recommendations_progress": [
@@ -139,21 +141,7 @@ ACCESS: dict[str, list[Case]] = {
     "admin.recommendations_chart": [
         get("/admin/recommendations/charts/daily-ctr.svg", 302, 403, 403, 200),
         get("/admin/recommendations/charts/unknown.svg", 302, 403, 403, 404),
-    ],
-    "admin.recommendations_online": [get("/admin/recommendations/online", 302, 403, 403, 200)],
-    "admin.recommendations_chart": [
-        get("/admin/recommendations/charts/daily-ctr.svg", 302, 403, 403, 200),
         get("/admin/recommendations/charts/no-such-chart.svg", 302, 403, 403, 404),
-    ],
-    "admin.recommendations_preview": [get("/admin/recommendations/preview", 302, 403, 403, 200)],
-    "admin.recommendations_experiment": [
-        get("/admin/recommendations/experiment", 302, 403, 403, 200),
-    ],
-    "admin.recommendations_experiment_start": [
-        post("/admin/recommendations/experiment/start", 302, 403, 403, 400),
-    ],
-    "admin.recommendations_experiment_stop": [
-        post("/admin/recommendations/experiment/stop", 302, 403, 403, 400),
     ],
     "admin.categories": [
         get("/admin/categories", 302, 403, 403, 200),
