@@ -57,6 +57,10 @@ class DefaultConfig:
     RECS_IMPORT_MAX_BAD_SHARE = 0.01
     RECS_EASE_MAX_ITEMS = 20000
     RECS_HOLDOUT_FRACTION = 0.2  # share of the most recent interactions held out by the gate
+    # Students ranked when evaluating (held-out split) and tuning (validation split); beyond
+    # these, a seeded uniform sample, recorded in the run's metrics.
+    RECS_EVAL_MAX_USERS = 10_000
+    RECS_VALIDATION_MAX_USERS = 5_000
     RECS_MODEL_DIR = None  # defaults to instance/models
     RECS_SCHEDULER_ENABLED = True
     RECS_RETRAIN_CRON = "0 3 * * *"

@@ -165,6 +165,8 @@ class Challenge(db.Model):
         CheckConstraint(_in("status", CHALLENGE_STATUSES), name="status"),
         CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="ends_after_start"),
         Index("ix_challenges_status_starts_at", "status", "starts_at"),
+        # Serving's cache fingerprint reads max(updated_at) on every recommendation request.
+        Index("ix_challenges_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

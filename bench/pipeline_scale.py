@@ -247,9 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile_size and not py_spy_available():
         progress("py-spy not found: no profile (pip install -e '.[dev]')")
         profile_size = None
-    results = [
-        measure(n, args.challenges, n == profile_size, args.campus_cache) for n in sizes
-    ]
+    results = [measure(n, args.challenges, n == profile_size, args.campus_cache) for n in sizes]
     write_result(
         "pipeline_scale",
         {

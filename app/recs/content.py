@@ -21,11 +21,11 @@ from flask import current_app
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Challenge, ChallengeStatus
-from app.recs.eligibility import UserHistory
+from app.recs.eligibility import Fingerprint, UserHistory, catalogue_fingerprint
 
 EXTENSION_KEY = "recs_content"
 # Updates committed out of timestamp order (a slow transaction) are re-read within this margin.
@@ -113,7 +113,12 @@ class ContentModel:
 
     def similarity(self, rows: np.ndarray, to_rows: np.ndarray) -> np.ndarray:
         """Cosine similarity of model rows ``rows`` (n) to rows ``to_rows`` (m): n x m."""
-        return (self.features_[rows] @ self.features_[to_rows].T).toarray()
+        return self.similarity_to(to_rows)[rows]
+
+    def similarity_to(self, to_rows: np.ndarray) -> np.ndarray:
+        """Cosine similarity of every row to rows ``to_rows`` (m): n_rows x m. Sparse times a
+        dense m-column block: cheaper than slicing the sparse rows first."""
+        return np.asarray(self.features_ @ self.features_[to_rows].T.toarray())
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ class ColdMatch:
 class Catalogue:
     """A fitted model plus, per model row, what decides whether a challenge is a cold candidate."""
 
-    fingerprint: tuple[int, datetime | None]
+    fingerprint: Fingerprint
     model: ContentModel
     digests: dict[int, str]
     published: np.ndarray
@@ -157,28 +162,26 @@ class Catalogue:
         rows = np.flatnonzero(candidates)
         if not len(rows):
             return []
-        similarity = self.model.similarity(rows, profile)
+        similarity = self.model.similarity_to(profile)[rows]
         best = similarity.max(axis=1)
         nearest = profile[similarity.argmax(axis=1)]
         ids = self.model.ids_[rows]
-        order = [i for i in np.lexsort((ids, -best)) if best[i] >= min_similarity][:limit]
+        similar = np.flatnonzero(best >= min_similarity)
+        order = similar[np.lexsort((ids[similar], -best[similar]))][:limit]
         return [
             ColdMatch(int(ids[i]), float(best[i]), int(self.model.ids_[nearest[i]])) for i in order
         ]
 
 
-def fingerprint() -> tuple[int, datetime | None]:
-    count, latest = db.session.execute(
-        select(func.count(Challenge.id), func.max(Challenge.updated_at))
-    ).one()
-    return int(count), latest
+def fingerprint() -> Fingerprint:
+    return catalogue_fingerprint()
 
 
-def catalogue() -> Catalogue:
+def catalogue(current: Fingerprint | None = None) -> Catalogue:
     """The process's content model for the current catalogue; one aggregate query when nothing
-    changed."""
+    changed, none when the caller passes the ``fingerprint()`` it already read."""
     cache = _cache()
-    current = fingerprint()
+    current = fingerprint() if current is None else current
     cached = cache.catalogue
     if cached is not None and cached.fingerprint == current:
         return cached
@@ -223,7 +226,7 @@ def _split(row) -> tuple[ChallengeText, tuple[bool, float, int]]:
     return text, facts
 
 
-def _fit(current: tuple[int, datetime | None]) -> Catalogue:
+def _fit(current: Fingerprint) -> Catalogue:
     texts, facts = [], {}
     for row in db.session.execute(select(*_COLUMNS)):
         text, fact = _split(row)
@@ -245,7 +248,7 @@ def _fit(current: tuple[int, datetime | None]) -> Catalogue:
     )
 
 
-def _without_refit(cached: Catalogue, current: tuple[int, datetime | None]) -> Catalogue | None:
+def _without_refit(cached: Catalogue, current: Fingerprint) -> Catalogue | None:
     """The cached model with the changed challenges' status, end and counts updated, or None when
     a challenge was added, removed or edited (its text, category or reward)."""
     count, latest = current

@@ -7,7 +7,7 @@ import csv
 import hashlib
 import hmac
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +15,10 @@ from typing import TextIO
 
 import numpy as np
 from scipy import sparse
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, String, select, type_coerce, union_all
 
 from app.extensions import db
-from app.models import Participation, RecommendationEvent
+from app.models import Participation, ParticipationStatus, RecommendationEvent
 
 EXPORT_HEADER = ("user_id", "challenge_id", "event", "weight", "timestamp")
 # Clicks and dismisses come from the event table; joins and completions from participations, which
@@ -162,35 +162,113 @@ def fingerprint(interactions: Interactions) -> str:
 
 
 def read_database(weights: dict[str, float], since: datetime | None = None) -> Interactions:
-    """Joins and completions (participations not left) plus clicks and dismisses, weighted."""
-    rows: list[tuple] = []
+    """Joins and completions (participations not left) plus clicks and dismisses, weighted.
+    Two queries read straight into arrays: no ORM objects, no per-row Python tuples."""
+    parts = [_participation_events(since), _logged_events(since)]
+    user_ids, item_ids, events, stamps = (
+        np.concatenate(column) for column in zip(*parts, strict=True)
+    )
+    event_weights = np.array([float(weights.get(e, 0.0)) for e in EVENT_NAMES], dtype=np.float32)
+    codes = events.astype(np.int64)
+    keep = event_weights[codes] != 0
+    return Interactions(
+        user_ids[keep],
+        item_ids[keep],
+        np.asarray(EVENT_NAMES)[codes[keep]],
+        event_weights[codes[keep]],
+        stamps[keep],
+    )
+
+
+# The training's event vocabulary, coded by position while reading.
+EVENT_NAMES = ("join", "complete", *EVENT_TYPES_FROM_LOG)
+JOIN, COMPLETE = 0, 1
+
+
+def _participation_events(since: datetime | None) -> tuple[np.ndarray, ...]:
+    """A "join" per participation not left, followed by its "complete" when completed (dated
+    by the later of its update and its join)."""
+    joined_at, joined_epoch = _epoch_column(Participation.joined_at)
+    updated_at, updated_epoch = _epoch_column(Participation.updated_at)
     query = select(
         Participation.user_id,
         Participation.challenge_id,
         Participation.status,
-        Participation.joined_at,
-        Participation.updated_at,
-    ).where(Participation.status != "left")
+        joined_at,
+        updated_at,
+    ).where(Participation.status != ParticipationStatus.LEFT.value)
     if since is not None:
         query = query.where(Participation.joined_at >= since)
-    for user_id, challenge_id, status, joined_at, updated_at in db.session.execute(query):
-        rows.append((user_id, challenge_id, "join", joined_at))
-        if status == "completed":
-            rows.append((user_id, challenge_id, "complete", max(updated_at, joined_at)))
-    events = select(
+    users, items, statuses, joined, updated = _columns(db.session.execute(query), 5)
+    joined, updated = joined_epoch(joined), updated_epoch(updated)
+    completed = np.asarray(statuses, dtype=str) == ParticipationStatus.COMPLETED.value
+    # Interleaved (join, complete) pairs keep the row order the training has always read.
+    keep = np.column_stack([np.ones(len(completed), dtype=bool), completed]).ravel()
+    codes = np.tile(np.array([JOIN, COMPLETE], dtype=np.int8), len(completed))
+    stamps = np.column_stack([joined, np.maximum(updated, joined)]).ravel()
+    return (
+        np.repeat(_int_array(users), 2)[keep],
+        np.repeat(_int_array(items), 2)[keep],
+        codes[keep],
+        stamps[keep],
+    )
+
+
+def _logged_events(since: datetime | None) -> tuple[np.ndarray, ...]:
+    created_at, created_epoch = _epoch_column(RecommendationEvent.created_at)
+    query = select(
         RecommendationEvent.user_id,
         RecommendationEvent.challenge_id,
         RecommendationEvent.type,
-        RecommendationEvent.created_at,
+        created_at,
     ).where(RecommendationEvent.type.in_(EVENT_TYPES_FROM_LOG))
     if since is not None:
-        events = events.where(RecommendationEvent.created_at >= since)
-    rows.extend(db.session.execute(events))
-    return Interactions.from_rows(
-        (user, item, event, float(weights.get(event, 0.0)), stamp.timestamp())
-        for user, item, event, stamp in rows
-        if weights.get(event, 0.0)
+        query = query.where(RecommendationEvent.created_at >= since)
+    users, items, types, created = _columns(db.session.execute(query), 4)
+    types = np.asarray(types, dtype=str)
+    codes = np.zeros(len(types), dtype=np.int8)
+    for code, name in enumerate(EVENT_NAMES):
+        codes[types == name] = code
+    return _int_array(users), _int_array(items), codes, created_epoch(created)
+
+
+def excluded_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """(user_ids, challenge_ids) of every joined (not left) or dismissed challenge: what
+    ``eligibility.excluded_challenge_ids`` gives one student, for all of them in one query."""
+    joined = select(Participation.user_id, Participation.challenge_id).where(
+        Participation.status != ParticipationStatus.LEFT.value
     )
+    dismissed = select(RecommendationEvent.user_id, RecommendationEvent.challenge_id).where(
+        RecommendationEvent.type == "dismiss"
+    )
+    users, items = _columns(db.session.execute(union_all(joined, dismissed)), 2)
+    return _int_array(users), _int_array(items)
+
+
+def _columns(result, width: int) -> list[tuple]:
+    return list(zip(*result, strict=True)) or [()] * width
+
+
+def _int_array(values: tuple) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def _epoch_column(column) -> tuple[ColumnElement, Callable[[tuple], np.ndarray]]:
+    """The column to select and how to turn its values into epoch seconds. SQLite keeps UTC
+    datetimes as ISO text, which numpy parses in bulk far faster than building a datetime per
+    row; other databases return datetimes."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return type_coerce(column, String), _epoch_from_iso
+    return column, _epoch_from_datetimes
+
+
+def _epoch_from_iso(values: tuple) -> np.ndarray:
+    micros = np.asarray(values, dtype="datetime64[us]").astype(np.int64)
+    return micros / 1e6
+
+
+def _epoch_from_datetimes(values: tuple) -> np.ndarray:
+    return np.fromiter((v.timestamp() for v in values), dtype=np.float64, count=len(values))
 
 
 # --- CSV ------------------------------------------------------------------------------------------

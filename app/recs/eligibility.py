@@ -2,16 +2,21 @@
 
 Serving, the heuristic and the training pipeline all read eligibility from here, so "never recommend
 a joined, dismissed, ended, archived or draft challenge" is decided in one place.
+``scoring_catalogue`` keeps the heuristic's inputs for every published challenge per process.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import Select, func, or_, select, union_all
+import numpy as np
+from flask import current_app
+from sqlalchemy import Select, bindparam, func, or_, select, union_all
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
@@ -26,6 +31,12 @@ from app.models import (
 # The training's event names (``data.read_database``): a participation is a "join", plus a
 # "complete" once completed; clicks and dismisses come from the event log.
 FEEDBACK_EVENTS = ("click", "dismiss")
+EXTENSION_KEY = "recs_scoring_catalogue"
+# The fingerprint sees every change to a challenge (a join bumps its counter and so updated_at);
+# this bound covers what it cannot see: joins sliding out of the recent window as time passes,
+# and a commit that lands after a later-stamped one. Scores lag by at most this much, never
+# eligibility, which the page's own query checks again.
+CATALOGUE_MAX_AGE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,12 @@ class UserHistory:
 
 
 def load_user_history(user_id: int) -> UserHistory:
+    return _history(db.session.execute(_history_statement(), {"user_id": user_id}))
+
+
+@cache
+def _history_statement():
+    # Built once: composing the union costs more than running it for one student.
     participations = (
         select(
             Participation.challenge_id,
@@ -60,7 +77,7 @@ def load_user_history(user_id: int) -> UserHistory:
             Participation.updated_at,
         )
         .join(Challenge, Challenge.id == Participation.challenge_id)
-        .where(Participation.user_id == user_id)
+        .where(Participation.user_id == bindparam("user_id"))
     )
     feedback = (
         select(
@@ -73,11 +90,11 @@ def load_user_history(user_id: int) -> UserHistory:
         )
         .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
         .where(
-            RecommendationEvent.user_id == user_id,
+            RecommendationEvent.user_id == bindparam("user_id"),
             RecommendationEvent.type.in_(FEEDBACK_EVENTS),
         )
     )
-    return _history(db.session.execute(union_all(participations, feedback)))
+    return union_all(participations, feedback)
 
 
 def _history(rows: Iterable[tuple]) -> UserHistory:
@@ -135,10 +152,124 @@ def is_eligible(challenge: Challenge, now: datetime) -> bool:
     return challenge.status == ChallengeStatus.PUBLISHED.value and not challenge.has_ended(now)
 
 
+def load_open_challenges(ids: Iterable[int], now: datetime) -> dict[int, Challenge]:
+    """id -> challenge (category loaded) of those ``ids`` still eligible at ``now``; one query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    found = db.session.scalars(_open_challenges_statement(), {"ids": wanted, "now": now})
+    return {challenge.id: challenge for challenge in found}
+
+
+@cache
+def _open_challenges_statement():
+    # Built once, like the other per-request statements: building one costs about what running
+    # it does.
+    return (
+        eligible_challenges(bindparam("now", type_=Challenge.ends_at.type))
+        .where(Challenge.id.in_(bindparam("ids", expanding=True)))
+        .options(joinedload(Challenge.category))
+    )
+
+
 def candidates_with_recent_joins(
     now: datetime, exclude_ids: Iterable[int], window: timedelta
 ) -> list[tuple[Challenge, int]]:
-    """Eligible challenges (category loaded) and their joins within ``window``; one query."""
+    """Eligible challenges (category loaded) and their joins within ``window``, in id order."""
+    catalogue = scoring_catalogue(now, window)
+    rows = catalogue.open_rows(now, exclude_ids)
+    loaded = load_open_challenges(catalogue.ids[rows].tolist(), now)
+    return [
+        (loaded[challenge_id], int(joins))
+        for challenge_id, joins in zip(
+            catalogue.ids[rows].tolist(), catalogue.recent_joins[rows].tolist(), strict=True
+        )
+        if challenge_id in loaded
+    ]
+
+
+# --- the heuristic's inputs, kept per process -----------------------------------------------------
+
+Fingerprint = tuple[int, datetime | None]
+
+
+def catalogue_fingerprint() -> Fingerprint:
+    """(number of challenges, latest ``updated_at``): moves when a challenge is added, deleted,
+    edited, joined or left. Cheap enough to ask on every request."""
+    count, latest = db.session.execute(_fingerprint_statement()).one()
+    return int(count), latest
+
+
+@cache
+def _fingerprint_statement():
+    # Two scalar subqueries, not one aggregate: each is then answered from an index.
+    return select(
+        select(func.count()).select_from(Challenge).scalar_subquery(),
+        select(func.max(Challenge.updated_at)).scalar_subquery(),
+    )
+
+
+@dataclass(frozen=True)
+class ScoringCatalogue:
+    """Every published challenge's scoring inputs as parallel arrays, in id order; dates are epoch
+    seconds (``ends_at`` +inf when open-ended); ``recent_joins`` counts the joins (not left) within
+    ``window`` before ``counted_at``."""
+
+    fingerprint: Fingerprint
+    counted_at: datetime
+    window: timedelta
+    ids: np.ndarray
+    category_ids: np.ndarray
+    rewards: np.ndarray
+    participations: np.ndarray
+    starts_at: np.ndarray
+    ends_at: np.ndarray
+    recent_joins: np.ndarray
+
+    def open_rows(self, now: datetime, exclude_ids: Iterable[int] = ()) -> np.ndarray:
+        """Indices of the challenges that have not ended at ``now``, minus ``exclude_ids``."""
+        keep = self.ends_at > now.timestamp()
+        excluded = np.fromiter(exclude_ids, dtype=np.int64)
+        if len(excluded):
+            keep &= ~np.isin(self.ids, excluded)
+        return np.flatnonzero(keep)
+
+    def serves(self, fingerprint: Fingerprint, now: datetime, window: timedelta) -> bool:
+        return (
+            self.fingerprint == fingerprint
+            and self.window == window
+            and abs(now - self.counted_at) <= CATALOGUE_MAX_AGE
+        )
+
+
+def scoring_catalogue(
+    now: datetime, window: timedelta, fingerprint: Fingerprint | None = None
+) -> ScoringCatalogue:
+    """The process's catalogue, reread when ``fingerprint`` (asked when not given) moved or it
+    is older than ``CATALOGUE_MAX_AGE``."""
+    current = catalogue_fingerprint() if fingerprint is None else fingerprint
+    cache_ = _cache()
+    cached = cache_.catalogue
+    if cached is not None and cached.serves(current, now, window):
+        return cached
+    loaded = _load_catalogue(current, now, window)
+    with cache_.lock:
+        cache_.catalogue = loaded
+    return loaded
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.catalogue: ScoringCatalogue | None = None
+
+
+def _cache() -> _Cache:
+    # Per app, not per module: a process serves one app, while tests build many on one database.
+    return current_app.extensions.setdefault(EXTENSION_KEY, _Cache())
+
+
+def _load_catalogue(current: Fingerprint, now: datetime, window: timedelta) -> ScoringCatalogue:
     recent = (
         select(Participation.challenge_id, func.count().label("joins"))
         .where(
@@ -149,9 +280,32 @@ def candidates_with_recent_joins(
         .subquery()
     )
     stmt = (
-        eligible_challenges(now, exclude_ids)
-        .add_columns(func.coalesce(recent.c.joins, 0))
+        select(
+            Challenge.id,
+            Challenge.category_id,
+            Challenge.reward_points,
+            Challenge.participations_count,
+            Challenge.starts_at,
+            Challenge.ends_at,
+            func.coalesce(recent.c.joins, 0),
+        )
         .outerjoin(recent, recent.c.challenge_id == Challenge.id)
-        .options(joinedload(Challenge.category))
+        .where(Challenge.status == ChallengeStatus.PUBLISHED.value)
+        .order_by(Challenge.id)
     )
-    return [(challenge, int(joins)) for challenge, joins in db.session.execute(stmt)]
+    columns = list(zip(*db.session.execute(stmt), strict=True)) or [()] * 7
+    ids, categories, rewards, counts, starts, ends, joins = columns
+    return ScoringCatalogue(
+        fingerprint=current,
+        counted_at=now,
+        window=window,
+        ids=np.asarray(ids, dtype=np.int64),
+        category_ids=np.asarray(categories, dtype=np.int64),
+        rewards=np.asarray(rewards, dtype=np.float64),
+        participations=np.asarray(counts, dtype=np.float64),
+        starts_at=np.asarray([s.timestamp() for s in starts], dtype=np.float64),
+        ends_at=np.asarray(
+            [np.inf if e is None else e.timestamp() for e in ends], dtype=np.float64
+        ),
+        recent_joins=np.asarray(joins, dtype=np.float64),
+    )

@@ -47,6 +47,20 @@ class Split:
         has_train = np.diff(self.train.matrix.indptr) > 0
         return np.flatnonzero(has_test & has_train)
 
+    def sample_users(self, limit: int, seed: int) -> tuple[Split, dict]:
+        """At most ``limit`` evaluated users, drawn uniformly with ``seed``: the models still
+        train on everyone, and every model and baseline is ranked for the same students, so
+        comparisons stay paired. Returns the split and a record of the sampling."""
+        users = self.eval_users
+        record = {"users": len(users), "evaluated": len(users), "seed": seed}
+        if len(users) <= limit:
+            return self, record
+        chosen = np.zeros(self.test.shape[0], dtype=np.float32)
+        chosen[np.random.default_rng(seed).choice(users, size=limit, replace=False)] = 1.0
+        test = (sparse.diags(chosen) @ self.test).tocsr()
+        test.eliminate_zeros()
+        return replace(self, test=test), {**record, "evaluated": limit}
+
     def only_open(self, open_items: np.ndarray) -> Split:
         """Rank only items still open at the reference time (a challenge that had ended by
         then could not be joined afterwards), as serving ranks only eligible challenges."""
@@ -126,11 +140,15 @@ def validation_split(split: Split, fraction: float, seed: int) -> Split:
 
 def hit_matrix(ranked: np.ndarray, relevant: sparse.csr_matrix) -> np.ndarray:
     """Boolean (users x K): whether the item at each rank is in that user's relevant row."""
-    hits = np.zeros(ranked.shape, dtype=bool)
-    for row in range(ranked.shape[0]):
-        wanted = relevant.indices[relevant.indptr[row] : relevant.indptr[row + 1]]
-        hits[row] = np.isin(ranked[row], wanted) & (ranked[row] >= 0)
-    return hits
+    n_items = np.int64(relevant.shape[1])
+    # (row, item) cells as one sorted key each, looked up for every ranked cell at once.
+    rows = np.repeat(np.arange(relevant.shape[0], dtype=np.int64), np.diff(relevant.indptr))
+    wanted = np.sort(rows * n_items + relevant.indices)
+    if not len(wanted):
+        return np.zeros(ranked.shape, dtype=bool)
+    keys = np.arange(ranked.shape[0], dtype=np.int64)[:, None] * n_items + ranked
+    found = wanted[np.searchsorted(wanted, keys).clip(0, len(wanted) - 1)] == keys
+    return found & (ranked >= 0)
 
 
 def precision_at_k(hits: np.ndarray, k: int) -> np.ndarray:
@@ -320,6 +338,9 @@ class EvaluationSettings:
     holdout_fraction: float = 0.2
     seed: int = 42
     ease_max_items: int = 20000
+    # Students ranked on the held-out and on the validation split; above these, a seeded sample.
+    max_eval_users: int = 10_000
+    max_validation_users: int = 5_000
     heuristic_weights: Mapping[str, float] = field(default_factory=dict)
     smoothing: float = 1.0
     recent_window_days: float = 7.0
@@ -332,6 +353,10 @@ class EvaluationSettings:
             heuristic_weights=dict(config["RECS_HEURISTIC_WEIGHTS"]),
             smoothing=float(config["RECS_AFFINITY_SMOOTHING"]),
             recent_window_days=float(config["RECS_POPULAR_WINDOW_DAYS"]),
+            max_eval_users=int(config.get("RECS_EVAL_MAX_USERS", cls.max_eval_users)),
+            max_validation_users=int(
+                config.get("RECS_VALIDATION_MAX_USERS", cls.max_validation_users)
+            ),
         )
         values.update(overrides)
         return cls(**values)
@@ -348,12 +373,14 @@ class ModelEvaluation:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Every candidate and baseline on one split; ``best`` is chosen on validation NDCG."""
+    """Every candidate and baseline on one split; ``best`` is chosen on validation NDCG.
+    ``sampling`` says how many students were ranked on each split, out of how many."""
 
     split: str
     k: int
     rows: list[ModelEvaluation]
     best: str | None
+    sampling: dict = field(default_factory=dict)
 
     def row(self, name: str) -> ModelEvaluation | None:
         return next((r for r in self.rows if r.name == name), None)
@@ -363,6 +390,7 @@ class Comparison:
             "split": self.split,
             "k": self.k,
             "best": self.best,
+            "sampling": self.sampling,
             "models": {
                 r.name: {
                     **r.test.as_dict(self.k),
@@ -383,10 +411,9 @@ def build_candidate(name: str, params: Mapping) -> Recommender:
 def tune(name: str, validation: Split, k: int) -> tuple[dict, float]:
     """The grid point with the best validation NDCG@k (first one wins ties)."""
     best_params, best_ndcg = {}, -1.0
-    for params in _grid_for(name, validation.train.matrix.shape):
-        ndcg = evaluate_model(
-            build_candidate(name, params).fit(validation.train.matrix), validation, k
-        ).ndcg
+    X = validation.train.matrix
+    for params, model in CANDIDATES[name].fit_grid(X, _grid_for(name, X.shape)):
+        ndcg = evaluate_model(model, validation, k).ndcg
         if ndcg > best_ndcg:
             best_params, best_ndcg = dict(params), ndcg
     return best_params, best_ndcg
@@ -421,12 +448,18 @@ def compare(
     progress: Progress | None = None,
 ) -> Comparison:
     """Baselines, then each candidate tuned on a validation split and refit on the whole training
-    part, all evaluated on ``split``'s held-out interactions."""
+    part, all evaluated on ``split``'s held-out interactions (for at most
+    ``settings.max_eval_users`` / ``max_validation_users`` students, a seeded sample)."""
     progress = progress or (lambda step: None)
     validation = validation_split(split, settings.holdout_fraction, settings.seed)
     if split.kind == "time":
         split = split.only_open(features.open_at(split.reference_time))
         validation = validation.only_open(features.open_at(validation.reference_time))
+    split, test_sample = split.sample_users(settings.max_eval_users, settings.seed)
+    validation, validation_sample = validation.sample_users(
+        settings.max_validation_users, settings.seed + 1
+    )
+    sampling = {"test": test_sample, "validation": validation_sample}
     rows = []
     for baseline in baselines(split, features, settings):
         started = time.perf_counter()
@@ -454,7 +487,14 @@ def compare(
         progress(name)
     tuned = [r for r in rows if r.validation_ndcg is not None]
     best = max(tuned, key=lambda r: r.validation_ndcg).name if tuned else None
-    return Comparison(split.kind, settings.k, rows, best)
+    return Comparison(split.kind, settings.k, rows, best, sampling)
+
+
+def _sample_note(comparison: Comparison) -> str:
+    test = comparison.sampling.get("test") or {}
+    if test.get("evaluated", 0) >= test.get("users", 0):
+        return ""
+    return f" (a sample of {test['users']}, seed {test['seed']})"
 
 
 def format_table(comparison: Comparison) -> str:
@@ -465,7 +505,7 @@ def format_table(comparison: Comparison) -> str:
     )
     lines = [
         f"split: {comparison.split}, users evaluated: "
-        f"{comparison.rows[0].test.users if comparison.rows else 0}",
+        f"{comparison.rows[0].test.users if comparison.rows else 0}" + _sample_note(comparison),
         header,
     ]
     for row in comparison.rows:

@@ -6,9 +6,10 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -129,72 +130,118 @@ def shown_in_slate(slate_id: str, before_position: int) -> set[int]:
     )
 
 
-def _insert_new(rows: list[RecommendationEvent]) -> int:
-    """Insert the rows whose ``event_id`` is new; rows a concurrent writer stored are skipped."""
-    for _attempt in range(2):
-        existing = (
-            set(
-                db.session.scalars(
-                    select(RecommendationEvent.event_id).where(
-                        RecommendationEvent.event_id.in_([r.event_id for r in rows])
-                    )
+# Dialects whose INSERT can skip rows that hit a unique key (``ON CONFLICT DO NOTHING``).
+_INSERTS_IGNORING_DUPLICATES = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_EVENTS = RecommendationEvent.__table__
+
+
+def _insert_new(rows: list[dict]) -> int:
+    """Insert the rows whose ``event_id`` is new and commit, all or nothing; returns how many
+    were stored. Rows a concurrent writer stored first are skipped by the unique key itself."""
+    if not rows:
+        return 0
+    try:
+        stored = _insert_ignoring_duplicates(rows)
+        db.session.commit()
+    except IntegrityError as exc:
+        # Not a repeated event_id (skipped above): a challenge or student deleted meanwhile.
+        db.session.rollback()
+        log.warning("events not stored: %d rows refused: %s", len(rows), exc.orig)
+        return 0
+    return stored
+
+
+def _insert_ignoring_duplicates(rows: list[dict]) -> int:
+    dialect_insert = _INSERTS_IGNORING_DUPLICATES.get(db.session.get_bind().dialect.name)
+    if dialect_insert is None:
+        existing = set(
+            db.session.scalars(
+                select(_EVENTS.c.event_id).where(
+                    _EVENTS.c.event_id.in_([r["event_id"] for r in rows])
                 )
             )
-            if rows
-            else set()
         )
-        fresh = [r for r in rows if r.event_id not in existing]
-        db.session.add_all(fresh)
-        try:
-            db.session.commit()
-            return len(fresh)
-        except IntegrityError:
-            db.session.rollback()
-            rows = [RecommendationEvent(**_columns(r)) for r in rows]
-    log.warning("events not stored after a retry: %d rows kept colliding", len(rows))
-    return 0
+        fresh = [r for r in rows if r["event_id"] not in existing]
+        if fresh:
+            db.session.execute(insert(_EVENTS), fresh)
+        return len(fresh)
+    statement = (
+        dialect_insert(_EVENTS)
+        .on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id])
+        .returning(_EVENTS.c.event_id)
+    )
+    # One executemany: the dialect turns it into multi-row INSERTs, RETURNING what was new.
+    return len(db.session.execute(statement, rows).all())
 
 
-def _columns(event: RecommendationEvent) -> dict:
-    return {
-        c.key: getattr(event, c.key) for c in RecommendationEvent.__table__.columns if c.key != "id"
-    }
+def _impression_rows(user_id: int, slate) -> list[dict]:
+    return [
+        {
+            "event_id": natural_event_id("impression", slate.slate_id, item.challenge_id),
+            "user_id": user_id,
+            "challenge_id": item.challenge_id,
+            "type": "impression",
+            "slate_id": slate.slate_id,
+            "position": item.position,
+            "source": item.source,
+            "model_version": slate.model_version,
+            "arm": slate.arm,
+            "created_at": utcnow(),
+        }
+        for item in slate.items
+    ]
 
 
 def record_impressions(user_id: int, slate) -> int:
     """One ``impression`` per card of a rendered ``serving.Slate`` page; returns the new count."""
-    rows = [
-        RecommendationEvent(
-            event_id=natural_event_id("impression", slate.slate_id, item.challenge_id),
-            user_id=user_id,
-            challenge_id=item.challenge_id,
-            type="impression",
-            slate_id=slate.slate_id,
-            position=item.position,
-            source=item.source,
-            model_version=slate.model_version,
-            arm=slate.arm,
+    return _insert_new(_impression_rows(user_id, slate))
+
+
+def _slate_row(user_id: int, slate, created_at: datetime) -> dict:
+    return {
+        "id": slate.slate_id,
+        "user_id": user_id,
+        "source": slate.source,
+        "model_version": slate.model_version,
+        "arm": slate.arm,
+        "created_at": created_at,
+    }
+
+
+def save_slate(user_id: int, slate, created_at: datetime) -> None:
+    """Store and commit a ``serving.Slate``'s row (a recorded slate whose page the caller shows)."""
+    db.session.execute(
+        insert(RecommendationSlate.__table__), [_slate_row(user_id, slate, created_at)]
+    )
+    db.session.commit()
+
+
+def record_page(user_id: int, slate, new_slate: bool) -> int:
+    """A rendered page: the slate's row when the page starts a slate (and shows something), and
+    one impression per card, in one transaction; returns the number of new impressions."""
+    if new_slate and slate.items:
+        db.session.execute(
+            insert(RecommendationSlate.__table__), [_slate_row(user_id, slate, utcnow())]
         )
-        for item in slate.items
-    ]
-    return _insert_new(rows) if rows else 0
+    return _insert_new(_impression_rows(user_id, slate))
 
 
 def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None) -> bool:
     """Record "not interested" once per (student, challenge), with the slate if it is theirs."""
     slate = owned_slate(user_id, slate_id)
     shown = _impression(slate.id, challenge_id) if slate else None
-    row = RecommendationEvent(
-        event_id=natural_event_id("dismiss", user_id, challenge_id),
-        user_id=user_id,
-        challenge_id=challenge_id,
-        type="dismiss",
-        slate_id=slate.id if slate else None,
-        position=shown.position if shown else None,
-        source=shown.source if shown else (slate.source if slate else None),
-        model_version=slate.model_version if slate else None,
-        arm=slate.arm if slate else None,
-    )
+    row = {
+        "event_id": natural_event_id("dismiss", user_id, challenge_id),
+        "user_id": user_id,
+        "challenge_id": challenge_id,
+        "type": "dismiss",
+        "slate_id": slate.id if slate else None,
+        "position": shown.position if shown else None,
+        "source": shown.source if shown else (slate.source if slate else None),
+        "model_version": slate.model_version if slate else None,
+        "arm": slate.arm if slate else None,
+        "created_at": utcnow(),
+    }
     return _insert_new([row]) == 1
 
 
@@ -339,18 +386,73 @@ def parse_events(payload, limit: int, text_numbers: bool = False) -> list[Incomi
     return parsed
 
 
-def _check_references(
-    user_id: int, incoming: list[IncomingEvent]
-) -> dict[str, RecommendationSlate]:
-    slates = {
-        s.id: s
-        for s in db.session.scalars(
-            select(RecommendationSlate).where(
-                RecommendationSlate.id.in_({e.slate_id for e in incoming}),
-                RecommendationSlate.user_id == user_id,
+@dataclass(frozen=True)
+class _Recorded:
+    """What the database holds for a batch: the student's slates it names, the natural keys
+    already stored, and (slate, challenge) -> (position, source) of the server's impressions."""
+
+    slates: dict[str, tuple]
+    keys: set[tuple]
+    impressions: dict[tuple, tuple]
+
+
+def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
+    """The batch's slates (this student's only) with their impressions and clicks of the batch's
+    challenges, in one query; the student's dismissals only when the batch dismisses."""
+    challenge_ids = {e.challenge_id for e in incoming}
+    shown = (
+        select(
+            RecommendationSlate.id,
+            RecommendationSlate.source,
+            RecommendationSlate.model_version,
+            RecommendationSlate.arm,
+            RecommendationEvent.type,
+            RecommendationEvent.challenge_id,
+            RecommendationEvent.position,
+            RecommendationEvent.source.label("card_source"),
+        )
+        .outerjoin(
+            RecommendationEvent,
+            and_(
+                RecommendationEvent.slate_id == RecommendationSlate.id,
+                RecommendationEvent.type.in_(("impression", "click")),
+                RecommendationEvent.challenge_id.in_(challenge_ids),
+            ),
+        )
+        .where(
+            RecommendationSlate.id.in_({e.slate_id for e in incoming}),
+            RecommendationSlate.user_id == user_id,
+        )
+    )
+    found = _Recorded({}, set(), {})
+    for (
+        slate_id,
+        source,
+        version,
+        arm,
+        type_,
+        challenge_id,
+        position,
+        card_source,
+    ) in db.session.execute(shown):
+        found.slates[slate_id] = (source, version, arm)
+        if type_ is not None:
+            found.keys.add((type_, slate_id, challenge_id))
+        if type_ == "impression":
+            found.impressions[(slate_id, challenge_id)] = (position, card_source)
+    if any(e.type == "dismiss" for e in incoming):
+        dismissed = db.session.scalars(
+            select(RecommendationEvent.challenge_id).where(
+                RecommendationEvent.user_id == user_id,
+                RecommendationEvent.type == "dismiss",
+                RecommendationEvent.challenge_id.in_(challenge_ids),
             )
         )
-    }
+        found.keys.update(("dismiss", None, challenge_id) for challenge_id in dismissed)
+    return found
+
+
+def _check_references(incoming: list[IncomingEvent], slates: dict[str, tuple]) -> None:
     challenges = set(
         db.session.scalars(
             select(Challenge.id).where(
@@ -367,42 +469,31 @@ def _check_references(
             problems.append(f"{e.where}challenge_id: no challenge {e.challenge_id}")
     if problems:
         raise InvalidEvents(problems)
-    return slates
-
-
-def _recorded(user_id: int, incoming: list[IncomingEvent]) -> tuple[set[tuple], dict[tuple, tuple]]:
-    """Natural keys already stored, and (slate, challenge) -> (position, source) of impressions."""
-    keys, impressions = set(), {}
-    rows = db.session.execute(
-        select(
-            RecommendationEvent.type,
-            RecommendationEvent.slate_id,
-            RecommendationEvent.challenge_id,
-            RecommendationEvent.position,
-            RecommendationEvent.source,
-        ).where(
-            RecommendationEvent.slate_id.in_({e.slate_id for e in incoming}),
-            RecommendationEvent.type.in_(("impression", "click")),
-        )
-    )
-    for type_, slate_id, challenge_id, position, source in rows:
-        keys.add((type_, slate_id, challenge_id))
-        if type_ == "impression":
-            impressions[(slate_id, challenge_id)] = (position, source)
-    dismissed = db.session.scalars(
-        select(RecommendationEvent.challenge_id).where(
-            RecommendationEvent.user_id == user_id,
-            RecommendationEvent.type == "dismiss",
-            RecommendationEvent.challenge_id.in_({e.challenge_id for e in incoming}),
-        )
-    )
-    keys.update(("dismiss", None, challenge_id) for challenge_id in dismissed)
-    return keys, impressions
 
 
 def _natural_key(event: IncomingEvent) -> tuple:
     # A card counts once per slate; "not interested" counts once per student and challenge.
     return (event.type, None if event.type == "dismiss" else event.slate_id, event.challenge_id)
+
+
+def _event_row(user_id: int, e: IncomingEvent, recorded: _Recorded, now: datetime) -> dict:
+    source, model_version, arm = recorded.slates[e.slate_id]
+    shown_position, shown_source = recorded.impressions.get(
+        (e.slate_id, e.challenge_id), (None, None)
+    )
+    return {
+        "event_id": e.event_id,
+        "user_id": user_id,
+        "challenge_id": e.challenge_id,
+        "type": e.type,
+        "slate_id": e.slate_id,
+        "position": e.position if e.position is not None else shown_position,
+        # The server's own impression knows the card's source best.
+        "source": shown_source or e.source or source,
+        "model_version": model_version,
+        "arm": arm,
+        "created_at": now,
+    }
 
 
 def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]:
@@ -411,28 +502,13 @@ def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]
     Raises ``InvalidEvents`` (nothing stored) when a slate is not this student's or a challenge does
     not exist. Duplicates are events whose ``event_id`` or natural key is already stored.
     """
-    slates = _check_references(user_id, incoming)
-    seen, impressions = _recorded(user_id, incoming)
-    rows = []
+    recorded = _recorded(user_id, incoming)
+    _check_references(incoming, recorded.slates)
+    now, rows = utcnow(), []
     for e in incoming:
-        if _natural_key(e) in seen:
+        if _natural_key(e) in recorded.keys:
             continue
-        seen.add(_natural_key(e))
-        slate = slates[e.slate_id]
-        shown_position, shown_source = impressions.get((e.slate_id, e.challenge_id), (None, None))
-        rows.append(
-            RecommendationEvent(
-                event_id=e.event_id,
-                user_id=user_id,
-                challenge_id=e.challenge_id,
-                type=e.type,
-                slate_id=slate.id,
-                position=e.position if e.position is not None else shown_position,
-                # The server's own impression knows the card's source best.
-                source=shown_source or e.source or slate.source,
-                model_version=slate.model_version,
-                arm=slate.arm,
-            )
-        )
-    stored = _insert_new(rows) if rows else 0
+        recorded.keys.add(_natural_key(e))
+        rows.append(_event_row(user_id, e, recorded, now))
+    stored = _insert_new(rows)
     return stored, len(incoming) - stored

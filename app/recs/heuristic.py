@@ -160,14 +160,20 @@ def timeframe_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(timeframe, urgency) per item from its dates; an open-ended challenge never gets urgency."""
     start = np.array([s.timestamp() for s in starts_at], dtype=np.float64)
-    end = np.array([np.nan if e is None else e.timestamp() for e in ends_at], dtype=np.float64)
+    end = np.array([np.inf if e is None else e.timestamp() for e in ends_at], dtype=np.float64)
     if start.shape != end.shape:
         raise ValueError("starts_at and ends_at must have the same length")
-    t = now.timestamp()
+    return _timeframe_from_epochs(start, end, now.timestamp())
+
+
+def _timeframe_from_epochs(
+    start: np.ndarray, end: np.ndarray, t: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``timeframe_scores`` on epoch seconds; an open-ended challenge ends at +inf."""
     days_to_start = np.clip((start - t) / SECONDS_PER_DAY, 0.0, None)
-    ended = ~np.isnan(end) & (end <= t)
+    ended = end <= t
     timeframe = np.where(ended, 0.0, 1.0 / (1.0 + days_to_start / START_HALF_LIFE_DAYS))
-    days_left = np.where(np.isnan(end), np.inf, (end - t) / SECONDS_PER_DAY)
+    days_left = (end - t) / SECONDS_PER_DAY
     running = (start <= t) & ~ended
     urgency = np.where(
         running & (days_left <= URGENCY_WINDOW_DAYS), 1.0 - days_left / URGENCY_WINDOW_DAYS, 0.0
@@ -235,6 +241,82 @@ def _reason(
     return candidates[best]
 
 
+@dataclass(frozen=True)
+class HeuristicPick:
+    """A ranked challenge before its row is loaded, with what ``heuristic_reason`` needs."""
+
+    challenge_id: int
+    score: float
+    contributions: dict[str, float]
+    recent_joins: int
+
+
+def _rank_arrays(
+    ids: np.ndarray,
+    categories: np.ndarray,
+    popularity: np.ndarray,
+    recent: np.ndarray,
+    rewards: np.ndarray,
+    starts_at: np.ndarray,
+    ends_at: np.ndarray,
+    category_counts: Mapping[int, int],
+    weights: Mapping[str, float],
+    smoothing: float,
+    now: datetime,
+    k: int | None = None,
+) -> list[HeuristicPick]:
+    """One student's best ``k`` (all when None) of the given candidates, best first."""
+    if not len(ids) or (k is not None and k <= 0):
+        return []
+    # Affinity's denominator counts the categories among the candidates and the student's own.
+    columns = np.union1d(categories, np.fromiter(category_counts, dtype=np.int64))
+    user_counts = np.array([[category_counts.get(int(c), 0) for c in columns]], dtype=np.float64)
+    timeframe, urgency = _timeframe_from_epochs(starts_at, ends_at, now.timestamp())
+    w = _check_weights(weights)
+    parts = heuristic_components(
+        user_counts,
+        np.searchsorted(columns, categories),
+        popularity,
+        recent,
+        rewards,
+        timeframe,
+        smoothing,
+        urgency,
+    )
+    parts["affinity"] = parts["affinity"][0]
+    contributions = {key: w[key] * parts[key] for key in WEIGHT_KEYS}
+    scores = sum(contributions.values())
+    chosen = np.arange(len(ids))
+    if k is not None and k < len(ids):
+        # Only the top k are ordered: everything scoring at least the k-th best, ties included.
+        cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+        chosen = np.flatnonzero(scores >= cut)
+    order = chosen[rank_order(scores[chosen], ids[chosen])][:k]
+    return [
+        HeuristicPick(
+            int(ids[i]),
+            float(scores[i]),
+            {key: float(value[i]) for key, value in contributions.items()},
+            int(recent[i]),
+        )
+        for i in order
+    ]
+
+
+def heuristic_reason(
+    challenge, pick: HeuristicPick, category_counts: Mapping[int, int], window_days: int, now
+) -> str:
+    """The phrase for ``pick``, from its loaded ``challenge`` (category loaded)."""
+    return _reason(
+        challenge,
+        pick.contributions,
+        category_counts.get(challenge.category_id, 0),
+        pick.recent_joins,
+        window_days,
+        now,
+    )
+
+
 def score_candidates(
     candidates: Sequence[tuple[object, int]],
     category_counts: Mapping[int, int],
@@ -246,46 +328,69 @@ def score_candidates(
     """Rank ``(challenge, recent_joins)`` pairs for one student with these per-category counts."""
     if not candidates:
         return []
-    challenges = [c for c, _ in candidates]
-    recent = np.array([r for _, r in candidates], dtype=np.float64)
-    category_ids = sorted({c.category_id for c in challenges} | set(category_counts))
-    column = {cat: i for i, cat in enumerate(category_ids)}
-    user_counts = np.array(
-        [[category_counts.get(cat, 0) for cat in category_ids]], dtype=np.float64
+    challenges = {c.id: c for c, _ in candidates}
+    starts = np.array([c.starts_at.timestamp() for c, _ in candidates], dtype=np.float64)
+    ends = np.array(
+        [np.inf if c.ends_at is None else c.ends_at.timestamp() for c, _ in candidates],
+        dtype=np.float64,
     )
-    timeframe, urgency = timeframe_scores(
-        [c.starts_at for c in challenges], [c.ends_at for c in challenges], now
-    )
-    w = _check_weights(weights)
-    parts = heuristic_components(
-        user_counts,
-        [column[c.category_id] for c in challenges],
-        [c.participations_count for c in challenges],
-        recent,
-        [c.reward_points for c in challenges],
-        timeframe,
+    picks = _rank_arrays(
+        np.array([c.id for c, _ in candidates], dtype=np.int64),
+        np.array([c.category_id for c, _ in candidates], dtype=np.int64),
+        np.array([c.participations_count for c, _ in candidates], dtype=np.float64),
+        np.array([r for _, r in candidates], dtype=np.float64),
+        np.array([c.reward_points for c, _ in candidates], dtype=np.float64),
+        starts,
+        ends,
+        category_counts,
+        weights,
         smoothing,
-        urgency,
+        now,
     )
-    parts["affinity"] = parts["affinity"][0]
-    contributions = {key: w[key] * parts[key] for key in WEIGHT_KEYS}
-    scores = sum(contributions.values())
-    order = rank_order(scores, [c.id for c in challenges])
     return [
         ScoredChallenge(
-            challenge=challenges[i],
-            score=float(scores[i]),
-            reason=_reason(
-                challenges[i],
-                {k: float(v[i]) for k, v in contributions.items()},
-                category_counts.get(challenges[i].category_id, 0),
-                int(recent[i]),
-                window_days,
-                now,
-            ),
+            challenges[p.challenge_id],
+            p.score,
+            heuristic_reason(challenges[p.challenge_id], p, category_counts, window_days, now),
         )
-        for i in order
+        for p in picks
     ]
+
+
+def rank_heuristic(
+    history,
+    k: int,
+    exclude_ids: Iterable[int] = (),
+    now: datetime | None = None,
+    fingerprint=None,
+) -> list[HeuristicPick]:
+    """The student's top ``k`` by the heuristic, from the process's scoring catalogue (no row is
+    loaded): challenges the catalogue believes open, minus the student's and ``exclude_ids``.
+    ``fingerprint`` (``eligibility.catalogue_fingerprint()``) saves a query when known."""
+    from flask import current_app
+
+    from app.models import utcnow
+    from app.recs import eligibility
+
+    now = now or utcnow()
+    config = current_app.config
+    window = timedelta(days=int(config["RECS_POPULAR_WINDOW_DAYS"]))
+    catalogue = eligibility.scoring_catalogue(now, window, fingerprint)
+    rows = catalogue.open_rows(now, set(exclude_ids) | history.excluded_ids)
+    return _rank_arrays(
+        catalogue.ids[rows],
+        catalogue.category_ids[rows],
+        catalogue.participations[rows],
+        catalogue.recent_joins[rows],
+        catalogue.rewards[rows],
+        catalogue.starts_at[rows],
+        catalogue.ends_at[rows],
+        history.category_counts,
+        config["RECS_HEURISTIC_WEIGHTS"],
+        float(config["RECS_AFFINITY_SMOOTHING"]),
+        now,
+        k=max(0, k),
+    )
 
 
 def recommend_heuristic(
@@ -304,17 +409,22 @@ def recommend_heuristic(
 
     now = now or utcnow()
     history = history or eligibility.load_user_history(user_id)
-    config = current_app.config
-    window_days = int(config["RECS_POPULAR_WINDOW_DAYS"])
-    candidates = eligibility.candidates_with_recent_joins(
-        now, set(exclude_ids) | history.excluded_ids, timedelta(days=window_days)
-    )
-    ranked = score_candidates(
-        candidates,
-        history.category_counts,
-        config["RECS_HEURISTIC_WEIGHTS"],
-        float(config["RECS_AFFINITY_SMOOTHING"]),
-        window_days,
-        now,
-    )
-    return ranked[: max(0, k)]
+    window_days = int(current_app.config["RECS_POPULAR_WINDOW_DAYS"])
+    excluded, found = set(exclude_ids), []
+    # Ranked from the cached catalogue, checked against the rows: a challenge closed since the
+    # catalogue was read is dropped and its place ranked again.
+    while len(found) < k:
+        picks = rank_heuristic(history, k - len(found), excluded, now)
+        loaded = eligibility.load_open_challenges([p.challenge_id for p in picks], now)
+        found += [(p, loaded[p.challenge_id]) for p in picks if p.challenge_id in loaded]
+        excluded |= {p.challenge_id for p in picks}
+        if len(loaded) == len(picks):
+            break
+    return [
+        ScoredChallenge(
+            challenge,
+            pick.score,
+            heuristic_reason(challenge, pick, history.category_counts, window_days, now),
+        )
+        for pick, challenge in found
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import scipy
 import sklearn
 from scipy import sparse
+from scipy.linalg import lapack
 from sklearn.decomposition import TruncatedSVD
 
 from app.recs.data import IdMap, InteractionMatrix
@@ -34,6 +36,16 @@ class Recommender:
 
     def fit(self, X: sparse.csr_matrix) -> Recommender:
         raise NotImplementedError
+
+    @classmethod
+    def fit_grid(
+        cls, X: sparse.csr_matrix, grid: Sequence[dict]
+    ) -> Iterator[tuple[dict, Recommender]]:
+        """(params, fitted model) for each grid point, lazily. Subclasses share the work the
+        grid points have in common; each model is the one ``fit`` gives (PureSVD's up to its
+        randomized solver's precision)."""
+        for params in grid:
+            yield params, cls(**params).fit(X)
 
     def scores(self, X_rows: sparse.csr_matrix) -> np.ndarray:
         raise NotImplementedError
@@ -83,11 +95,22 @@ class PureSVD(Recommender):
         self.random_state = random_state
 
     def fit(self, X):
-        rank = max(1, min(self.n_components, min(X.shape) - 1))
-        svd = TruncatedSVD(n_components=rank, n_iter=10, random_state=self.random_state)
-        svd.fit(X.astype(np.float64))
-        self.item_factors_ = svd.components_.T.astype(np.float32)
+        self.item_factors_ = _item_factors(X, self.n_components, self.random_state)
         return self
+
+    @classmethod
+    def fit_grid(cls, X, grid):
+        """One factorisation at the largest rank: the leading singular vectors of a rank-r SVD
+        are those of every smaller rank (the randomized solver only gets closer to them with a
+        larger subspace)."""
+        models = [(params, cls(**params)) for params in grid]
+        if not models:
+            return
+        largest = max(model.n_components for _, model in models)
+        factors = _item_factors(X, largest, models[0][1].random_state)
+        for params, model in models:
+            model.item_factors_ = factors[:, : _svd_rank(X, model.n_components)].copy()
+            yield params, model
 
     def scores(self, X_rows):
         return np.asarray((X_rows @ self.item_factors_) @ self.item_factors_.T, dtype=np.float32)
@@ -97,6 +120,17 @@ class PureSVD(Recommender):
 
     def _set_state(self, state):
         self.item_factors_ = state["item_factors"]
+
+
+def _svd_rank(X, n_components: int) -> int:
+    return max(1, min(n_components, min(X.shape) - 1))
+
+
+def _item_factors(X, n_components: int, random_state: int) -> np.ndarray:
+    rank = _svd_rank(X, n_components)
+    svd = TruncatedSVD(n_components=rank, n_iter=10, random_state=random_state)
+    svd.fit(X.astype(np.float64))
+    return svd.components_.T.astype(np.float32)
 
 
 class ItemKNN(Recommender):
@@ -110,14 +144,17 @@ class ItemKNN(Recommender):
         self.n_neighbors = n_neighbors
 
     def fit(self, X):
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel())
-        inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        normalized = (X @ sparse.diags(inverse)).tocsc()
-        similarity = (normalized.T @ normalized).tocsr()
-        similarity.setdiag(0)
-        similarity.eliminate_zeros()
-        self.neighbours_ = _keep_top_k_per_row(similarity, self.n_neighbors)
+        self.neighbours_ = _keep_top_k_per_row(_cosine_similarity(X), self.n_neighbors)
         return self
+
+    @classmethod
+    def fit_grid(cls, X, grid):
+        """One similarity matrix, cut to each grid point's neighbourhood size."""
+        similarity = _cosine_similarity(X)
+        for params in grid:
+            model = cls(**params)
+            model.neighbours_ = _keep_top_k_per_row(similarity, model.n_neighbors)
+            yield params, model
 
     def scores(self, X_rows):
         # neighbours_ row j lists the items j is scored from, hence the transpose.
@@ -137,6 +174,17 @@ class ItemKNN(Recommender):
             (state["neighbour_data"], state["neighbour_indices"], state["neighbour_indptr"]),
             shape=tuple(state["neighbour_shape"]),
         )
+
+
+def _cosine_similarity(X) -> sparse.csr_matrix:
+    """Item x item cosine similarity, zero diagonal."""
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel())
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    normalized = (X @ sparse.diags(inverse)).tocsc()
+    similarity = (normalized.T @ normalized).tocsr()
+    similarity.setdiag(0)
+    similarity.eliminate_zeros()
+    return similarity
 
 
 def _keep_top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
@@ -169,13 +217,17 @@ class EASE(Recommender):
         self.l2 = l2
 
     def fit(self, X):
-        gram = (X.T @ X).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += self.l2
-        precision = np.linalg.inv(gram)
-        weights = precision / -np.diag(precision)
-        weights[np.diag_indices_from(weights)] = 0.0
-        self.weights_ = weights.astype(np.float32)
+        self.weights_ = _ease_weights(_gram(X), self.l2)
         return self
+
+    @classmethod
+    def fit_grid(cls, X, grid):
+        """One Gram matrix for every l2."""
+        gram = _gram(X)
+        for params in grid:
+            model = cls(**params)
+            model.weights_ = _ease_weights(gram, model.l2)
+            yield params, model
 
     def scores(self, X_rows):
         return np.asarray(X_rows @ self.weights_, dtype=np.float32)
@@ -185,6 +237,29 @@ class EASE(Recommender):
 
     def _set_state(self, state):
         self.weights_ = state["weights"]
+
+
+def _gram(X) -> np.ndarray:
+    return (X.T @ X).toarray().astype(np.float64)
+
+
+def _ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
+    """B = I - P diagMat(1/diag(P)), P = (G + l2 I)^-1. G + l2 I is symmetric positive definite:
+    with its Cholesky factor U (U^T U), P = U^-1 U^-T, a triangular inverse and one symmetric
+    product, about two thirds of the work of a general inverse, which counts at thousands of
+    items and once per l2 of the grid."""
+    regularized = gram.copy()
+    regularized[np.diag_indices_from(regularized)] += l2
+    # clean=1 zeroes the lower triangle, so the arrays are the triangular matrices themselves.
+    factor, info = lapack.dpotrf(regularized, lower=False, clean=1, overwrite_a=True)
+    if info == 0:
+        factor, info = lapack.dtrtri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the Gram matrix plus l2={l2} is not positive definite")
+    precision = factor @ factor.T
+    weights = precision / -np.diag(precision)
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights.astype(np.float32)
 
 
 CANDIDATES: dict[str, type[Recommender]] = {"svd": PureSVD, "knn": ItemKNN, "ease": EASE}
@@ -212,30 +287,36 @@ def top_k(
     ``candidates`` mask are never returned; rows with fewer eligible items are padded with index
     -1 and score -inf."""
     n_users, n_items = X_rows.shape
+    # Ranking only the candidate columns: fewer values to partition, and the copy that makes
+    # the scores writable is the one that selects them.
+    columns = np.arange(n_items) if candidates is None else np.flatnonzero(candidates)
+    position = np.full(n_items, -1, dtype=np.int64)
+    position[columns] = np.arange(len(columns))
     k = max(0, min(k, n_items))
     indices = np.full((n_users, k), -1, dtype=np.int64)
     values = np.full((n_users, k), -np.inf, dtype=np.float32)
-    if k == 0:
+    width = min(k, len(columns))
+    if width == 0:
         return indices, values
     for start in range(0, n_users, SCORE_BATCH_USERS):
         stop = min(start + SCORE_BATCH_USERS, n_users)
-        scores = model.scores(X_rows[start:stop]).astype(np.float32, copy=True)
-        if candidates is not None:
-            scores[:, ~candidates] = -np.inf
+        scores = np.asarray(model.scores(X_rows[start:stop]), dtype=np.float32)[:, columns]
         if exclude is not None:
-            rows, cols = exclude[start:stop].nonzero()
-            scores[rows, cols] = -np.inf
+            rows, items = exclude[start:stop].nonzero()
+            kept = position[items]
+            scores[rows[kept >= 0], kept[kept >= 0]] = -np.inf
         best = (
-            np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            if k < n_items
-            else np.tile(np.arange(n_items), (stop - start, 1))
+            np.argpartition(-scores, width - 1, axis=1)[:, :width]
+            if width < len(columns)
+            else np.tile(np.arange(width), (stop - start, 1))
         )
         best_scores = np.take_along_axis(scores, best, axis=1)
         order = np.argsort(-best_scores, axis=1, kind="stable")
         best, best_scores = (np.take_along_axis(a, order, axis=1) for a in (best, best_scores))
+        best = columns[best]
         best[~np.isfinite(best_scores)] = -1
-        indices[start:stop] = best
-        values[start:stop] = best_scores
+        indices[start:stop, :width] = best
+        values[start:stop, :width] = best_scores
     return indices, values
 
 

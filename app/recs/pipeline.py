@@ -28,6 +28,7 @@ from app.recs.data import (
     IdMap,
     InteractionMatrix,
     Interactions,
+    excluded_pairs,
     fingerprint,
     read_csv,
     read_database,
@@ -346,18 +347,23 @@ def _recommendable(items: IdMap, now: datetime) -> np.ndarray:
 
 
 def _excluded_by_eligibility(data: InteractionMatrix, users: np.ndarray) -> sparse.csr_matrix:
-    """Joined and dismissed challenges per user, as the serving rules define them."""
-    rows, cols = [], []
-    if data.users.ids.dtype.kind == "i":
-        for position, user in enumerate(users.tolist()):
-            excluded = eligibility.excluded_challenge_ids(int(data.users.ids[user]))
-            index = data.items.index(sorted(excluded))
-            index = index[index >= 0]
-            rows.extend([position] * len(index))
-            cols.extend(index.tolist())
-    return sparse.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), len(data.items))
+    """Joined and dismissed challenges per user, as the serving rules define them
+    (``eligibility.excluded_challenge_ids``), for every user in one query."""
+    shape = (len(users), len(data.items))
+    if data.users.ids.dtype.kind != "i":
+        return sparse.csr_matrix(shape, dtype=np.float32)
+    user_ids, challenge_ids = excluded_pairs()
+    position = np.full(len(data.users), -1, dtype=np.int64)
+    position[users] = np.arange(len(users))
+    rows = data.users.index(user_ids)
+    rows = np.where(rows >= 0, position[rows], -1)
+    cols = data.items.index(challenge_ids)
+    keep = (rows >= 0) & (cols >= 0)
+    matrix = sparse.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])), shape=shape
     )
+    matrix.sum_duplicates()
+    return matrix
 
 
 def write_output_csv(rows: Iterable[tuple], out: TextIO) -> int:

@@ -44,24 +44,32 @@ def _offset_arg() -> int:
 @role_required("student")
 def fragment():
     """The student's slate; "Show more" passes ``slate`` and ``offset`` to continue it."""
-    slate_id = request.args.get("slate") or None
-    offset = _offset_arg() if slate_id else 0
-    try:
-        slate = serving.get_recommendations(
-            current_user, offset=offset, slate_id=slate_id, record=True
-        )
-    except serving.UnknownSlate:
-        log.info(
-            "unknown slate %r for user_id=%s: starting a new one", slate_id[:40], current_user.id
-        )
-        slate = serving.get_recommendations(current_user, record=True)
-    events.record_impressions(current_user.id, slate)
+    slate, new_slate = _slate_page(request.args.get("slate") or None)
     template = "_partials/recommendations.html" if _is_htmx() else "recs/recommended.html"
-    response = current_app.make_response(render_template(template, slate=slate, now=utcnow()))
+    # Rendered before the write: its commit would expire the cards, and reloading each is a query.
+    html = render_template(template, slate=slate, now=utcnow())
+    events.record_page(current_user.id, slate, new_slate)
+    response = current_app.make_response(html)
     # Each rendering records impressions, so no cache may answer in our place.
     response.headers["Cache-Control"] = "no-store"
     response.vary.add("HX-Request")
     return response
+
+
+def _slate_page(slate_id: str | None) -> tuple[serving.Slate, bool]:
+    """The page to show, and whether it starts a new slate (whose row is then recorded)."""
+    if slate_id is not None:
+        try:
+            return serving.get_recommendations(
+                current_user, offset=_offset_arg(), slate_id=slate_id
+            ), False
+        except serving.UnknownSlate:
+            log.info(
+                "unknown slate %r for user_id=%s: starting a new one",
+                slate_id[:40],
+                current_user.id,
+            )
+    return serving.get_recommendations(current_user), True
 
 
 @bp.route("/challenges/recommended/<int:challenge_id>/dismiss", methods=["POST"])

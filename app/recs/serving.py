@@ -12,6 +12,8 @@ placed it:
 - ``heuristic``: the fallback scorer, topping up whatever is still missing.
 
 ``_providers_for_arm`` is the one place where an experiment arm decides what a student is served.
+Providers pick challenge ids from rows and per-process arrays; the page's challenges are loaded
+once, in one query that checks their eligibility again, and only then explained.
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from typing import NamedTuple, TypeVar
 
 from flask import current_app
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import (
     Challenge,
+    ChallengeStatus,
     ModelRun,
     RecommendationSlate,
     RecommendationState,
@@ -37,10 +42,13 @@ from app.models import (
 )
 from app.recs import content, events, foldin, heuristic
 from app.recs.eligibility import (  # noqa: F401  (re-exported for the pipeline and the admin)
+    Fingerprint,
     UserHistory,
+    catalogue_fingerprint,
     eligible_challenges,
     excluded_challenge_ids,
     is_eligible,
+    load_open_challenges,
     load_user_history,
 )
 from app.recs.pipeline import top_n
@@ -52,6 +60,9 @@ MODEL_REASON = "Students with interests like yours joined this"
 SLATE_SOURCE_ORDER = ("fresh", "model", "content", "heuristic")
 MODEL_SOURCES = frozenset({"model", "fresh"})
 STATE_ID = 1
+# A page whose cards closed since a cached catalogue was read is ranked again without them; past
+# this many rounds the page is served short rather than looping on a catalogue in flux.
+MAX_RANKING_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -92,15 +103,35 @@ class _Candidate:
     slot: int | None = None  # a fixed position in the ranked list; None fills in order
 
 
+@dataclass(frozen=True)
+class _Pick:
+    """A provider's choice before the page's challenges are loaded; ``explain`` phrases its reason
+    from the loaded challenge."""
+
+    challenge_id: int
+    score: float
+    source: str
+    explain: Callable[[Challenge], str]
+    slot: int | None = None  # as in ``_Candidate``
+
+
 @dataclass
 class _Request:
     user_id: int
     history: UserHistory
     now: datetime
     model_version: str | None = None
+    _fingerprint: Fingerprint | None = None
+
+    def fingerprint(self) -> Fingerprint:
+        """The catalogue's fingerprint, asked once per request for both cached catalogues."""
+        if self._fingerprint is None:
+            self._fingerprint = catalogue_fingerprint()
+        return self._fingerprint
 
 
-Provider = Callable[[_Request, int, set[int]], list[_Candidate]]
+Provider = Callable[[_Request, int, set[int]], list[_Pick]]
+_Placed = TypeVar("_Placed", _Pick, _Candidate)
 
 
 def serving_arm(user_id: int) -> str | None:
@@ -139,6 +170,23 @@ def _because(history: UserHistory, challenge_id: int | None) -> str | None:
 # --- model and fresh ------------------------------------------------------------------------------
 
 
+class PublishedRun(NamedTuple):
+    """What serving reads of the published ``ModelRun`` (``foldin`` reads the same attributes)."""
+
+    id: int
+    version: str
+    artifact_path: str | None
+    trained_through: datetime | None
+    finished_at: datetime | None
+
+
+class _Row(NamedTuple):
+    challenge_id: int
+    score: float
+    status: str
+    ends_at: datetime | None
+
+
 def _published_run_and_rows(user_id: int) -> tuple[ModelRun | None, list[tuple[float, Challenge]]]:
     """The published run and its rows for this student, best rank first, in one query."""
     stmt = (
@@ -171,8 +219,47 @@ def published_rows(user_id: int) -> list[tuple[float, str, Challenge]]:
     return [(score, run.version, challenge) for score, challenge in rows]
 
 
-def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Candidate]:
-    run, rows = _published_run_and_rows(req.user_id)
+def _published_run_and_row_ids(user_id: int) -> tuple[PublishedRun | None, list[_Row]]:
+    """``_published_run_and_rows`` as plain tuples: serving loads only the cards it shows."""
+    run, rows = None, []
+    for record in db.session.execute(_published_statement(), {"user_id": user_id}):
+        run = PublishedRun(*record[:5])
+        if record.challenge_id is not None:
+            rows.append(_Row(*record[5:]))
+    return run, rows
+
+
+@cache
+def _published_statement():
+    return (
+        select(
+            ModelRun.id,
+            ModelRun.version,
+            ModelRun.artifact_path,
+            ModelRun.trained_through,
+            ModelRun.finished_at,
+            UserRecommendation.challenge_id,
+            UserRecommendation.score,
+            Challenge.status,
+            Challenge.ends_at,
+        )
+        .select_from(RecommendationState)
+        .join(ModelRun, ModelRun.id == RecommendationState.published_run_id)
+        .outerjoin(
+            UserRecommendation,
+            and_(
+                UserRecommendation.model_run_id == ModelRun.id,
+                UserRecommendation.user_id == bindparam("user_id"),
+            ),
+        )
+        .outerjoin(Challenge, Challenge.id == UserRecommendation.challenge_id)
+        .where(RecommendationState.id == STATE_ID)
+        .order_by(UserRecommendation.rank, UserRecommendation.challenge_id)
+    )
+
+
+def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
+    run, rows = _published_run_and_row_ids(req.user_id)
     if run is None:
         return []
     req.model_version = run.version
@@ -183,21 +270,24 @@ def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Candidate]:
 
 
 def _from_rows(
-    req: _Request, run: ModelRun, rows: list[tuple[float, Challenge]], need: int, taken: set[int]
-) -> list[_Candidate]:
+    req: _Request, run: PublishedRun, rows: list[_Row], need: int, taken: set[int]
+) -> list[_Pick]:
+    # ``is_eligible`` on the row's columns: published and not ended.
     kept = [
-        (score, challenge)
-        for score, challenge in rows
-        if challenge.id not in taken and is_eligible(challenge, req.now)
+        (row.score, row.challenge_id)
+        for row in rows
+        if row.challenge_id not in taken
+        and row.status == ChallengeStatus.PUBLISHED.value
+        and (row.ends_at is None or row.ends_at > req.now)
     ][:need]
     model = foldin.model_for(run)
-    row = model.user_row(req.history, _weights()) if model is not None else None
+    row = model.user_row(req.history, _weights()) if model is not None and kept else None
     return _explained(req, model, row, kept, "model")
 
 
 def _from_fold_in(
-    req: _Request, run: ModelRun, need: int, taken: set[int]
-) -> list[_Candidate] | None:
+    req: _Request, run: PublishedRun, need: int, taken: set[int]
+) -> list[_Pick] | None:
     """The student re-scored from their current row; None when the version has no fold-in state
     or the student has no positive interaction it knows."""
     model = foldin.model_for(run)
@@ -210,48 +300,43 @@ def _from_fold_in(
     # No deeper than the rows a published version holds: the heuristic tops up past them.
     picked = _open_in_order(ids.tolist(), taken, min(need, top_n()), req.now)
     score_of = dict(zip(ids.tolist(), scores.tolist(), strict=True))
-    return _explained(req, model, row, [(score_of[c.id], c) for c in picked], "fresh")
+    return _explained(req, model, row, [(score_of[i], i) for i in picked], "fresh")
 
 
 def _explained(
     req: _Request,
     model: foldin.FoldInModel | None,
     row,
-    scored: list[tuple[float, Challenge]],
+    scored: list[tuple[float, int]],
     source: str,
-) -> list[_Candidate]:
-    """Candidates whose reason names the interaction adding most to their score, else (imported
+) -> list[_Pick]:
+    """Picks whose reason names the interaction adding most to their score, else (imported
     versions, negative scores) the category phrase."""
-    sources = model.explain(row, [c.id for _, c in scored]) if model is not None else {}
-    return [
-        _Candidate(
-            challenge,
-            score,
-            _because(req.history, sources.get(challenge.id))
-            or model_reason(challenge, req.history),
-            source,
-        )
-        for score, challenge in scored
-    ]
+    sources = model.explain(row, [i for _, i in scored]) if model is not None and scored else {}
+    history = req.history
+
+    def explain(challenge: Challenge) -> str:
+        return _because(history, sources.get(challenge.id)) or model_reason(challenge, history)
+
+    return [_Pick(challenge_id, score, source, explain) for score, challenge_id in scored]
 
 
-def _open_in_order(ranked_ids: list[int], taken: set[int], limit: int, now: datetime):
-    """The first ``limit`` eligible challenges of ``ranked_ids`` not in ``taken``; one query unless
-    many of the best ones closed since the version was trained."""
+def _open_in_order(ranked_ids: list[int], taken: set[int], limit: int, now: datetime) -> list[int]:
+    """The first ``limit`` eligible ids of ``ranked_ids`` not in ``taken``; one query unless many
+    of the best ones closed since the version was trained."""
     wanted = [i for i in ranked_ids if i not in taken]
-    found: list[Challenge] = []
+    found: list[int] = []
     start, window = 0, max(2 * limit, 20)
     while len(found) < limit and start < len(wanted):
         chunk = wanted[start : start + window]
-        loaded = {
-            c.id: c
-            for c in db.session.scalars(
+        open_ids = set(
+            db.session.scalars(
                 eligible_challenges(now)
+                .with_only_columns(Challenge.id)
                 .where(Challenge.id.in_(chunk))
-                .options(joinedload(Challenge.category))
             )
-        }
-        found.extend(loaded[i] for i in chunk if i in loaded)
+        )
+        found.extend(i for i in chunk if i in open_ids)
         start, window = start + window, window * 4
     return found[:limit]
 
@@ -268,12 +353,12 @@ def content_positions() -> list[int]:
     return sorted({int(p) for p in raw if 0 <= int(p) < MAX_SLATE_ITEMS})
 
 
-def _from_content(req: _Request, need: int, taken: set[int]) -> list[_Candidate]:
+def _from_content(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
     positions = [p for p in content_positions() if p < need]
     if not req.history.joined_ids or not positions:
         return []
     config = current_app.config
-    matches = content.catalogue().cold_matches(
+    matches = content.catalogue(req.fingerprint()).cold_matches(
         req.history,
         taken,
         req.now,
@@ -281,28 +366,23 @@ def _from_content(req: _Request, need: int, taken: set[int]) -> list[_Candidate]
         min_similarity=float(config["RECS_CONTENT_MIN_SIMILARITY"]),
         limit=len(positions),
     )
-    if not matches:
-        return []
-    loaded = {
-        c.id: c
-        for c in db.session.scalars(
-            eligible_challenges(req.now)
-            .where(Challenge.id.in_([m.challenge_id for m in matches]))
-            .options(joinedload(Challenge.category))
-        )
-    }
     new_since = req.now - timedelta(days=int(config["RECS_CONTENT_NEW_DAYS"]))
-    found = [(m, loaded[m.challenge_id]) for m in matches if m.challenge_id in loaded]
     return [
-        _Candidate(
-            challenge,
+        _Pick(
+            match.challenge_id,
             match.similarity,
-            _content_reason(challenge, match, req.history, new_since),
             "content",
+            _content_explainer(match, req.history, new_since),
             slot=position,
         )
-        for position, (match, challenge) in zip(positions, found, strict=False)
+        for position, match in zip(positions, matches, strict=False)
     ]
+
+
+def _content_explainer(
+    match: content.ColdMatch, history: UserHistory, new_since: datetime
+) -> Callable[[Challenge], str]:
+    return lambda challenge: _content_reason(challenge, match, history, new_since)
 
 
 def _content_reason(
@@ -313,34 +393,65 @@ def _content_reason(
     return f"Similar to {history.titles.get(match.nearest_id, 'a challenge you joined')}"
 
 
-def _from_heuristic(req: _Request, need: int, taken: set[int]) -> list[_Candidate]:
-    ranked = heuristic.recommend_heuristic(
-        req.user_id, need, exclude_ids=taken, now=req.now, history=req.history
+def _from_heuristic(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
+    picks = heuristic.rank_heuristic(
+        req.history, need, exclude_ids=taken, now=req.now, fingerprint=req.fingerprint()
     )
-    return [_Candidate(s.challenge, s.score, s.reason, "heuristic") for s in ranked]
+    window_days = int(current_app.config["RECS_POPULAR_WINDOW_DAYS"])
+    return [
+        _Pick(p.challenge_id, p.score, "heuristic", _heuristic_explainer(p, req, window_days))
+        for p in picks
+    ]
+
+
+def _heuristic_explainer(
+    pick: heuristic.HeuristicPick, req: _Request, window_days: int
+) -> Callable[[Challenge], str]:
+    counts, now = req.history.category_counts, req.now
+    return lambda challenge: heuristic.heuristic_reason(challenge, pick, counts, window_days, now)
 
 
 # --- the slate ------------------------------------------------------------------------------------
 
 
-def _ranked(req: _Request, arm: str | None, skip: Iterable[int], want: int) -> list[_Candidate]:
+def _ranked(req: _Request, arm: str | None, skip: Iterable[int], want: int) -> list[_Pick]:
     taken = set(skip) | req.history.excluded_ids
-    pinned: dict[int, _Candidate] = {}
-    filled: list[_Candidate] = []
+    pinned: dict[int, _Pick] = {}
+    filled: list[_Pick] = []
     for provider in _providers_for_arm(arm):
         missing = want - len(filled) - len(pinned)
         if missing <= 0:
             break
-        for candidate in provider(req, missing, taken):
-            taken.add(candidate.challenge.id)
-            if candidate.slot is None:
-                filled.append(candidate)
+        for pick in provider(req, missing, taken):
+            taken.add(pick.challenge_id)
+            if pick.slot is None:
+                filled.append(pick)
             else:
-                pinned[candidate.slot] = candidate
+                pinned[pick.slot] = pick
     return _blend(filled, pinned)
 
 
-def _blend(filled: list[_Candidate], pinned: dict[int, _Candidate]) -> list[_Candidate]:
+def _page(
+    req: _Request, arm: str | None, skip: set[int], start: int, k: int
+) -> tuple[list[_Candidate], int]:
+    """The page's candidates (challenges loaded in one query) and how many were ranked."""
+    for _round in range(MAX_RANKING_ROUNDS):
+        ranked = _ranked(req, arm, skip, want=start + k + 1)
+        page = ranked[start : start + k]
+        loaded = load_open_challenges([p.challenge_id for p in page], req.now)
+        closed = {p.challenge_id for p in page} - set(loaded)
+        if not closed:
+            break
+        skip = skip | closed
+    page = [p for p in page if p.challenge_id in loaded]
+    candidates = [
+        _Candidate(loaded[p.challenge_id], p.score, p.explain(loaded[p.challenge_id]), p.source)
+        for p in page
+    ]
+    return candidates, len(ranked)
+
+
+def _blend(filled: list[_Placed], pinned: dict[int, _Placed]) -> list[_Placed]:
     """Pinned cards at their positions, the others in order around them; when the others run
     out, the pinned cards close up rather than leave gaps."""
     blended, queue = [], iter(filled)
@@ -386,12 +497,12 @@ def get_recommendations(
     skip = events.shown_in_slate(existing.id, offset) if existing else set()
     start = max(0, offset - len(skip))
     req = _Request(user_id=user_id, history=load_user_history(user_id), now=now)
-    ranked = _ranked(req, arm, skip, want=start + k + 1)
+    candidates, ranked = _page(req, arm, skip, start, k)
     page = [
         SlateItem(c.challenge, c.challenge.id, c.score, c.reason, c.source, offset + i)
-        for i, c in enumerate(ranked[start : start + k])
+        for i, c in enumerate(candidates)
     ]
-    has_more = len(ranked) > start + k and offset + k < MAX_SLATE_ITEMS
+    has_more = ranked > start + k and offset + k < MAX_SLATE_ITEMS
     if existing is not None:
         return Slate(
             existing.id,
@@ -419,14 +530,4 @@ def get_recommendations(
 
 
 def _save_slate(user_id: int, slate: Slate, now: datetime) -> None:
-    db.session.add(
-        RecommendationSlate(
-            id=slate.slate_id,
-            user_id=user_id,
-            source=slate.source,
-            model_version=slate.model_version,
-            arm=slate.arm,
-            created_at=now,
-        )
-    )
-    db.session.commit()
+    events.save_slate(user_id, slate, now)

@@ -64,7 +64,7 @@ def server(app, tmp_path):
         wait_until_up(base, gunicorn, tmp_path / "gunicorn.log")
         yield base
     finally:
-        gunicorn.send_signal(signal.SIGTERM)
+        gunicorn.send_signal(signal.SIGINT)  # quick shutdown
         try:
             gunicorn.wait(20)
         except subprocess.TimeoutExpired:
@@ -81,7 +81,7 @@ def wait_until_up(base: str, gunicorn: subprocess.Popen, log: Path) -> None:
         try:
             if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still importing the app
             pass
         time.sleep(0.1)
     pytest.fail(f"gunicorn did not answer within 60 s:\n{log.read_text()[-3000:]}")
@@ -99,16 +99,24 @@ class Student:
     refused: set[str] = field(default_factory=set)
     server_errors: list[str] = field(default_factory=list)
 
+    def csrf_token(self, path: str) -> str:
+        page = self.http.get(f"{self.base}{path}", timeout=TIMEOUT).text
+        return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
     def log_in(self) -> None:
-        page = self.http.get(f"{self.base}/login", timeout=TIMEOUT).text
-        self.token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
         response = self.http.post(
             f"{self.base}/login",
-            data={"email": self.email, "password": PASSWORD, "csrf_token": self.token},
+            data={
+                "email": self.email,
+                "password": PASSWORD,
+                "csrf_token": self.csrf_token("/login"),
+            },
             allow_redirects=False,
             timeout=TIMEOUT,
         )
         assert response.status_code == 302, response.text[:500]
+        # Logging in starts a new session, and with it a new token.
+        self.token = self.csrf_token("/challenges")
 
     def fragment_slate(self) -> tuple[str, list[int]]:
         """A slate from the page's lazy block (the server records its impressions itself)."""
@@ -209,6 +217,8 @@ def test_concurrent_event_batches_lose_and_duplicate_nothing(app, server):
         ]
         for future in futures:
             future.result()
+    for student in students:
+        student.http.close()
 
     assert [e for s in students for e in s.server_errors] == []
     ledger = {k: v for s in students for k, v in s.acknowledged.items()}
@@ -242,6 +252,8 @@ def assert_stored_exactly_once(ledger: dict, refused: set, challenge_ids: set) -
     # Every client-reported row is one the ledger holds: no stray writes from retries.
     client_rows = {k for k, v in stored.items() if v[0] != "impression" or k in ledger}
     assert client_rows == set(ledger)
-    owners = dict(db.session.execute(select(RecommendationSlate.id, RecommendationSlate.user_id)))
+    owners = dict(
+        db.session.execute(select(RecommendationSlate.id, RecommendationSlate.user_id)).all()
+    )
     assert all(row.slate_id in owners and owners[row.slate_id] == row.user_id for row in rows)
     assert {row.challenge_id for row in rows} <= challenge_ids

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ModelRun
+from app.recs import pipeline, scheduler
+from app.recs.publish import finish_run, start_run
 from tests.faults.conftest import ROOT, process_env
 from tests.recs.planted_data import seed_planted_campus
 
@@ -67,3 +70,27 @@ def test_workers_firing_the_same_slot_record_one_run(app, tmp_path):
     db.session.rollback()
     runs = db.session.scalars(select(ModelRun)).all()
     assert len(runs) == 1 and runs[0].report["trigger"] == "schedule"
+
+
+def test_only_a_scheduled_run_of_the_current_slot_makes_a_worker_skip(app, monkeypatch):
+    app.config.update(RECS_RETRAIN_CRON="0 3 * * *", RECS_MISFIRE_GRACE_SECONDS=2 * 86400)
+    slot = scheduler.latest_slot(app)
+    calls = []
+    monkeypatch.setattr(
+        pipeline,
+        "train",
+        lambda trigger: calls.append(trigger) or pipeline.PipelineResult("v", "rejected", "fake"),
+    )
+
+    def earlier_run(trigger: str, started_at) -> None:
+        run = start_run("train", report={"trigger": trigger})
+        finish_run(run, "rejected", "earlier")
+        run.started_at = started_at
+        db.session.commit()
+
+    earlier_run("schedule", slot - timedelta(days=1))  # yesterday's slot
+    earlier_run("manual", slot + timedelta(minutes=1))  # "retrain now" is not the schedule
+    assert scheduler.retrain(app) is not None and calls == ["schedule"]
+    earlier_run("schedule", slot + timedelta(seconds=1))
+    assert scheduler.retrain(app) is None and calls == ["schedule"]
+    assert scheduler.retrain(app, trigger="manual") is not None

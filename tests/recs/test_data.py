@@ -14,6 +14,7 @@ from app.recs.data import (
     IdMap,
     InteractionMatrix,
     Interactions,
+    excluded_pairs,
     parse_csv,
     pseudonym,
     read_csv,
@@ -186,3 +187,58 @@ def test_read_database_since_filters_old_interactions(app):
     add_event(student, challenge, "click", days_ago=1)
     interactions = read_database(WEIGHTS, since=utcnow() - timedelta(days=5))
     assert interactions.events.tolist() == ["click"]
+
+
+def test_read_database_dates_each_interaction_like_the_rows_say(app):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    student, challenge, other = make_user("student"), make_challenge(), make_challenge()
+    joined_at = utcnow().replace(microsecond=123456) - timedelta(days=3)
+    completed = make_participation(student, challenge, status="completed", joined_at=joined_at)
+    completed.updated_at = joined_at + timedelta(hours=5, microseconds=7)
+    # A completion whose update predates the join (an edited row) is dated by the join.
+    backdated = make_participation(student, other, status="completed", joined_at=joined_at)
+    backdated.updated_at = joined_at - timedelta(days=1)
+    click = add_event(student, challenge, "click", days_ago=1)
+    interactions = read_database(WEIGHTS)
+    stamps = {
+        (item, event): stamp
+        for item, event, stamp in zip(
+            interactions.item_ids.tolist(),
+            interactions.events.tolist(),
+            interactions.timestamps.tolist(),
+            strict=True,
+        )
+    }
+    assert stamps == {
+        (challenge.id, "join"): joined_at.timestamp(),
+        (challenge.id, "complete"): completed.updated_at.timestamp(),
+        (other.id, "join"): joined_at.timestamp(),
+        (other.id, "complete"): joined_at.timestamp(),
+        (challenge.id, "click"): click.created_at.timestamp(),
+    }
+    assert interactions.user_ids.dtype == np.int64 and interactions.weights.dtype == np.float32
+
+
+def test_read_database_drops_events_without_a_weight(app):
+    student, challenge = make_user("student"), make_challenge()
+    make_participation(student, challenge, status="completed")
+    add_event(student, challenge, "click")
+    interactions = read_database({"join": 3.0, "click": 0.0})
+    assert interactions.events.tolist() == ["join"]
+    assert interactions.weights.tolist() == [3.0]
+
+
+def test_excluded_pairs_are_joined_or_dismissed_challenges(app):
+    student, other = make_user("student"), make_user("student")
+    joined, left, dismissed, clicked = (make_challenge() for _ in range(4))
+    make_participation(student, joined)
+    make_participation(student, left, status="left")
+    add_event(other, dismissed, "dismiss")
+    add_event(other, clicked, "click")
+    users, challenges = excluded_pairs()
+    assert sorted(zip(users.tolist(), challenges.tolist(), strict=True)) == sorted(
+        [(student.id, joined.id), (other.id, dismissed.id)]
+    )

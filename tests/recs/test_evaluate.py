@@ -53,6 +53,13 @@ def test_metrics_match_hand_computed_values():
     assert ndcg_at_k(hits, n_relevant, 3).tolist() == pytest.approx([first, 0.0, 1 / math.log2(3)])
 
 
+def test_hit_matrix_padding_never_matches_the_previous_users_last_item():
+    # Row 1's padding (-1) would be cell 9 of row 0 in a flat (row, item) numbering.
+    hits = hit_matrix(np.array([[0, -1], [-1, -1]]), relevance([[9], [0]]))
+    assert not hits.any()
+    assert hit_matrix(np.array([[1]]), relevance([[]])).tolist() == [[False]]
+
+
 def test_ndcg_ideal_is_capped_at_k():
     hits = np.array([[True, True]])
     assert ndcg_at_k(hits, np.array([5]), 2).tolist() == pytest.approx([1.0])
@@ -182,3 +189,45 @@ def test_time_split_ranks_only_challenges_still_open_at_the_cutoff():
     opened = split.only_open(features.open_at(split.reference_time))
     assert opened.candidates.tolist() == [False, True, True, True, True]
     assert opened.test[:, 0].nnz == 0 and split.test[:, 0].nnz > 0
+
+
+def sampled_settings(**kw) -> EvaluationSettings:
+    return EvaluationSettings(heuristic_weights=HEURISTIC_WEIGHTS, ease_max_items=1000, **kw)
+
+
+def test_split_samples_students_beyond_the_cap_reproducibly():
+    split = time_split(planted_interactions(n_users=150), 0.2)
+    everyone = split.eval_users
+    same, record = split.sample_users(len(everyone), seed=1)
+    assert same is split and record == {
+        "users": len(everyone),
+        "evaluated": len(everyone),
+        "seed": 1,
+    }
+    sampled, record = split.sample_users(25, seed=1)
+    again, _ = split.sample_users(25, seed=1)
+    assert record == {"users": len(everyone), "evaluated": 25, "seed": 1}
+    assert len(sampled.eval_users) == 25 and set(sampled.eval_users) <= set(everyone)
+    assert sampled.eval_users.tolist() == again.eval_users.tolist()
+    # Only the students ranked change: the training data stays whole.
+    assert (sampled.train.matrix != split.train.matrix).nnz == 0
+
+
+def test_compare_ranks_every_model_for_the_same_sample_and_records_it():
+    split = time_split(planted_interactions(n_users=150), 0.2)
+    settings = sampled_settings(max_eval_users=30, max_validation_users=20)
+    features = ItemFeatures.uniform(len(split.train.items))
+    comparison = compare(split, features, settings)
+    assert {row.test.users for row in comparison.rows} == {30}
+    sampling = comparison.as_dict()["sampling"]
+    assert sampling["test"] == {"users": len(split.eval_users), "evaluated": 30, "seed": 42}
+    assert sampling["validation"]["evaluated"] == 20
+    assert compare(split, features, settings).as_dict() == comparison.as_dict()
+    assert "a sample of" in format_table(comparison)
+
+
+def test_compare_ranks_everyone_under_the_cap():
+    split = time_split(planted_interactions(), 0.2)
+    comparison = compare(split, ItemFeatures.uniform(len(split.train.items)), sampled_settings())
+    assert {row.test.users for row in comparison.rows} == {len(split.eval_users)}
+    assert "a sample of" not in format_table(comparison)

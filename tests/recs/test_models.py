@@ -96,3 +96,44 @@ def test_artifact_round_trip_without_pickle(tmp_path, model):
         loaded.model.scores(data.matrix), model.scores(data.matrix), rtol=1e-5
     )
     assert not (tmp_path / "v1.tmp").exists()
+
+
+def test_ease_weights_match_the_closed_form_with_a_general_inverse():
+    X = InteractionMatrix.build(planted_interactions(n_users=40)).matrix
+    gram = (X.T @ X).toarray().astype(np.float64) + 5.0 * np.eye(X.shape[1])
+    precision = np.linalg.inv(gram)
+    expected = precision / -np.diag(precision)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(EASE(l2=5.0).fit(X).weights_, expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "estimator, grid",
+    [
+        (EASE, [{"l2": 1.0}, {"l2": 50.0}]),
+        (ItemKNN, [{"n_neighbors": 2}, {"n_neighbors": 8}]),
+    ],
+    ids=["ease", "knn"],
+)
+def test_fit_grid_gives_the_models_fit_gives(estimator, grid):
+    X = InteractionMatrix.build(planted_interactions(n_users=40)).matrix
+    fitted = list(estimator.fit_grid(X, grid))
+    assert [params for params, _ in fitted] == grid
+    for params, model in fitted:
+        assert model.get_params() == estimator(**params).get_params()
+        alone = estimator(**params).fit(X)
+        np.testing.assert_allclose(model.scores(X), alone.scores(X), rtol=1e-5, atol=1e-6)
+
+
+def test_svd_fit_grid_cuts_one_factorisation_to_each_rank():
+    X = InteractionMatrix.build(planted_interactions(n_users=60)).matrix
+    fitted = dict(
+        (params["n_components"], model)
+        for params, model in PureSVD.fit_grid(X, [{"n_components": 3}, {"n_components": 8}])
+    )
+    assert fitted[3].item_factors_.shape == (X.shape[1], 3)
+    assert fitted[8].item_factors_.shape == (X.shape[1], 8)
+    # The planted groups give three clear directions: the same subspace however it is found.
+    alone = PureSVD(n_components=3).fit(X).item_factors_
+    shared = fitted[3].item_factors_
+    np.testing.assert_allclose(shared @ shared.T, alone @ alone.T, atol=1e-3)

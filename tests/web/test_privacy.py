@@ -1,0 +1,66 @@
+"""``flask users delete`` erases a student's activity (participations, events, slates, precomputed
+recommendations) and nobody else's."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import (
+    Participation,
+    RecommendationEvent,
+    RecommendationSlate,
+    User,
+    UserRecommendation,
+)
+from app.recs import publish
+from tests.helpers import make_challenge, make_event, make_participation, make_user
+
+
+def footprint(user_id: int) -> dict[str, int]:
+    return {
+        model.__tablename__: db.session.scalar(
+            select(func.count()).select_from(model).where(model.user_id == user_id)
+        )
+        for model in (Participation, RecommendationEvent, RecommendationSlate, UserRecommendation)
+    }
+
+
+def active_student(challenge, run, slate_id: str) -> User:
+    student = make_user()
+    make_participation(student, challenge)
+    db.session.add(RecommendationSlate(id=slate_id, user_id=student.id, source="model"))
+    db.session.commit()
+    make_event(student, challenge, "impression", slate_id=slate_id)
+    make_event(student, challenge, "click", slate_id=slate_id)
+    publish.write_rows(
+        run, [{"user_id": student.id, "challenge_id": challenge.id, "score": 1.0, "rank": 1}]
+    )
+    return student
+
+
+def test_users_delete_removes_every_trace_of_the_student_only(app, runner):
+    challenge = make_challenge()
+    run = publish.start_run("import")
+    gone = active_student(challenge, run, "00000000-0000-4000-8000-000000000001")
+    kept = active_student(challenge, run, "00000000-0000-4000-8000-000000000002")
+    publish.publish(run)
+    gone_id, kept_id, before = gone.id, kept.id, footprint(kept.id)
+    assert all(footprint(gone_id).values())
+
+    result = runner.invoke(args=["users", "delete", "--email", gone.email.upper(), "--yes"])
+
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    assert db.session.get(User, gone_id) is None
+    assert footprint(gone_id) == dict.fromkeys(before, 0)
+    assert footprint(kept_id) == before and all(before.values())
+
+
+def test_users_delete_refuses_unknown_accounts_and_owners(app, runner):
+    owner = make_challenge().owner
+    result = runner.invoke(args=["users", "delete", "--email", "nobody@uni.test", "--yes"])
+    assert result.exit_code == 1 and "no account" in result.output
+    result = runner.invoke(args=["users", "delete", "--email", owner.email, "--yes"])
+    assert result.exit_code == 1 and "owns 1 challenge" in result.output
+    assert db.session.get(User, owner.id) is not None
