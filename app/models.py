@@ -315,6 +315,8 @@ class RecommendationEvent(db.Model):
     __table_args__ = (
         CheckConstraint(_in("type", EVENT_TYPES), name="type"),
         Index("ix_recommendation_events_user_created", "user_id", "created_at"),
+        # Serving reads a student's clicks and dismissals on every request, not their impressions.
+        Index("ix_recommendation_events_user_type", "user_id", "type"),
         Index("ix_recommendation_events_slate", "slate_id", "type"),
         Index("ix_recommendation_events_type_created", "type", "created_at"),
     )

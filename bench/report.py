@@ -40,49 +40,73 @@ def seconds(value: float) -> str:
 # its heaviest: a fixed cost stops being explained once the profile no longer shows it.
 KNOWN_COSTS = {
     "app/recs/pipeline.py:_excluded_by_eligibility": (
-        "asks the database for one student's exclusions at a time "
-        "(`eligibility.excluded_challenge_ids` in a loop: a query per student). One query for "
-        "every student's (user, challenge) exclusions, mapped with `IdMap.index` into the sparse "
-        "matrix, does the same work in one pass."
+        "reads every student's joined and dismissed challenges in one query "
+        "(`data.excluded_pairs`) and maps them into a sparse matrix with `IdMap.index`."
+    ),
+    "app/recs/data.py:read_database": (
+        "reads participations and click/dismiss events with one query each, straight from the "
+        "DB-API cursor into numpy arrays (timestamps parsed in bulk); what remains is SQLite "
+        "producing some 5M rows at 100k students."
     ),
     "app/recs/publish.py:write_rows": (
-        "inserts through the ORM's bulk path (`insert(UserRecommendation)` with a dict per row: "
-        "`_collect_insert_commands` and `construct_params` per row). A Core insert on "
-        "`UserRecommendation.__table__` skips the per-row ORM bookkeeping."
+        "inserts about 30 rows per student through the driver's `executemany` on plain tuples, "
+        "20,000 rows per commit; what remains (`do_executemany`) is SQLite's own work, including "
+        "the table's unique constraint and its two indexes."
     ),
     "app/recs/evaluate.py:tune": (
-        "fits every grid point (5 SVD ranks, 5 kNN sizes, 7 EASE l2 values) and ranks every "
-        "validation student against every candidate item for each. Ranking a fixed, seeded sample "
-        "of validation students would keep tuning flat in students; EASE's 7 inversions could "
-        "share one eigendecomposition of the Gram matrix."
+        "fits every grid point on the validation split (5 SVD ranks, 5 kNN sizes, 7 EASE l2 "
+        "values), sharing what a candidate's grid points have in common (one SVD at the largest "
+        "rank, one similarity matrix, one Gram matrix), and ranks a seeded sample of at most "
+        "5,000 validation students per grid point. What remains is EASE's inverse per l2 and "
+        "the SVD."
+    ),
+    "app/recs/models.py:_ease_weights": (
+        "inverts the dense items x items Gram matrix through its Cholesky factor (LAPACK "
+        "`potrf`, `trtri`, then one symmetric product): O(items^3), whatever the number of "
+        "students, once per l2 of the grid and once more on the whole training part."
+    ),
+    "app/recs/models.py:_item_factors": (
+        "is scikit-learn's randomized SVD (10 power iterations with LU normalisation: `lu`, "
+        "`qr`) of the users x items matrix; it grows with interactions. It runs once at the "
+        "grid's largest rank (128) to tune and once at the chosen rank on the training part."
     ),
     "app/recs/models.py:top_k": (
-        "scores blocks of 2,048 students against every item densely and runs `np.argpartition` "
-        "(`_wrapfunc`) over each row; it runs once per evaluated model and again for every "
-        "student in precompute."
+        "scores blocks of 2,048 students against the candidate items densely and partitions each "
+        "row (`np.argpartition`: `_wrapfunc`); in evaluation for at most 10,000 sampled students "
+        "per model, in precompute for every student."
     ),
-    "app/recs/models.py:EASE.fit": (
-        "inverts the dense items x items Gram matrix (`numpy.linalg.inv`, O(items^3)): the same "
-        "cost at any number of students."
-    ),
-    "app/recs/eligibility.py:candidates_with_recent_joins": (
-        "loads every recommendable challenge as an ORM object with its category on every "
-        "request (about 1,700 at 5k challenges: `fetchall`, `InstanceState.__init__`, "
-        "`_populate_full`) to score them in numpy. Selecting the scoring columns only (id, "
-        "category, reward, dates, recent joins), or keeping those arrays per process for a short "
-        "time, and loading just the winning cards as objects would remove most of it."
+    "app/recs/events.py:record_page": (
+        "writes the new slate's row and its 6 impressions in one transaction: two INSERTs and one "
+        "commit per fragment. SQLite has one writer, so the server's 8 threads queue on those "
+        "commits, and each impression also updates the event table's indexes."
     ),
     "app/recs/events.py:_insert_new": (
-        "selects the batch's event ids, inserts ORM objects and commits; SQLite has one writer, "
-        "so the server's 8 threads queue on that commit."
+        "one `INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING` for the whole batch, then "
+        "the commit; SQLite has one writer, so the server's 8 threads queue on that commit."
     ),
     "app/recs/events.py:_recorded": (
-        "two SELECTs per batch (the slates' impressions and clicks, the student's dismissals) to "
-        "drop natural-key duplicates."
+        "one query for the batch's slates (this student's only) joined to their impressions and "
+        "clicks of the batch's challenges (natural-key duplicates, the card's position and "
+        "source); a second one only when the batch holds a dismiss."
     ),
-    "app/recs/events.py:record_impressions": (
-        "checks the slate's event ids with a SELECT, inserts and commits, after `_save_slate` "
-        "already committed the slate: two commits per fragment."
+    "app/recs/eligibility.py:load_user_history": (
+        "one query per request for the student's participations, clicks and dismissals (with the "
+        "titles the reasons quote), then a Python pass over them; it grows with what the student "
+        "did, and in the profiling pass the students carry the event pass's clicks."
+    ),
+    "app/recs/content.py:Catalogue.cold_matches": (
+        "compares the open cold challenges (most of a 5,000-challenge catalogue has fewer than "
+        "`RECS_COLD_PARTICIPATIONS` joins) with the student's joined ones: a sparse x dense "
+        "product per request; their feature rows are kept between requests."
+    ),
+    "app/recs/heuristic.py:rank_heuristic": (
+        "scores every open challenge for the student in numpy from the per-process catalogue "
+        "arrays (reread when the catalogue's fingerprint moves, at least every 10 s); no row is "
+        "loaded until the page's cards are."
+    ),
+    "app/recs/eligibility.py:load_open_challenges": (
+        "loads the page's cards with their categories: one query by primary key, eligibility "
+        "checked again on the loaded rows."
     ),
 }
 # Functions that wrap everything (the pipeline, the login check, the view) say nothing.
@@ -329,8 +353,9 @@ def scale_section(scale: dict | None) -> str:
         + (scale["command"] if scale else ".venv/bin/python -m bench.pipeline_scale")
         + "`; `make bench` runs 10k and 100k students, "
         "`make bench BENCH_SIZES=10000,100000,300000` adds 300k students. 300k is opt-in because "
-        "it adds roughly half an hour at today's speed (seeding writes ~13M event rows, and the "
-        "pipeline's per-student stages triple); it was not part of the run below.",
+        "seeding it writes ~13M event rows (about three times the 100k seeding time above); it "
+        "was not part of the run below. `--campus-cache DIR` keeps seeded databases for reruns "
+        "while working on the pipeline; the figures below come from freshly seeded ones.",
     ]
     if scale is None:
         return "\n\n".join(parts + [MISSING])
@@ -341,7 +366,9 @@ def scale_section(scale: dict | None) -> str:
         f"recommendation events per student, in a throwaway SQLite file. Then the product's "
         f"`pipeline.train` (what `flask recs pipeline` runs), stages timed by its own progress "
         f"callback: **read** (interactions from the database into a sparse matrix), **evaluate** "
-        f"(time split, baselines, every candidate tuned on a validation split), **train** (refit "
+        f"(time split, baselines, every candidate tuned on a validation split; models train on "
+        f"every student and are ranked for a seeded sample of at most 10,000 held-out and 5,000 "
+        f"validation students, recorded in the run's metrics), **train** (refit "
         f"the winner on everything, save the artifact), **precompute** (top-N for every student, "
         f"eligibility filtering), **publish** (validate rows, bulk insert, flip the version). "
         f"Seeding and the pipeline each run in a child process; peak RSS is that process's "
@@ -420,12 +447,17 @@ def _scale_reading(scale: dict, profiled: dict | None) -> str:
             for name, sec in by_share
         )
         + ".",
-        "- Evaluation is the largest fixed part: EASE's fit is O(items^3) whatever the number of "
-        "students, which is why time per student falls from 10k to 100k; the rest (reading, "
-        "ranking in `top_k`, the exclusions, the inserts) grows with students and interactions.",
+        "- Evaluation ranks a capped sample of students, so past 10,000 students it grows only "
+        "with its fits; its largest part is fixed: EASE's eight O(items^3) inverses (7 l2 values "
+        "and the refit), the same at any number of students, which is why time per student falls "
+        "as the campus grows. The rest (reading, the SVD and kNN fits, precompute's `top_k`, the "
+        "inserts) grows linearly with students and interactions.",
     ]
     if profiled:
-        lines.append("- What to change is listed under *Why* in the profile above, heaviest first.")
+        lines.append(
+            "- Why each of our functions costs what it does, and what of it remains, is under "
+            "*Why* in the profile above, heaviest first."
+        )
     return "\n".join(lines)
 
 
@@ -466,7 +498,7 @@ def serving_section(serving: dict | None) -> str:
         f"Databases: the demo campus ({model['students']} students, {model['challenges']} "
         f"challenges) with a published model; the demo campus with {heuristic['challenges']:,} "
         f"challenges ({heuristic['eligible_challenges']:,} recommendable) and no model. "
-        f"Every fragment request records its slate and 6 impressions: two database writes."
+        f"Every fragment request records its slate and 6 impressions in one transaction."
     )
     parts.append(
         "Baseline: `GET /login` for an anonymous visitor is our cheapest full page: routing, the "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -113,12 +113,12 @@ class ContentModel:
 
     def similarity(self, rows: np.ndarray, to_rows: np.ndarray) -> np.ndarray:
         """Cosine similarity of model rows ``rows`` (n) to rows ``to_rows`` (m): n x m."""
-        return self.similarity_to(to_rows)[rows]
+        return similarity(self.features_[rows], self.features_[to_rows])
 
-    def similarity_to(self, to_rows: np.ndarray) -> np.ndarray:
-        """Cosine similarity of every row to rows ``to_rows`` (m): n_rows x m. Sparse times a
-        dense m-column block: cheaper than slicing the sparse rows first."""
-        return np.asarray(self.features_ @ self.features_[to_rows].T.toarray())
+
+def similarity(features: sparse.csr_matrix, to_features: sparse.csr_matrix) -> np.ndarray:
+    # Sparse times a dense block of the few ``to_features`` rows: no sparse product to assemble.
+    return np.asarray(features @ to_features.T.toarray())
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,10 @@ class Catalogue:
     published: np.ndarray
     ends_at: np.ndarray  # epoch seconds, +inf when open-ended
     participations: np.ndarray
+    # The last open cold rows and their features: the same for most requests, and slicing them
+    # out of the whole matrix costs more than the similarity itself. Shared by the refreshed
+    # copies of this catalogue, whose model (and so features) is the same.
+    _cold_rows: dict = field(default_factory=dict, compare=False, repr=False)
 
     def cold_matches(
         self,
@@ -155,22 +159,35 @@ class Catalogue:
         profile = profile[profile >= 0]
         if not len(profile) or limit <= 0:
             return []
-        candidates = self.published & (self.ends_at > now.timestamp())
-        candidates &= self.participations < max_participations
-        excluded = self.model.index(exclude_ids)
-        candidates[excluded[excluded >= 0]] = False
-        rows = np.flatnonzero(candidates)
+        rows, features = self._open_cold(now, max_participations)
         if not len(rows):
             return []
-        similarity = self.model.similarity_to(profile)[rows]
-        best = similarity.max(axis=1)
-        nearest = profile[similarity.argmax(axis=1)]
+        similar_to = similarity(features, self.model.features_[profile])
+        best = similar_to.max(axis=1)
+        nearest = profile[similar_to.argmax(axis=1)]
         ids = self.model.ids_[rows]
-        similar = np.flatnonzero(best >= min_similarity)
+        excluded = np.fromiter(exclude_ids, dtype=np.int64)
+        similar = np.flatnonzero((best >= min_similarity) & ~np.isin(ids, excluded))
         order = similar[np.lexsort((ids[similar], -best[similar]))][:limit]
         return [
             ColdMatch(int(ids[i]), float(best[i]), int(self.model.ids_[nearest[i]])) for i in order
         ]
+
+    def _open_cold(
+        self, now: datetime, max_participations: int
+    ) -> tuple[np.ndarray, sparse.csr_matrix]:
+        """Rows of the published, open challenges with fewer than ``max_participations``
+        participations, and their features."""
+        rows = np.flatnonzero(
+            self.published
+            & (self.ends_at > now.timestamp())
+            & (self.participations < max_participations)
+        )
+        last_rows, features = self._cold_rows.get("last", (None, None))
+        if last_rows is None or not np.array_equal(last_rows, rows):
+            features = self.model.features_[rows]
+            self._cold_rows["last"] = (rows, features)
+        return rows, features
 
 
 def fingerprint() -> Fingerprint:
@@ -185,12 +202,14 @@ def catalogue(current: Fingerprint | None = None) -> Catalogue:
     cached = cache.catalogue
     if cached is not None and cached.fingerprint == current:
         return cached
-    refreshed = _without_refit(cached, current) if cached is not None else None
-    if refreshed is None:
-        refreshed = _fit(current)
+    # One thread refreshes; the server's other threads wait for it rather than fit it again.
     with cache.lock:
-        cache.catalogue = refreshed
-    return refreshed
+        cached = cache.catalogue
+        if cached is not None and cached.fingerprint == current:
+            return cached
+        refreshed = _without_refit(cached, current) if cached is not None else None
+        cache.catalogue = refreshed or _fit(current)
+        return cache.catalogue
 
 
 class _Cache:

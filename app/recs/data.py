@@ -4,10 +4,12 @@ user x challenge matrix. ``IdMap`` is the one place that maps ids to matrix indi
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import hmac
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,7 +201,7 @@ def _participation_events(since: datetime | None) -> tuple[np.ndarray, ...]:
     ).where(Participation.status != ParticipationStatus.LEFT.value)
     if since is not None:
         query = query.where(Participation.joined_at >= since)
-    users, items, statuses, joined, updated = _columns(db.session.execute(query), 5)
+    users, items, statuses, joined, updated = _columns(query, 5)
     joined, updated = joined_epoch(joined), updated_epoch(updated)
     completed = np.asarray(statuses, dtype=str) == ParticipationStatus.COMPLETED.value
     # Interleaved (join, complete) pairs keep the row order the training has always read.
@@ -224,7 +226,7 @@ def _logged_events(since: datetime | None) -> tuple[np.ndarray, ...]:
     ).where(RecommendationEvent.type.in_(EVENT_TYPES_FROM_LOG))
     if since is not None:
         query = query.where(RecommendationEvent.created_at >= since)
-    users, items, types, created = _columns(db.session.execute(query), 4)
+    users, items, types, created = _columns(query, 4)
     types = np.asarray(types, dtype=str)
     codes = np.zeros(len(types), dtype=np.int8)
     for code, name in enumerate(EVENT_NAMES):
@@ -241,12 +243,34 @@ def excluded_pairs() -> tuple[np.ndarray, np.ndarray]:
     dismissed = select(RecommendationEvent.user_id, RecommendationEvent.challenge_id).where(
         RecommendationEvent.type == "dismiss"
     )
-    users, items = _columns(db.session.execute(union_all(joined, dismissed)), 2)
+    users, items = _columns(union_all(joined, dismissed), 2)
     return _int_array(users), _int_array(items)
 
 
-def _columns(result, width: int) -> list[tuple]:
-    return list(zip(*result, strict=True)) or [()] * width
+def _columns(query, width: int) -> list[tuple]:
+    """The query's rows as columns, fetched as the DB-API cursor returns them: no Row object per
+    row (millions at campus scale). Only for columns that need no result processing: integers,
+    text, and datetimes as ``_epoch_column`` selects them."""
+    # Core execution on the session's connection: a CursorResult, not the ORM's result wrapper.
+    result = db.session.connection().execute(query)
+    try:
+        with _collector_paused():
+            return list(zip(*result.cursor.fetchall(), strict=True)) or [()] * width
+    finally:
+        result.close()
+
+
+@contextmanager
+def _collector_paused():
+    """Millions of row tuples would each count toward a garbage collection that rescans them
+    all; they hold no reference cycles, so there is nothing for it to find."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _int_array(values: tuple) -> np.ndarray:

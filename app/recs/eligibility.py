@@ -149,24 +149,52 @@ def eligible_challenges(now: datetime, exclude_ids: Iterable[int] = ()) -> Selec
 
 def is_eligible(challenge: Challenge, now: datetime) -> bool:
     """The in-memory twin of ``eligible_challenges`` for rows loaded by another query."""
-    return challenge.status == ChallengeStatus.PUBLISHED.value and not challenge.has_ended(now)
+    return is_open(challenge.status, challenge.ends_at, now)
+
+
+def is_open(status: str, ends_at: datetime | None, now: datetime) -> bool:
+    """``is_eligible`` on a challenge's columns, for rows read as plain tuples."""
+    return status == ChallengeStatus.PUBLISHED.value and (ends_at is None or ends_at > now)
 
 
 def load_open_challenges(ids: Iterable[int], now: datetime) -> dict[int, Challenge]:
     """id -> challenge (category loaded) of those ``ids`` still eligible at ``now``; one query."""
+    return {i: c for i, c in load_challenges(ids).items() if is_eligible(c, now)}
+
+
+def open_challenge_ids(ids: Iterable[int], now: datetime) -> set[int]:
+    """Those of ``ids`` still eligible at ``now``, without loading the challenges; one query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return set()
+    rows = db.session.execute(_open_ids_statement(), {"ids": wanted})
+    return {challenge_id for challenge_id, status, ends_at in rows if is_open(status, ends_at, now)}
+
+
+def load_challenges(ids: Iterable[int]) -> dict[int, Challenge]:
+    """id -> challenge (category loaded) for ``ids``, by primary key; one query."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    found = db.session.scalars(_open_challenges_statement(), {"ids": wanted, "now": now})
+    found = db.session.scalars(_challenges_by_id_statement(), {"ids": wanted})
     return {challenge.id: challenge for challenge in found}
 
 
 @cache
-def _open_challenges_statement():
-    # Built once, like the other per-request statements: building one costs about what running
-    # it does.
+def _open_ids_statement():
+    # As in ``_challenges_by_id_statement``: by primary key, eligibility checked in Python.
+    return select(Challenge.id, Challenge.status, Challenge.ends_at).where(
+        Challenge.id.in_(bindparam("ids", expanding=True))
+    )
+
+
+@cache
+def _challenges_by_id_statement():
+    # Eligibility is checked on the loaded rows, not in SQL: given the status too, SQLite picks
+    # the (status, starts_at) index and reads every published challenge instead of a few by id.
+    # Built once: building the statement would cost about what running it does.
     return (
-        eligible_challenges(bindparam("now", type_=Challenge.ends_at.type))
+        select(Challenge)
         .where(Challenge.id.in_(bindparam("ids", expanding=True)))
         .options(joinedload(Challenge.category))
     )
@@ -252,10 +280,12 @@ def scoring_catalogue(
     cached = cache_.catalogue
     if cached is not None and cached.serves(current, now, window):
         return cached
-    loaded = _load_catalogue(current, now, window)
+    # One thread reloads; the server's other threads wait for it rather than load it again.
     with cache_.lock:
-        cache_.catalogue = loaded
-    return loaded
+        cached = cache_.catalogue
+        if cached is None or not cached.serves(current, now, window):
+            cache_.catalogue = _load_catalogue(current, now, window)
+        return cache_.catalogue
 
 
 class _Cache:

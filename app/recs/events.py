@@ -219,11 +219,16 @@ def save_slate(user_id: int, slate, created_at: datetime) -> None:
 def record_page(user_id: int, slate, new_slate: bool) -> int:
     """A rendered page: the slate's row when the page starts a slate (and shows something), and
     one impression per card, in one transaction; returns the number of new impressions."""
-    if new_slate and slate.items:
-        db.session.execute(
-            insert(RecommendationSlate.__table__), [_slate_row(user_id, slate, utcnow())]
-        )
-    return _insert_new(_impression_rows(user_id, slate))
+    rows = _impression_rows(user_id, slate)
+    if not (new_slate and rows):
+        return _insert_new(rows)
+    db.session.execute(
+        insert(RecommendationSlate.__table__), [_slate_row(user_id, slate, utcnow())]
+    )
+    # The slate is new, so none of its impressions can be stored yet: no duplicate to skip.
+    db.session.execute(insert(_EVENTS), rows)
+    db.session.commit()
+    return len(rows)
 
 
 def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None) -> bool:

@@ -114,17 +114,23 @@ def model_for(run: ModelRun) -> FoldInModel | None:
     with cache.lock:
         if key in cache.models:
             return cache.models[key]
-    loaded = _load(run)
-    with cache.lock:
-        cache.models[key] = loaded
-        for stale in list(cache.models)[:-CACHED_VERSIONS]:
-            del cache.models[stale]
+    # One thread reads the artifact; the server's other threads wait for it, not read it again.
+    with cache.loading:
+        with cache.lock:
+            if key in cache.models:
+                return cache.models[key]
+        loaded = _load(run)
+        with cache.lock:
+            cache.models[key] = loaded
+            for stale in list(cache.models)[:-CACHED_VERSIONS]:
+                del cache.models[stale]
     return loaded
 
 
 class _Cache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.loading = threading.Lock()
         self.models: dict[tuple[str, str], FoldInModel | None] = {}
 
 

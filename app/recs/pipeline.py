@@ -1,7 +1,8 @@
 """The training pipeline (export -> train -> evaluate -> gate -> generate -> import/publish) and
 the operations around it (status, event retention). The ``flask recs`` commands and the scheduler
-call these functions; the pipeline calls the same ``generate_rows`` and ``import_rows`` as the
-``generate`` and ``import`` commands, without files in between."""
+call these functions; the pipeline generates and imports through the same code as the ``generate``
+and ``import`` commands (ranking, the same row checks, ``write_rows``, ``publish``), without
+files, and without text in between when its ids are numeric."""
 
 from __future__ import annotations
 
@@ -51,18 +52,20 @@ from app.recs.publish import (
     OUTPUT_HEADER,
     Catalogue,
     ImportReport,
+    ScoredRows,
+    check_rows,
     cleanup_orphans,
     fail_run,
     finish_run,
+    parse_rows,
     prune_versions,
     publish,
     published_run,
-    rank_rows,
+    rank_scored,
     read_output_csv,
     recent_runs,
     start_run,
     update_report,
-    validate_rows,
     write_rows,
 )
 
@@ -209,12 +212,17 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     artifact = _fit_final(run, comparison, data, interactions)
 
     _stage(run, "generating", progress)
+    numeric = data.users.ids.dtype.kind == data.items.ids.dtype.kind == "i"
     # Pseudonymized ids (a file from `export --pseudonymize`) are resolved by the validation.
     students = _student_ids() if data.users.ids.dtype.kind == "i" else None
-    rows = generate_rows(artifact, top_n(), user_ids=students)
+    users, challenges, scores = generate_arrays(artifact, top_n(), user_ids=students)
 
     _stage(run, "publishing", progress)
-    report = import_rows(_as_lines(rows), run=run)
+    if numeric:
+        report = import_scored(ScoredRows.from_arrays(users, challenges, scores), run=run)
+    else:
+        rows = zip(users.tolist(), challenges.tolist(), scores.tolist(), strict=True)
+        report = import_rows(_as_lines(rows), run=run)
     if report.refused:
         return PipelineResult(run.version, "failed", report.refused, comparison, report)
     return PipelineResult(run.version, "published", None, comparison, report)
@@ -315,6 +323,14 @@ def generate_rows(
 ) -> list[tuple]:
     """Top-k (user_id, challenge_id, score) per user of the artifact, over challenges that can be
     recommended now, without what each user already has, joined or dismissed."""
+    columns = generate_arrays(artifact, k, user_ids, now)
+    return list(zip(*(column.tolist() for column in columns), strict=True))
+
+
+def generate_arrays(
+    artifact: Artifact, k: int, user_ids: Iterable | None = None, now: datetime | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``generate_rows`` as three columns (user ids, challenge ids, scores), best first per user."""
     data = artifact.data
     users = np.arange(len(data.users)) if user_ids is None else _known(data.users, user_ids)
     candidates = _recommendable(data.items, now or utcnow())
@@ -322,13 +338,9 @@ def generate_rows(
     ranked, scores = top_k(
         artifact.model, data.matrix[users], k, exclude=exclude, candidates=candidates
     )
-    user_list, item_list = data.users.ids.tolist(), data.items.ids.tolist()
-    return [
-        (user_list[u], item_list[i], float(s))
-        for u, row, row_scores in zip(users.tolist(), ranked, scores, strict=True)
-        for i, s in zip(row.tolist(), row_scores.tolist(), strict=True)
-        if i >= 0
-    ]
+    found = ranked >= 0
+    rows = np.broadcast_to(users[:, None], ranked.shape)[found]
+    return data.users.ids[rows], data.items.ids[ranked[found]], scores[found]
 
 
 def _known(users: IdMap, user_ids: Iterable) -> np.ndarray:
@@ -437,7 +449,26 @@ def import_rows(
     """Validate rows and publish the good ones under ``run`` (or a new import run). A refused
     input changes nothing, except that a given run is recorded as failed."""
     report = report or ImportReport()
-    kept = validate_rows(lines, Catalogue.load(pseudonym_key()), report)
+    catalogue = Catalogue.load(pseudonym_key())
+    return _import(parse_rows(lines, catalogue, report), catalogue, run, report, source)
+
+
+def import_scored(
+    rows: ScoredRows, run: ModelRun | None = None, source: str = "pipeline"
+) -> ImportReport:
+    """``import_rows`` for rows with numeric ids (the pipeline's own), checked the same way
+    without a round trip through text."""
+    return _import(rows, Catalogue.load(None), run, ImportReport(), source)
+
+
+def _import(
+    rows: ScoredRows,
+    catalogue: Catalogue,
+    run: ModelRun | None,
+    report: ImportReport,
+    source: str,
+) -> ImportReport:
+    kept = check_rows(rows, catalogue, report)
     report.refused = _refusal(report, float(_config("RECS_IMPORT_MAX_BAD_SHARE")))
     if report.refused:
         log.warning(
@@ -450,7 +481,7 @@ def import_rows(
         cleanup_orphans()
         run = start_run("import", algorithm="import", params={"source": source})
     update_report(run, stage="publishing", validation=report.as_dict())
-    write_rows(run, rank_rows(kept, top_n()))
+    write_rows(run, rank_scored(kept, top_n()))
     publish(run)
     report.version = run.version
     if run.kind == "import":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import re
 import secrets
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 from sqlalchemy import delete, func, insert, select
 
 from app.extensions import db
@@ -39,8 +39,13 @@ OUTPUT_HEADER = ("user_id", "challenge_id", "score")
 # Rows per insert and commit: large enough that commits are few, small enough that the write
 # lock is held for a fraction of a second at a time.
 INSERT_BATCH = 20_000
+INSERT_COLUMNS = ("model_run_id", "user_id", "challenge_id", "score", "rank")
 PSEUDONYM_PATTERN = re.compile(r"[0-9a-f]{64}")
 STATE_ID = 1
+EXAMPLE_LINES = 5
+# Stands for a challenge id beyond int64 (which no table holds): checked as an unknown challenge.
+UNKNOWN_ID = -1
+INT64 = np.iinfo(np.int64)
 
 
 class PublishError(RuntimeError):
@@ -124,10 +129,14 @@ class ImportReport:
         return self.bad_rows / self.total if self.total else 0.0
 
     def reject(self, line: int, reason: str) -> None:
-        self.bad[reason] += 1
-        lines = self.examples.setdefault(reason, [])
-        if len(lines) < 5:
-            lines.append(line)
+        self.reject_lines(np.asarray([line]), reason)
+
+    def reject_lines(self, lines: np.ndarray, reason: str) -> None:
+        if not len(lines):
+            return
+        self.bad[reason] += len(lines)
+        examples = self.examples.setdefault(reason, [])
+        examples.extend(int(n) for n in lines[: max(0, EXAMPLE_LINES - len(examples))])
 
     def as_dict(self) -> dict:
         return {
@@ -182,29 +191,97 @@ class Catalogue:
             return "user_id not an integer"
         return user_id if user_id in self.student_ids else "unknown student"
 
+    def student_array(self) -> np.ndarray:
+        return np.fromiter(self.student_ids, dtype=np.int64, count=len(self.student_ids))
+
+    def challenge_array(self) -> np.ndarray:
+        return np.fromiter(self.challenge_ids, dtype=np.int64, count=len(self.challenge_ids))
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """(user_id, challenge_id, score) rows as parallel arrays, each with the line of the input it
+    came from (the pipeline's rows are numbered as the same rows in a file would be)."""
+
+    user_ids: np.ndarray
+    challenge_ids: np.ndarray
+    scores: np.ndarray
+    lines: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, user_ids, challenge_ids, scores, first_line: int = 2) -> ScoredRows:
+        scores = np.asarray(scores, dtype=np.float64)
+        return cls(
+            np.asarray(user_ids, dtype=np.int64),
+            np.asarray(challenge_ids, dtype=np.int64),
+            scores,
+            np.arange(first_line, first_line + len(scores), dtype=np.int64),
+        )
+
+    @classmethod
+    def from_tuples(cls, rows: Iterable[tuple[int, int, float]]) -> ScoredRows:
+        columns = list(zip(*rows, strict=True)) or [(), (), ()]
+        return cls.from_arrays(*columns)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def take(self, selector: np.ndarray) -> ScoredRows:
+        return ScoredRows(
+            self.user_ids[selector],
+            self.challenge_ids[selector],
+            self.scores[selector],
+            self.lines[selector],
+        )
+
+    def as_tuples(self) -> list[tuple[int, int, float]]:
+        return list(
+            zip(
+                self.user_ids.tolist(),
+                self.challenge_ids.tolist(),
+                self.scores.tolist(),
+                strict=True,
+            )
+        )
+
 
 def validate_rows(
     rows: Iterable[tuple[int, list[str]]], catalogue: Catalogue, report: ImportReport
 ) -> list[tuple[int, int, float]]:
     """Check (line, [user_id, challenge_id, score]) rows; bad ones are counted, not returned."""
-    kept, seen = [], set()
+    return check_rows(parse_rows(rows, catalogue, report), catalogue, report).as_tuples()
+
+
+def parse_rows(
+    rows: Iterable[tuple[int, list[str]]], catalogue: Catalogue, report: ImportReport
+) -> ScoredRows:
+    """Text rows as typed arrays. Rows that do not read as (student, integer, number) are
+    counted as bad here; ``check_rows`` checks the rest."""
+    users, challenges, scores, lines = [], [], [], []
     for line, cells in rows:
-        report.total += 1
-        outcome = _check_row(cells, catalogue)
+        outcome = _parse_row(cells, catalogue)
         if isinstance(outcome, str):
+            report.total += 1
             report.reject(line, outcome)
-        elif outcome[:2] in seen:
-            report.reject(line, "duplicate (user_id, challenge_id)")
-        else:
-            seen.add(outcome[:2])
-            kept.append(outcome)
-    return kept
+            continue
+        users.append(outcome[0])
+        challenges.append(outcome[1])
+        scores.append(outcome[2])
+        lines.append(line)
+    return ScoredRows(
+        np.asarray(users, dtype=np.int64),
+        np.asarray(challenges, dtype=np.int64),
+        np.asarray(scores, dtype=np.float64),
+        np.asarray(lines, dtype=np.int64),
+    )
 
 
-def _check_row(cells: list[str], catalogue: Catalogue) -> tuple[int, int, float] | str:
+def _parse_row(cells: list[str], catalogue: Catalogue) -> tuple[int, int, float] | str:
     if len(cells) != len(OUTPUT_HEADER):
         return "wrong number of columns"
     user_cell, challenge_cell, score_cell = (c.strip() for c in cells)
+    # The student is checked here, not only in check_rows: an unknown student is the reason
+    # given for a row even when its other cells are bad too.
     user_id = catalogue.student(user_cell)
     if isinstance(user_id, str):
         return user_id
@@ -216,11 +293,40 @@ def _check_row(cells: list[str], catalogue: Catalogue) -> tuple[int, int, float]
         score = float(score_cell)
     except ValueError:
         return "score not a number"
-    if not math.isfinite(score):
-        return "score not finite"
-    if challenge_id not in catalogue.challenge_ids:
-        return "unknown challenge"
+    if not INT64.min <= challenge_id <= INT64.max:
+        challenge_id = UNKNOWN_ID
     return user_id, challenge_id, score
+
+
+def check_rows(rows: ScoredRows, catalogue: Catalogue, report: ImportReport) -> ScoredRows:
+    """The checks every row passes, vectorised (the pipeline publishes millions of rows): a known
+    student, a finite score, a known challenge, in that order of precedence, then only the first
+    row of each (student, challenge) is kept. Returns the good rows; bad ones go to ``report``."""
+    report.total += len(rows)
+    checks = (
+        ("unknown student", np.isin(rows.user_ids, catalogue.student_array())),
+        ("score not finite", np.isfinite(rows.scores)),
+        ("unknown challenge", np.isin(rows.challenge_ids, catalogue.challenge_array())),
+    )
+    good = np.ones(len(rows), dtype=bool)
+    for reason, passes in checks:
+        report.reject_lines(rows.lines[good & ~passes], reason)
+        good &= passes
+    rows = rows.take(good)
+    repeated = _repeats(rows.user_ids, rows.challenge_ids)
+    report.reject_lines(rows.lines[repeated], "duplicate (user_id, challenge_id)")
+    return rows.take(~repeated)
+
+
+def _repeats(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """True for each (first, second) pair already seen in an earlier row."""
+    # lexsort is stable: among equal pairs the earliest row comes first.
+    order = np.lexsort((second, first))
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = (first[order][1:] == first[order][:-1]) & (second[order][1:] == second[order][:-1])
+    repeated = np.empty(len(order), dtype=bool)
+    repeated[order] = same
+    return repeated
 
 
 def read_output_csv(fh: TextIO, report: ImportReport) -> Iterable[tuple[int, list[str]]] | None:
@@ -234,38 +340,93 @@ def read_output_csv(fh: TextIO, report: ImportReport) -> Iterable[tuple[int, lis
     return ((line, row) for line, row in enumerate(reader, start=2) if row)
 
 
+@dataclass(frozen=True)
+class RankedRows:
+    """Rows ready to insert: per student, ranks 1..N."""
+
+    user_ids: np.ndarray
+    challenge_ids: np.ndarray
+    scores: np.ndarray
+    ranks: np.ndarray
+
+    @classmethod
+    def from_dicts(cls, rows: list[dict]) -> RankedRows:
+        return cls(
+            np.asarray([r["user_id"] for r in rows], dtype=np.int64),
+            np.asarray([r["challenge_id"] for r in rows], dtype=np.int64),
+            np.asarray([r["score"] for r in rows], dtype=np.float64),
+            np.asarray([r["rank"] for r in rows], dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    def as_dicts(self) -> list[dict]:
+        return self.parameters(None, 0, len(self), None)
+
+    def parameters(
+        self, run_id: int | None, start: int, stop: int, order: list[str] | None
+    ) -> list[tuple] | list[dict]:
+        """Rows ``start:stop`` as insert parameters: tuples in ``order``, or dicts when no order
+        is given (the ``model_run_id`` column only with a ``run_id``)."""
+        columns = {
+            "user_id": self.user_ids[start:stop].tolist(),
+            "challenge_id": self.challenge_ids[start:stop].tolist(),
+            "score": self.scores[start:stop].tolist(),
+            "rank": self.ranks[start:stop].tolist(),
+        }
+        if run_id is not None:
+            columns["model_run_id"] = [run_id] * len(columns["rank"])
+        names = order or list(columns)
+        rows = zip(*(columns[name] for name in names), strict=True)
+        return list(rows) if order else [dict(zip(names, row, strict=True)) for row in rows]
+
+
 def rank_rows(rows: Iterable[tuple[int, int, float]], top_n: int) -> list[dict]:
     """Rank 1..top_n per student by score (ties: lower challenge id first)."""
-    by_user: dict[int, list[tuple[float, int]]] = {}
-    for user_id, challenge_id, score in rows:
-        by_user.setdefault(user_id, []).append((score, challenge_id))
-    ranked = []
-    for user_id, scored in by_user.items():
-        scored.sort(key=lambda pair: (-pair[0], pair[1]))
-        ranked.extend(
-            {"user_id": user_id, "challenge_id": challenge_id, "score": float(score), "rank": rank}
-            for rank, (score, challenge_id) in enumerate(scored[:top_n], 1)
-        )
-    return ranked
+    return rank_scored(ScoredRows.from_tuples(rows), top_n).as_dicts()
+
+
+def rank_scored(rows: ScoredRows, top_n: int) -> RankedRows:
+    """Rank 1..top_n per student by score (ties: lower challenge id first)."""
+    order = np.lexsort((rows.challenge_ids, -rows.scores, rows.user_ids))
+    users = rows.user_ids[order]
+    position = np.arange(len(order))
+    first_of_user = np.ones(len(order), dtype=bool)
+    first_of_user[1:] = users[1:] != users[:-1]
+    ranks = position - np.maximum.accumulate(np.where(first_of_user, position, 0)) + 1
+    kept = ranks <= top_n
+    return RankedRows(
+        users[kept], rows.challenge_ids[order][kept], rows.scores[order][kept], ranks[kept]
+    )
 
 
 # --- Writing and publishing -----------------------------------------------------------------------
 
 
-def write_rows(run: ModelRun, ranked: list[dict]) -> int:
+def write_rows(run: ModelRun, ranked: RankedRows | list[dict]) -> int:
     """Insert under a running run; committed, yet invisible to serving until ``publish``."""
     if run.status != "running":
         raise PublishError(f"run {run.version} is {run.status}, not running")
-    # A Core insert on the table: one executemany per batch, without the ORM's per-row
-    # bookkeeping (millions of rows at campus scale).
-    statement = insert(UserRecommendation.__table__).values(model_run_id=run.id)
+    if not isinstance(ranked, RankedRows):
+        ranked = RankedRows.from_dicts(ranked)
+    # The table's insert, compiled once and run as the driver's executemany on plain parameters:
+    # at millions of rows, the ORM's (and even Core's) per-row parameter processing costs more
+    # than the insert itself. ``inline`` leaves out RETURNING: nothing is read back.
+    compiled = (
+        insert(UserRecommendation.__table__)
+        .inline()
+        .compile(dialect=db.session.get_bind().dialect, column_keys=list(INSERT_COLUMNS))
+    )
+    order = list(compiled.positiontup) if compiled.positional else None
     for start in range(0, len(ranked), INSERT_BATCH):
-        db.session.execute(statement, ranked[start : start + INSERT_BATCH])
+        batch = ranked.parameters(run.id, start, start + INSERT_BATCH, order)
+        db.session.connection().exec_driver_sql(str(compiled), batch)
         # A commit per batch: SQLite has one write lock, and event posts must not wait behind a
         # million-row insert. A crash leaves the rows of a running run, which cleanup_orphans drops.
         db.session.commit()
     run.rows_count = len(ranked)
-    run.users_count = len({row["user_id"] for row in ranked})
+    run.users_count = len(np.unique(ranked.user_ids))
     db.session.commit()
     return len(ranked)
 

@@ -27,12 +27,10 @@ from typing import NamedTuple, TypeVar
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, select
-from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import (
     Challenge,
-    ChallengeStatus,
     ModelRun,
     RecommendationSlate,
     RecommendationState,
@@ -48,8 +46,11 @@ from app.recs.eligibility import (  # noqa: F401  (re-exported for the pipeline 
     eligible_challenges,
     excluded_challenge_ids,
     is_eligible,
+    is_open,
+    load_challenges,
     load_open_challenges,
     load_user_history,
+    open_challenge_ids,
 )
 from app.recs.pipeline import top_n
 
@@ -187,40 +188,21 @@ class _Row(NamedTuple):
     ends_at: datetime | None
 
 
-def _published_run_and_rows(user_id: int) -> tuple[ModelRun | None, list[tuple[float, Challenge]]]:
-    """The published run and its rows for this student, best rank first, in one query."""
-    stmt = (
-        select(ModelRun, UserRecommendation.score, Challenge)
-        .select_from(RecommendationState)
-        .join(ModelRun, ModelRun.id == RecommendationState.published_run_id)
-        .outerjoin(
-            UserRecommendation,
-            and_(
-                UserRecommendation.model_run_id == ModelRun.id,
-                UserRecommendation.user_id == user_id,
-            ),
-        )
-        .outerjoin(Challenge, Challenge.id == UserRecommendation.challenge_id)
-        .where(RecommendationState.id == STATE_ID)
-        .order_by(UserRecommendation.rank, UserRecommendation.challenge_id)
-        .options(joinedload(Challenge.category))
-    )
-    run, rows = None, []
-    for published, score, challenge in db.session.execute(stmt):
-        run = published
-        if challenge is not None:
-            rows.append((float(score), challenge))
-    return run, rows
-
-
 def published_rows(user_id: int) -> list[tuple[float, str, Challenge]]:
     """(score, model version, challenge) of the published run for this student, best rank first."""
     run, rows = _published_run_and_rows(user_id)
-    return [(score, run.version, challenge) for score, challenge in rows]
+    challenges = load_challenges(row.challenge_id for row in rows)
+    # A challenge deleted between the two queries takes its row with it.
+    return [
+        (row.score, run.version, challenges[row.challenge_id])
+        for row in rows
+        if row.challenge_id in challenges
+    ]
 
 
-def _published_run_and_row_ids(user_id: int) -> tuple[PublishedRun | None, list[_Row]]:
-    """``_published_run_and_rows`` as plain tuples: serving loads only the cards it shows."""
+def _published_run_and_rows(user_id: int) -> tuple[PublishedRun | None, list[_Row]]:
+    """The published run and its rows for this student, best rank first, in one query; the rows
+    as ids and eligibility columns, since serving loads only the challenges it shows."""
     run, rows = None, []
     for record in db.session.execute(_published_statement(), {"user_id": user_id}):
         run = PublishedRun(*record[:5])
@@ -259,7 +241,7 @@ def _published_statement():
 
 
 def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
-    run, rows = _published_run_and_row_ids(req.user_id)
+    run, rows = _published_run_and_rows(req.user_id)
     if run is None:
         return []
     req.model_version = run.version
@@ -272,13 +254,10 @@ def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
 def _from_rows(
     req: _Request, run: PublishedRun, rows: list[_Row], need: int, taken: set[int]
 ) -> list[_Pick]:
-    # ``is_eligible`` on the row's columns: published and not ended.
     kept = [
         (row.score, row.challenge_id)
         for row in rows
-        if row.challenge_id not in taken
-        and row.status == ChallengeStatus.PUBLISHED.value
-        and (row.ends_at is None or row.ends_at > req.now)
+        if row.challenge_id not in taken and is_open(row.status, row.ends_at, req.now)
     ][:need]
     model = foldin.model_for(run)
     row = model.user_row(req.history, _weights()) if model is not None and kept else None
@@ -329,13 +308,7 @@ def _open_in_order(ranked_ids: list[int], taken: set[int], limit: int, now: date
     start, window = 0, max(2 * limit, 20)
     while len(found) < limit and start < len(wanted):
         chunk = wanted[start : start + window]
-        open_ids = set(
-            db.session.scalars(
-                eligible_challenges(now)
-                .with_only_columns(Challenge.id)
-                .where(Challenge.id.in_(chunk))
-            )
-        )
+        open_ids = open_challenge_ids(chunk, now)
         found.extend(i for i in chunk if i in open_ids)
         start, window = start + window, window * 4
     return found[:limit]

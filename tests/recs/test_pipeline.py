@@ -18,7 +18,7 @@ from app.models import (
     utcnow,
 )
 from app.recs import pipeline, publish
-from app.recs.data import pseudonym
+from app.recs.data import pseudonym, read_csv
 from app.recs.models import load_artifact
 from tests.recs.planted_data import add_event, seed_planted_campus
 
@@ -65,6 +65,18 @@ def test_train_publishes_ranked_rows_for_students(app, campus):
     artifact = load_artifact(Path(run.artifact_path))
     assert artifact.metadata["version"] == result.version
     assert artifact.metadata["data_fingerprint"] and artifact.metadata["libraries"]["scipy"]
+
+
+def test_training_on_a_pseudonymized_export_publishes_for_the_real_students(
+    app, campus, tmp_path
+):
+    path = tmp_path / "hashed.csv"
+    pipeline.export_interactions(path, pseudonymize=True)
+    result = pipeline.train(read_csv(path), trigger="test")
+    assert result.status == "published", result.reason
+    rows = rows_of(result.version)
+    assert rows and {r.user_id for r in rows} <= {s.id for s in campus["students"]}
+    assert result.import_report.bad_rows == 0
 
 
 def test_too_little_data_is_rejected_and_nothing_published(app):

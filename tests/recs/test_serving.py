@@ -133,14 +133,16 @@ def test_query_count_does_not_grow_with_the_slate(student, new_challenge, publis
     if published:
         publish(student, challenges)
     counts, user_id = [], student.id
+    get_recommendations(user_id, k=1)  # the first request fills the per-process catalogue
     for k in (2, 12):
         with count_queries() as statements:
             slate = get_recommendations(user_id, k=k)
             [item.challenge.category.name for item in slate.items]
         assert len(slate.items) == k
         counts.append(len(statements))
-    # experiment arm, history, published rows, heuristic candidates: never one per card
-    assert counts[0] == counts[1] <= 4
+    # experiment arm, history, published rows, catalogue fingerprint, the page's cards (with
+    # their categories): never one per card
+    assert counts[0] == counts[1] <= 5
 
 
 def test_record_writes_the_slate_row_only_and_preview_writes_nothing(student, new_challenge):
