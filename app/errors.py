@@ -34,7 +34,8 @@ def wants_json() -> bool:
 def render_error(status: int, message: str | None = None):
     message = message or MESSAGES.get(status, "Error")
     if wants_json():
-        return jsonify(error=message, status=status), status
+        # The same shape as the endpoints' own refusals: a summary and the list of problems.
+        return jsonify(error=message, status=status, problems=[message]), status
     return render_template("errors/error.html", status=status, message=message), status
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+from abc import ABC, abstractmethod
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ ARTIFACT_METADATA = "metadata.json"
 SCORE_BATCH_USERS = 2048
 
 
-class Recommender:
+class Recommender(ABC):
     """Base class: ``fit(X)`` on a users x items CSR matrix, ``scores(X_rows)`` for any users'
     rows (fold-in: nothing user-specific is learned, so unseen users are scored the same way)."""
 
@@ -34,8 +35,8 @@ class Recommender:
     def get_params(self) -> dict:
         return {p: getattr(self, p) for p in self.param_names}
 
-    def fit(self, X: sparse.csr_matrix) -> Recommender:
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, X: sparse.csr_matrix) -> Recommender: ...
 
     @classmethod
     def fit_grid(
@@ -47,12 +48,13 @@ class Recommender:
         for params in grid:
             yield params, cls(**params).fit(X)
 
-    def scores(self, X_rows: sparse.csr_matrix) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def scores(self, X_rows: sparse.csr_matrix) -> np.ndarray: ...
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """The learned arrays, saved with ``allow_pickle=False``."""
-        raise NotImplementedError
+        """The learned arrays, saved with ``allow_pickle=False``. Baselines that are only ever
+        evaluated, never published, have none."""
+        raise TypeError(f"{type(self).__name__} has no saveable state")
 
     @classmethod
     def from_state(cls, params: dict, state: dict[str, np.ndarray]) -> Recommender:
@@ -61,7 +63,7 @@ class Recommender:
         return model
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} cannot be loaded from saved state")
 
 
 class Popularity(Recommender):
