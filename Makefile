@@ -74,7 +74,8 @@ browser:
 	fi
 
 # Regenerate docs/benchmarks.md: offline quality, the pipeline at 10k and 100k students (add 300k
-# with BENCH_SIZES=10000,100000,300000: half an hour more), and serving under wrk on loopback.
+# with BENCH_SIZES=10000,100000,300000: half an hour more), serving under wrk on loopback, and
+# fold-in against precomputed rows and against a full retrain.
 BENCH_SIZES ?= 10000,100000
 bench: dev-setup
 	@if command -v wrk >/dev/null; then :; \
@@ -86,6 +87,7 @@ bench: dev-setup
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.pipeline_scale --sizes $(BENCH_SIZES)
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.foldin
 	$(BIN)/python -m bench.report
 
 clean:
