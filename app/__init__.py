@@ -53,6 +53,8 @@ def create_app(config: dict | None = None) -> Flask:
     from app.recs import routes as recs_routes
     from app.recs import scheduler as recs_scheduler
 
+    # Ids in URLs fit every backend's integer column: a larger one is a 404, not an overflow.
+    app.url_map.converters["int"] = web.BoundedIntConverter
     web.init_app(app)
     errors.init_app(app)
     app.register_blueprint(auth.bp)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, abort, current_app, jsonify, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import text
+from werkzeug.routing import IntegerConverter
 
 from app.extensions import db
 
@@ -34,6 +35,25 @@ def healthz():
         database = {"ok": False, "backend": db.engine.dialect.name, "error": type(exc).__name__}
     body = {"status": "ok" if database["ok"] else "degraded", "app": {"ok": True}, "database": database}
     return jsonify(body), 200 if database["ok"] else 503
+
+
+MAX_DATABASE_ID = 2**31 - 1
+
+
+class BoundedIntConverter(IntegerConverter):
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_DATABASE_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def database_id(raw: str | None) -> int | None:
+    """A positive id from a query string, or None: ASCII digits only (``"²".isdigit()`` is true)
+    and small enough for every backend's integer column."""
+    raw = (raw or "").strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_DATABASE_ID else None
 
 
 def _content_security_policy() -> str:

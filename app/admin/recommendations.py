@@ -30,6 +30,7 @@ from app.models import (
 from app.recs import experiment as experiments
 from app.recs import heuristic, metrics, publish, scheduler, serving
 from app.recs.eligibility import UserHistory, load_user_history
+from app.web import database_id
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +424,8 @@ def _find_students(query: str) -> list[User]:
 def _chosen_student(matches: list[User], query: str) -> tuple[User | None, str | None]:
     raw_id = (request.args.get("user_id") or "").strip()
     if raw_id:
-        student = db.session.get(User, int(raw_id)) if raw_id.isdigit() else None
+        student_id = database_id(raw_id)
+        student = db.session.get(User, student_id) if student_id else None
         if student is None or not student.is_student:
             return None, "No student with that id."
         return student, None

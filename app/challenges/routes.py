@@ -14,6 +14,7 @@ from app.challenges.service import ParticipationError, join, leave
 from app.extensions import db
 from app.models import Category, Challenge, Participation, utcnow
 from app.recs import events as rec_events
+from app.web import database_id
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _page_arg() -> int:
 @role_required("student")
 def index():
     q = (request.args.get("q") or "").strip()[:100]
-    category_id = request.args.get("category", type=int)
+    category_id = database_id(request.args.get("category"))
     sort = request.args.get("sort", "newest")
     if sort not in SORTS:
         sort = "newest"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import and_, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -111,8 +114,12 @@ def record_join(user_id: int, challenge_id: int, slate_id: str | None, source: s
 
 
 def natural_event_id(kind: str, *key: object) -> str:
-    """Deterministic ids for server-written events: a reload collapses on the unique key."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, ":".join([kind, *map(str, key)])))
+    """Deterministic ids for server-written events, so a reload collapses on the unique key.
+    Keyed with the app's secret: a client that could compute another student's dismiss id could
+    post it first (as any event of its own) and silently swallow that student's dismissal."""
+    message = ":".join([kind, *map(str, key)]).encode()
+    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), message, hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
 def shown_in_slate(slate_id: str, before_position: int) -> set[int]:

@@ -37,7 +37,8 @@ def _is_htmx() -> bool:
 
 def _offset_arg() -> int:
     raw = request.args.get("offset", "0")
-    return min(int(raw), serving.MAX_SLATE_ITEMS) if raw.isdigit() and len(raw) < 6 else 0
+    valid = raw.isascii() and raw.isdigit() and len(raw) < 6
+    return min(int(raw), serving.MAX_SLATE_ITEMS) if valid else 0
 
 
 @bp.route("/challenges/recommended")

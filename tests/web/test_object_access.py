@@ -91,3 +91,34 @@ def test_not_interested_with_another_students_slate_is_not_attached_to_it(studen
     )
     assert dismiss.user_id == student_client.user.id and dismiss.slate_id is None
     assert events_on(slate) == len(cards)
+
+
+def test_another_student_cannot_swallow_a_dismissal_by_guessing_its_event_id(app, student_client):
+    """Server-made event ids are keyed with the secret: a student who posts, on their own slate,
+    an event under the id the victim's dismissal would get cannot make that dismissal a
+    'duplicate' that is never stored."""
+    owner, category = make_user("professor"), make_category()
+    for _ in range(8):
+        make_challenge(owner=owner, category=category)
+    victim_client = app.test_client()
+    victim = make_user()
+    login(victim_client, victim, PASSWORD)
+    my_slate, my_cards = shown_slate(student_client)
+    target = my_cards[0]
+    guesses = [
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"dismiss:{victim.id}:{target}")),  # an unkeyed scheme
+    ]
+    for guess in guesses:
+        response = student_client.post("/recommendations/event", json={
+            "event_id": guess, "type": "click", "challenge_id": target, "slate_id": my_slate})
+        assert response.status_code in (200, 201)
+    response = victim_client.post(f"/challenges/recommended/{target}/dismiss", headers=HTMX)
+    assert response.status_code < 400
+    dismissed = db.session.scalar(
+        select(func.count(RecommendationEvent.id)).where(
+            RecommendationEvent.user_id == victim.id,
+            RecommendationEvent.type == "dismiss",
+            RecommendationEvent.challenge_id == target,
+        )
+    )
+    assert dismissed == 1

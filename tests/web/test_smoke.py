@@ -16,3 +16,16 @@ def test_student_sees_published_challenge(student_client):
     assert "Secret draft" not in page
     assert student_client.get(f"/challenges/{draft.id}").status_code == 404
     assert student_client.get(f"/challenges/{challenge.id}").status_code == 200
+
+
+def test_odd_and_oversized_ids_are_bad_input_not_errors(student_client, admin_client):
+    make_challenge()
+    # "²" passes str.isdigit() but not int(); 20 digits overflow SQLite's integer binding.
+    assert student_client.get("/challenges/recommended?offset=%C2%B2").status_code == 200
+    assert student_client.get("/challenges?category=99999999999999999999").status_code == 200
+    assert student_client.get("/challenges?category=%C2%B2").status_code == 200
+    assert student_client.get("/challenges/99999999999999999999").status_code == 404
+    assert admin_client.get("/admin/recommendations/preview?user_id=%C2%B2").status_code == 400
+    assert admin_client.get(
+        "/admin/recommendations/preview?user_id=99999999999999999999999"
+    ).status_code == 400
