@@ -74,7 +74,7 @@ browser:
 	fi
 
 # Regenerate docs/benchmarks.md: offline quality, the pipeline at 10k and 100k students (add 300k
-# with BENCH_SIZES=10000,100000,300000: half an hour more), serving under wrk on loopback, and
+# with BENCH_SIZES=10000,100000,300000: about fifteen minutes more), serving under wrk on loopback, and
 # fold-in against precomputed rows and against a full retrain.
 BENCH_SIZES ?= 10000,100000
 bench: dev-setup
