@@ -41,7 +41,12 @@ SEED = 42
 FOLDS = 10
 HELD_OUT_FRACTION = 0.2
 # The best parameters on MovieLens-100k's random split (bench/results/quality.json).
-MOVIELENS_PARAMS = {"svd": {"n_components": 16}, "knn": {"n_neighbors": 200}, "ease": {"l2": 500.0}}
+MOVIELENS_PARAMS = {
+    "svd": {"n_components": 16},
+    "knn": {"n_neighbors": 200},
+    "ease": {"l2": 500.0},
+    "session_ease": {"l2": 4.5, "tau": 300.0, "mix": 0.75, "a": 0.1},
+}
 
 
 # --- 1. The fragment ------------------------------------------------------------------------------
@@ -232,10 +237,10 @@ def _one_fold(interactions, fold_of, held_part, fold, name, params):
         (np.diff(relevant_matrix.indptr) > 0) & (np.diff(seen.matrix.indptr) > 0)
     )
 
-    stored = CANDIDATES[name](**params).fit(known.matrix)
+    stored = CANDIDATES[name](**params).fit(known.matrix, known.times)
     both = interactions.take(~in_fold | ~held_part)
     everyone = InteractionMatrix.build(both, IdMap(both.user_ids), items)
-    retrained = CANDIDATES[name](**params).fit(everyone.matrix)
+    retrained = CANDIDATES[name](**params).fit(everyone.matrix, everyone.times)
     rows = seen.matrix[evaluated]
     positives = relevant_matrix[evaluated]
     n_relevant = np.diff(positives.indptr)

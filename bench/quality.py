@@ -95,7 +95,7 @@ def _timed_row(model, split, k: int) -> dict:
     from app.recs.models import top_k
 
     started = time.perf_counter()
-    model.fit(split.train.matrix)
+    model.fit(split.train.matrix, split.train.times)
     fitted = time.perf_counter()
     seen = split.train.matrix[split.eval_users]
     top_k(model, seen, k, exclude=seen, candidates=split.candidates)

@@ -116,11 +116,15 @@ class IdMap:
 
 @dataclass(frozen=True)
 class InteractionMatrix:
-    """Weighted implicit feedback: cell = sum of event weights, kept only where positive."""
+    """Weighted implicit feedback: cell = sum of event weights, kept only where positive.
+    ``times``, when known, has the same sparsity as ``matrix``: each cell's latest event time
+    (seconds since the epoch), for models that weigh co-occurrences by how close in time they
+    were. Artifacts do not store it: scoring never needs it."""
 
     matrix: sparse.csr_matrix
     users: IdMap
     items: IdMap
+    times: sparse.csr_matrix | None = None
 
     @classmethod
     def build(
@@ -130,14 +134,17 @@ class InteractionMatrix:
         items = items or IdMap(interactions.item_ids)
         rows, cols = users.index(interactions.user_ids), items.index(interactions.item_ids)
         known = (rows >= 0) & (cols >= 0)
+        rows, cols = rows[known], cols[known]
+        shape = (len(users), len(items))
         matrix = sparse.coo_matrix(
-            (interactions.weights[known].astype(np.float64), (rows[known], cols[known])),
-            shape=(len(users), len(items)),
+            (interactions.weights[known].astype(np.float64), (rows, cols)), shape=shape
         ).tocsr()  # duplicates are summed here
         # A dismiss outweighing a click means "not interested": no positive signal to learn from.
         matrix.data[matrix.data <= 0] = 0
         matrix.eliminate_zeros()
-        return cls(matrix.astype(np.float32), users, items)
+        matrix.sort_indices()
+        times = _cell_times(matrix, rows, cols, interactions.timestamps[known])
+        return cls(matrix.astype(np.float32), users, items, times)
 
     @property
     def nnz(self) -> int:
@@ -145,6 +152,25 @@ class InteractionMatrix:
 
     def active_users(self) -> int:
         return int((np.diff(self.matrix.indptr) > 0).sum())
+
+
+def _cell_times(
+    matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, stamps: np.ndarray
+) -> sparse.csr_matrix:
+    """The latest event time of each of ``matrix``'s stored cells, on the same structure."""
+    n_items = matrix.shape[1]
+    keys = rows.astype(np.int64) * n_items + cols
+    order = np.lexsort((stamps, keys))
+    keys, stamps = keys[order], np.asarray(stamps, dtype=np.float64)[order]
+    last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, dtype=bool)
+    keys, stamps = keys[last], stamps[last]
+    cell_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    wanted = cell_rows * n_items + matrix.indices
+    # Every stored cell came from at least one event, so each key is found.
+    return sparse.csr_matrix(
+        (stamps[np.searchsorted(keys, wanted)], matrix.indices.copy(), matrix.indptr.copy()),
+        shape=matrix.shape,
+    )
 
 
 def fingerprint(interactions: Interactions) -> str:

@@ -295,7 +295,7 @@ class HeuristicBaseline(Recommender):
         self.recent_popularity = recent_popularity
         self.now = now
 
-    def fit(self, X):
+    def fit(self, X, times=None):
         self.popularity_ = np.asarray((X > 0).sum(axis=0), dtype=np.float64).ravel()
         if self.features.starts_at is None:
             self.timeframe_, self.urgency_ = np.full(X.shape[1], 0.5), None
@@ -412,7 +412,8 @@ def tune(name: str, validation: Split, k: int) -> tuple[dict, float]:
     """The grid point with the best validation NDCG@k (first one wins ties)."""
     best_params, best_ndcg = {}, -1.0
     X = validation.train.matrix
-    for params, model in CANDIDATES[name].fit_grid(X, _grid_for(name, X.shape)):
+    grid = _grid_for(name, X.shape)
+    for params, model in CANDIDATES[name].fit_grid(X, grid, validation.train.times):
         ndcg = evaluate_model(model, validation, k).ndcg
         if ndcg > best_ndcg:
             best_params, best_ndcg = dict(params), ndcg
@@ -471,7 +472,7 @@ def compare(
     for name in candidate_names(len(split.train.items), settings.ease_max_items):
         started = time.perf_counter()
         params, validation_ndcg = tune(name, validation, settings.k)
-        model = build_candidate(name, params).fit(split.train.matrix)
+        model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
         metrics = evaluate_model(model, split, settings.k)
         rows.append(
             ModelEvaluation(name, params, metrics, validation_ndcg, time.perf_counter() - started)

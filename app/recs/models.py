@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import platform
-from abc import ABC, abstractmethod
 import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,10 @@ SCORE_BATCH_USERS = 2048
 
 
 class Recommender(ABC):
-    """Base class: ``fit(X)`` on a users x items CSR matrix, ``scores(X_rows)`` for any users'
-    rows (fold-in: nothing user-specific is learned, so unseen users are scored the same way)."""
+    """Base class: ``fit(X, times)`` on a users x items CSR matrix (``times``: each cell's latest
+    event time, same sparsity, or None; only models that use time read it), ``scores(X_rows)``
+    for any users' rows (fold-in: nothing user-specific is learned, so unseen users are scored
+    the same way)."""
 
     name = "base"
     param_names: tuple[str, ...] = ()
@@ -36,17 +38,17 @@ class Recommender(ABC):
         return {p: getattr(self, p) for p in self.param_names}
 
     @abstractmethod
-    def fit(self, X: sparse.csr_matrix) -> Recommender: ...
+    def fit(self, X: sparse.csr_matrix, times: sparse.csr_matrix | None = None) -> Recommender: ...
 
     @classmethod
     def fit_grid(
-        cls, X: sparse.csr_matrix, grid: Sequence[dict]
+        cls, X: sparse.csr_matrix, grid: Sequence[dict], times: sparse.csr_matrix | None = None
     ) -> Iterator[tuple[dict, Recommender]]:
         """(params, fitted model) for each grid point, lazily. Subclasses share the work the
         grid points have in common; each model is the one ``fit`` gives (PureSVD's up to its
         randomized solver's precision)."""
         for params in grid:
-            yield params, cls(**params).fit(X)
+            yield params, cls(**params).fit(X, times)
 
     @abstractmethod
     def scores(self, X_rows: sparse.csr_matrix) -> np.ndarray: ...
@@ -71,7 +73,7 @@ class Popularity(Recommender):
 
     name = "popularity"
 
-    def fit(self, X):
+    def fit(self, X, times=None):
         self.item_counts_ = np.asarray((X > 0).sum(axis=0), dtype=np.float32).ravel()
         return self
 
@@ -96,12 +98,12 @@ class PureSVD(Recommender):
         self.n_components = n_components
         self.random_state = random_state
 
-    def fit(self, X):
+    def fit(self, X, times=None):
         self.item_factors_ = _item_factors(X, self.n_components, self.random_state)
         return self
 
     @classmethod
-    def fit_grid(cls, X, grid):
+    def fit_grid(cls, X, grid, times=None):
         """One factorisation at the largest rank: the leading singular vectors of a rank-r SVD
         are those of every smaller rank (the randomized solver only gets closer to them with a
         larger subspace)."""
@@ -145,12 +147,12 @@ class ItemKNN(Recommender):
     def __init__(self, n_neighbors: int = 50) -> None:
         self.n_neighbors = n_neighbors
 
-    def fit(self, X):
+    def fit(self, X, times=None):
         self.neighbours_ = _keep_top_k_per_row(_cosine_similarity(X), self.n_neighbors)
         return self
 
     @classmethod
-    def fit_grid(cls, X, grid):
+    def fit_grid(cls, X, grid, times=None):
         """One similarity matrix, cut to each grid point's neighbourhood size."""
         similarity = _cosine_similarity(X)
         for params in grid:
@@ -218,12 +220,12 @@ class EASE(Recommender):
     def __init__(self, l2: float = 500.0) -> None:
         self.l2 = l2
 
-    def fit(self, X):
+    def fit(self, X, times=None):
         self.weights_ = _ease_weights(_gram(X), self.l2)
         return self
 
     @classmethod
-    def fit_grid(cls, X, grid):
+    def fit_grid(cls, X, grid, times=None):
         """One Gram matrix for every l2."""
         gram = _gram(X)
         for params in grid:
@@ -264,17 +266,152 @@ def _ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-CANDIDATES: dict[str, type[Recommender]] = {"svd": PureSVD, "knn": ItemKNN, "ease": EASE}
+class SessionEASE(Recommender):
+    """EASE on a session-weighted Gram matrix. Two challenges a student took up minutes apart say
+    more about each other than two taken up a term apart, so each co-occurrence in the Gram
+    matrix counts
+        (1 - mix) + mix * exp(-|t_i - t_j| / tau)       (tau in seconds)
+    instead of 1 (mix = 0 is plain co-occurrence; a sum of such per-student kernels stays
+    positive semi-definite). Columns are scaled by popularity^-a before the ridge regression and
+    the weights scaled back after (W = D^-a B with D the items' interaction totals), which keeps
+    the most popular items from dominating every regression. ``l2`` is relative to the mean
+    diagonal of the scaled Gram matrix, so one grid suits any data size. Scoring is EASE's,
+    X_rows @ W, so fold-in and serving need no times. Without cell times every pair counts as
+    simultaneous, and the model is EASE on the scaled columns."""
+
+    name = "session_ease"
+    param_names = ("l2", "tau", "mix", "a")
+
+    def __init__(self, l2: float = 5.0, tau: float = 300.0, mix: float = 0.75, a: float = 0.1):
+        self.l2, self.tau, self.mix, self.a = l2, tau, mix, a
+
+    def fit(self, X, times=None):
+        ((_, model),) = self.fit_grid(X, [self.get_params()], times)
+        self.weights_ = model.weights_
+        return self
+
+    @classmethod
+    def fit_grid(cls, X, grid, times=None):
+        """One session-weighted Gram matrix per (tau, mix), one column scaling per a, one
+        inverse per grid point."""
+        X = sparse.csr_matrix(X, dtype=np.float64)
+        totals = np.maximum(np.asarray(X.sum(axis=0)).ravel(), 1.0)
+        grams: dict[tuple[float, float], np.ndarray] = {}
+        for params in grid:
+            model = cls(**params)
+            key = (float(model.tau), float(model.mix))
+            if key not in grams:
+                grams = {key: session_gram(X, times, model.tau, model.mix)}  # one held at a time
+            scale = totals ** -float(model.a)
+            scaled = grams[key] * scale[:, None] * scale[None, :]
+            l2 = float(model.l2) * max(float(np.mean(np.diag(scaled))), 1e-12)
+            model.weights_ = (scale[:, None] * _ease_weights(scaled, l2)).astype(np.float32)
+            yield params, model
+
+    def scores(self, X_rows):
+        return np.asarray(X_rows @ self.weights_, dtype=np.float32)
+
+    def get_state(self):
+        return {"weights": self.weights_}
+
+    def _set_state(self, state):
+        self.weights_ = state["weights"]
+
+
+# Pairs further apart than this many tau weigh under e^-12 of a simultaneous pair: skipped.
+SESSION_REACH = 12.0
+SESSION_PAIRS_PER_CHUNK = 4_000_000
+
+
+def session_gram(
+    X: sparse.csr_matrix, times: sparse.csr_matrix | None, tau: float, mix: float
+) -> np.ndarray:
+    """sum over users of x_ui x_uj ((1 - mix) + mix exp(-|t_ui - t_uj| / tau)), dense, float64.
+    The diagonal is the plain Gram's (a cell is simultaneous with itself). The time kernel only
+    visits pairs within SESSION_REACH * tau of each other: each user's cells in time order,
+    compared with the next one, the one after, ... while any pair is still that close."""
+    gram = _gram(X)
+    if times is None or mix == 0:
+        return gram
+    if tau <= 0 or not 0 <= mix <= 1:
+        raise ValueError(f"session weighting needs tau > 0 and 0 <= mix <= 1, not {tau}, {mix}")
+    X = sparse.csr_matrix(X, dtype=np.float64)
+    X.sort_indices()
+    times = sparse.csr_matrix(times)
+    times.sort_indices()
+    if not (np.array_equal(times.indptr, X.indptr) and np.array_equal(times.indices, X.indices)):
+        raise ValueError("cell times must have the interaction matrix's sparsity")
+    diagonal = np.diag(gram).copy()
+    gram *= 1.0 - mix
+    gram[np.diag_indices_from(gram)] = diagonal
+    users = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    order = np.lexsort((times.data, users))
+    users, items = users[order], X.indices[order]
+    values, stamps = X.data[order], np.asarray(times.data, dtype=np.float64)[order]
+    reach = SESSION_REACH * tau
+    near = sparse.csr_matrix(gram.shape, dtype=np.float64)
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pending_size = 0
+    left, step = np.arange(len(users)), 1
+    while left.size:
+        right = left + step
+        keep = right < len(users)
+        left, right = left[keep], right[keep]
+        gap = stamps[right] - stamps[left]
+        # In time order, once a cell's next-but-k is out of reach or another user's, so is
+        # every later one: the cell drops out.
+        keep = (users[right] == users[left]) & (gap <= reach)
+        left, right, gap = left[keep], right[keep], gap[keep]
+        if left.size:
+            weight = values[left] * values[right] * np.exp(-gap / tau)
+            pending.append((items[left], items[right], weight))
+            pending_size += left.size
+            if pending_size >= SESSION_PAIRS_PER_CHUNK:
+                near = near + _pairs_matrix(pending, gram.shape)
+                pending, pending_size = [], 0
+        step += 1
+    near = (near + _pairs_matrix(pending, gram.shape)).tocoo()
+    # A user holds an item once, so no pair is on the diagonal; both orders of each pair count.
+    np.add.at(gram, (near.row, near.col), mix * near.data)
+    np.add.at(gram, (near.col, near.row), mix * near.data)
+    return gram
+
+
+def _pairs_matrix(pairs, shape) -> sparse.csr_matrix:
+    if not pairs:
+        return sparse.csr_matrix(shape, dtype=np.float64)
+    rows, cols, data = (np.concatenate(column) for column in zip(*pairs, strict=True))
+    return sparse.coo_matrix((data, (rows, cols)), shape=shape).tocsr()  # sums duplicates
+
+
+CANDIDATES: dict[str, type[Recommender]] = {
+    "svd": PureSVD,
+    "knn": ItemKNN,
+    "ease": EASE,
+    "session_ease": SessionEASE,
+}
 ESTIMATORS: dict[str, type[Recommender]] = {**CANDIDATES, "popularity": Popularity}
 PARAM_GRIDS: dict[str, list[dict]] = {
     "svd": [{"n_components": k} for k in (8, 16, 32, 64, 128)],
     "knn": [{"n_neighbors": k} for k in (10, 25, 50, 100, 200)],
     "ease": [{"l2": v} for v in (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0)],
+    # l2 relative to the mean scaled Gram diagonal; tau 5 and 20 minutes: a sitting.
+    "session_ease": [
+        {"l2": l2, "tau": tau, "mix": mix, "a": a}
+        for tau in (300.0, 1200.0)
+        for mix in (0.5, 0.75)
+        for a in (0.1, 0.2)
+        for l2 in (3.0, 4.5, 7.0, 10.0)
+    ],
 }
+# Candidates that invert a dense items x items matrix (RECS_EASE_MAX_ITEMS bounds them).
+DENSE_CANDIDATES = frozenset({"ease", "session_ease"})
 
 
 def candidate_names(n_items: int, ease_max_items: int) -> list[str]:
-    return [name for name in CANDIDATES if name != "ease" or n_items <= ease_max_items]
+    return [
+        name for name in CANDIDATES if name not in DENSE_CANDIDATES or n_items <= ease_max_items
+    ]
 
 
 def top_k(

@@ -282,7 +282,7 @@ def _fit_final(
     """Refit the chosen candidate on all the data (the held-out part is the most recent, the most
     useful for tomorrow's slates) and save the artifact."""
     started = time.perf_counter()
-    model = build_candidate(comparison.best, run.params).fit(data.matrix)
+    model = build_candidate(comparison.best, run.params).fit(data.matrix, data.times)
     seconds = time.perf_counter() - started
     metadata = {
         "version": run.version,

@@ -175,7 +175,7 @@ def test_evaluate_a_csv_file(runner, tmp_path):
             stdout_only=True,
         )
     )
-    assert results[0]["split"] == "random" and results[0]["best"] in {"svd", "knn", "ease"}
+    assert results[0]["split"] == "random" and results[0]["best"] in {"svd", "knn", "ease", "session_ease"}
 
 
 def test_evaluate_movielens_format(runner, tmp_path):

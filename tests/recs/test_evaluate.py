@@ -150,9 +150,9 @@ def test_compare_tunes_every_candidate_and_ranks_them():
     comparison = compare(
         split, ItemFeatures.uniform(len(split.train.items)), settings, steps.append
     )
-    assert [r.name for r in comparison.rows] == ["popularity", "heuristic", "svd", "knn", "ease"]
-    assert steps == ["popularity", "heuristic", "svd", "knn", "ease"]
-    assert comparison.best in {"svd", "knn", "ease"}
+    assert [r.name for r in comparison.rows] == ["popularity", "heuristic", "svd", "knn", "ease", "session_ease"]
+    assert steps == ["popularity", "heuristic", "svd", "knn", "ease", "session_ease"]
+    assert comparison.best in {"svd", "knn", "ease", "session_ease"}
     best = comparison.row(comparison.best)
     assert best.params and best.validation_ndcg is not None
     assert best.test.ndcg > comparison.row("popularity").test.ndcg

@@ -52,8 +52,13 @@ def test_fold_in_ranks_like_the_precomputed_rows(app, tmp_path, name):
     """Per user, folding in their training row gives the published top-k: the same scores in the
     same order (which of several items tied at the cut made the list is arbitrary in both)."""
     data = InteractionMatrix.build(planted_interactions())
-    params = {"svd": {"n_components": 8}, "knn": {"n_neighbors": 10}, "ease": {"l2": 50.0}}[name]
-    model = CANDIDATES[name](**params).fit(data.matrix)
+    params = {
+        "svd": {"n_components": 8},
+        "knn": {"n_neighbors": 10},
+        "ease": {"l2": 50.0},
+        "session_ease": {"l2": 1.0, "tau": 3 * 86400.0},
+    }[name]
+    model = CANDIDATES[name](**params).fit(data.matrix, data.times)
     path = save_artifact(tmp_path / name, model, data, {"version": name})
     folded = foldin.model_for(publish.ModelRun(version=name, artifact_path=str(path)))
     published: dict[int, list[tuple[int, float]]] = {}

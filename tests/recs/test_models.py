@@ -14,6 +14,7 @@ from app.recs.models import (
     ItemKNN,
     Popularity,
     PureSVD,
+    SessionEASE,
     candidate_names,
     load_artifact,
     save_artifact,
@@ -21,7 +22,7 @@ from app.recs.models import (
 )
 from tests.recs.planted_data import planted_interactions
 
-MODELS = [PureSVD(n_components=3), ItemKNN(n_neighbors=10), EASE(l2=5.0)]
+MODELS = [PureSVD(n_components=3), ItemKNN(n_neighbors=10), EASE(l2=5.0), SessionEASE(l2=1.0)]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,8 @@ def planted_split():
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.name)
 def test_each_model_beats_popularity_on_planted_structure(planted_split, model):
     popularity = evaluate_model(Popularity().fit(planted_split.train.matrix), planted_split).ndcg
-    learned = evaluate_model(model.fit(planted_split.train.matrix), planted_split).ndcg
+    train = planted_split.train
+    learned = evaluate_model(model.fit(train.matrix, train.times), planted_split).ndcg
     assert learned > popularity + 0.2, (learned, popularity)
 
 
@@ -59,7 +61,7 @@ def test_svd_clips_components_to_the_data():
 
 
 def test_ease_is_only_a_candidate_for_small_catalogues():
-    assert "ease" in candidate_names(100, 1000)
+    assert {"ease", "session_ease"} <= set(candidate_names(100, 1000))
     assert candidate_names(5000, 1000) == ["svd", "knn"]
 
 

@@ -51,7 +51,7 @@ def test_train_publishes_ranked_rows_for_students(app, campus):
     assert result.status == "published", result.reason
     assert published_version() == result.version
     run = publish.published_run()
-    assert run.metrics["gate"]["passed"] and run.algorithm in {"svd", "knn", "ease"}
+    assert run.metrics["gate"]["passed"] and run.algorithm in {"svd", "knn", "ease", "session_ease"}
     assert run.report["stage"] == "done" and run.report["data"]["students"] == 45
     assert run.trained_through is not None and run.report["peak_memory_mb"] > 0
     rows = rows_of(result.version)
