@@ -3,9 +3,11 @@ campus, for the random per-user 80/20 split and the time split.
 
 The splits, tuning, baselines and metrics are the product's own (``app.recs.evaluate.compare``, the
 code behind ``flask recs evaluate`` and the pipeline's gate); this script adds the timing of each
-model's final fit and of scoring every evaluated user, which ``compare`` lumps together.
+model's final fit and of scoring every evaluated user, which ``compare`` lumps together, and, on
+MovieLens, the spread over other random-split seeds: one seed's split is one draw, and the
+difference between two models on the same draws says more than either figure alone.
 
-    .venv/bin/python -m bench.quality [--movielens PATH] [--skip-demo]
+    .venv/bin/python -m bench.quality [--movielens PATH] [--skip-demo] [--spread-seeds 0,1,2,3,4]
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ DEFAULT_MOVIELENS = REPO.parent / "shared" / "data" / "ml-100k" / "u.data"
 SPLITS = ("random", "time")
 K = 10
 SEED = 42
+SPREAD_SEEDS = (0, 1, 2, 3, 4)
+# EASE (the paper's model) against our best candidate, paired on each seed's split.
+SPREAD_MODELS = ("ease", "session_ease")
 
 
 def evaluate_dataset(name: str, interactions, features_for: Callable, settings) -> dict:
@@ -109,14 +114,41 @@ def _settings(config):
     return EvaluationSettings.from_config(config, seed=SEED, k=K)
 
 
-def movielens(path: Path) -> dict:
+def seed_spread(interactions, settings, seeds) -> list[dict]:
+    """Per split seed, each of SPREAD_MODELS tuned and scored exactly as ``compare`` does it (a
+    validation split carved from that seed's training part)."""
+    from app.recs.evaluate import (
+        build_candidate,
+        evaluate_model,
+        random_split,
+        tune,
+        validation_split,
+    )
+
+    rows = []
+    for seed in seeds:
+        split = random_split(interactions, settings.holdout_fraction, seed)
+        validation = validation_split(split, settings.holdout_fraction, seed)
+        row = {"seed": seed}
+        for name in SPREAD_MODELS:
+            params, _ = tune(name, validation, settings.k)
+            model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
+            row[name] = round(evaluate_model(model, split, settings.k).ndcg, 4)
+        progress(f"MovieLens-100k random split, seed {seed}: {row}")
+        rows.append(row)
+    return rows
+
+
+def movielens(path: Path, spread_seeds) -> dict:
     from app.config import DefaultConfig
     from app.recs.pipeline import read_interactions_file
 
     interactions, features_for = read_interactions_file(path, "movielens")
     config = {key: getattr(DefaultConfig, key) for key in dir(DefaultConfig) if key.isupper()}
-    result = evaluate_dataset("MovieLens-100k", interactions, features_for, _settings(config))
+    settings = _settings(config)
+    result = evaluate_dataset("MovieLens-100k", interactions, features_for, settings)
     result["source"] = str(path)
+    result["seed_spread"] = seed_spread(interactions, settings, spread_seeds)
     return result
 
 
@@ -153,11 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         help=f"MovieLens u.data [default: {DEFAULT_MOVIELENS}]",
     )
     parser.add_argument("--skip-demo", action="store_true", help="Only MovieLens.")
+    parser.add_argument(
+        "--spread-seeds",
+        default=",".join(map(str, SPREAD_SEEDS)),
+        help="other random-split seeds to pair EASE and session EASE on [0,1,2,3,4]; '' for none",
+    )
     args = parser.parse_args(argv)
+    spread_seeds = [int(seed) for seed in args.spread_seeds.split(",") if seed.strip()]
 
     datasets, skipped = [], []
     if args.movielens.is_file():
-        datasets.append(movielens(args.movielens))
+        datasets.append(movielens(args.movielens, spread_seeds))
     else:
         message = f"MovieLens skipped: {args.movielens} not found (pass --movielens PATH)"
         progress(message)

@@ -3,6 +3,8 @@ the benchmarks themselves run under ``make bench``, never in the suite."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench import report
 from bench.common import REPO, Stopwatch, summarize_profile
 from bench.pipeline_scale import verdict
@@ -136,3 +138,34 @@ def test_report_marks_missed_targets_and_says_what_was_not_run():
     )
     assert report.MISSING in report.quality_section(None)
     assert report.MISSING in report.scale_section(None)
+
+
+def _quality(ndcg: float) -> dict:
+    rows = [
+        {"name": "heuristic", "ndcg": 0.16, "baseline": True},
+        {"name": "session_ease", "ndcg": ndcg, "baseline": False},
+    ]
+    split = {"kind": "random", "best": "session_ease", "rows": rows}
+    return {"seed": 42, "datasets": [{"dataset": "MovieLens-100k", "splits": [split]}]}
+
+
+@pytest.mark.parametrize(
+    "ndcg, status, gap", [(0.4489, "**missed**", "0.0011 short"), (0.4512, "met", "-")]
+)
+def test_report_states_the_movielens_target_and_the_shortfall(ndcg, status, gap):
+    summary = report.summary_section(None, None, _quality(ndcg))
+    assert (
+        "| MovieLens-100k NDCG@10, chosen candidate, random split seed 42 | >= 0.45 | "
+        f"{ndcg:.4f} (session_ease) | {status} | {gap} |" in summary
+    )
+
+
+def test_seed_spread_pairs_the_models_per_seed_and_averages_them():
+    spread = [
+        {"seed": 0, "ease": 0.44, "session_ease": 0.46},
+        {"seed": 1, "ease": 0.45, "session_ease": 0.46},
+    ]
+    text = report._seed_spread(spread, {"seed": 42})
+    assert "| 0 | 0.4400 | 0.4600 | +0.0200 |" in text
+    assert "| mean | 0.4450 | 0.4600 | +0.0150 |" in text
+    assert "standard deviation over the seeds is 0.0071" in text
