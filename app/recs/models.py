@@ -4,6 +4,7 @@ contract, top-k ranking, and the versioned ``.npz`` + JSON artifact that stores 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import shutil
 from abc import ABC, abstractmethod
@@ -19,6 +20,8 @@ from scipy.linalg import lapack
 from sklearn.decomposition import TruncatedSVD
 
 from app.recs.data import IdMap, InteractionMatrix
+
+log = logging.getLogger(__name__)
 
 ARTIFACT_ARRAYS = "model.npz"
 ARTIFACT_METADATA = "metadata.json"
@@ -321,6 +324,10 @@ class SessionEASE(Recommender):
 # Pairs further apart than this many tau weigh under e^-12 of a simultaneous pair: skipped.
 SESSION_REACH = 12.0
 SESSION_PAIRS_PER_CHUNK = 4_000_000
+# Close pairs are summed one by one. Histories stamped with a handful of moments (an import with
+# one timestamp for everything) would make that quadratic; past this many pairs the time
+# weighting is left out and the Gram matrix is the plain one.
+SESSION_MAX_PAIRS = 150_000_000
 
 
 def session_gram(
@@ -349,6 +356,16 @@ def session_gram(
     users, items = users[order], X.indices[order]
     values, stamps = X.data[order], np.asarray(times.data, dtype=np.float64)[order]
     reach = SESSION_REACH * tau
+    pairs = _close_pair_count(users, stamps, reach)
+    if pairs > SESSION_MAX_PAIRS:
+        log.warning(
+            "session weighting left out: %s pairs of interactions lie within %.0f s of each "
+            "other (limit %s); the Gram matrix is the plain one",
+            f"{pairs:,}",
+            reach,
+            f"{SESSION_MAX_PAIRS:,}",
+        )
+        return _gram(X)
     near = sparse.csr_matrix(gram.shape, dtype=np.float64)
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     pending_size = 0
@@ -375,6 +392,22 @@ def session_gram(
     np.add.at(gram, (near.row, near.col), mix * near.data)
     np.add.at(gram, (near.col, near.row), mix * near.data)
     return gram
+
+
+def _close_pair_count(users: np.ndarray, stamps: np.ndarray, reach: float) -> int:
+    """How many (earlier, later) pairs of one user's cells lie within ``reach`` seconds, for
+    cells sorted by (user, time): one search per cell on a (user, whole seconds) key."""
+    if not len(users):
+        return 0
+    seconds = np.floor(stamps - stamps.min()).astype(np.int64)
+    width = int(seconds.max()) + int(np.ceil(reach)) + 2
+    if int(users.max()) + 1 > np.iinfo(np.int64).max // width:
+        return np.iinfo(np.int64).max  # a key would overflow: too wide to walk anyway
+    keys = users.astype(np.int64) * width + seconds
+    # Whole seconds round each gap by under a second: the count may include a few pairs the
+    # walk then skips, never fewer.
+    ends = np.searchsorted(keys, keys + int(np.ceil(reach)) + 1, side="left")
+    return int((ends - np.arange(len(keys)) - 1).sum())
 
 
 def _pairs_matrix(pairs, shape) -> sparse.csr_matrix:

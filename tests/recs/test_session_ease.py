@@ -118,3 +118,28 @@ def test_time_finds_the_planted_sittings_that_co_occurrence_alone_blurs():
     blind = evaluate_model(SessionEASE(l2=1.0, mix=0.75).fit(X), split).ndcg
     timed = evaluate_model(SessionEASE(l2=1.0, mix=0.75).fit(X, times), split).ndcg
     assert timed > max(ease, blind) + 0.08, (timed, ease, blind)
+
+
+def test_close_pair_count_bounds_the_pairs_the_walk_sums():
+    data = InteractionMatrix.build(sessions(n_users=25))
+    reach = models.SESSION_REACH * 300.0
+    brute = 0
+    for user in range(data.times.shape[0]):
+        moments = data.times[user].data
+        gaps = np.abs(moments[:, None] - moments[None, :])
+        brute += int(((gaps <= reach).sum() - len(moments)) // 2)
+    users = np.repeat(np.arange(data.times.shape[0]), np.diff(data.times.indptr))
+    order = np.lexsort((data.times.data, users))
+    counted = models._close_pair_count(users[order], data.times.data[order], reach)
+    assert brute > 0 and brute <= counted <= brute * 1.05
+
+
+def test_too_many_close_pairs_leave_the_time_weighting_out(monkeypatch, caplog):
+    rows = [(u, i, "join", 1.0, 1e9 + 100.0 * i) for u in range(30) for i in range(u % 7, 20)]
+    data = InteractionMatrix.build(Interactions.from_rows(rows))
+    plain = (data.matrix.T @ data.matrix).toarray()
+    weighted = session_gram(data.matrix, data.times, 300.0, 0.75)
+    assert not np.allclose(weighted, plain)
+    monkeypatch.setattr(models, "SESSION_MAX_PAIRS", 100)
+    np.testing.assert_allclose(session_gram(data.matrix, data.times, 300.0, 0.75), plain)
+    assert "session weighting left out" in caplog.text
