@@ -500,8 +500,9 @@ def _sample_note(comparison: Comparison) -> str:
 
 def format_table(comparison: Comparison) -> str:
     k = comparison.k
+    width = max([len("model"), *(len(row.name) for row in comparison.rows)]) + 1
     header = (
-        f"{'model':<11}{'P@' + str(k):>8}{'R@' + str(k):>8}{'NDCG@' + str(k):>9}"
+        f"{'model':<{width}}{'P@' + str(k):>8}{'R@' + str(k):>8}{'NDCG@' + str(k):>9}"
         f"{'coverage':>10}{'valid':>8}  params"
     )
     lines = [
@@ -514,7 +515,7 @@ def format_table(comparison: Comparison) -> str:
         valid = "" if row.validation_ndcg is None else f"{row.validation_ndcg:.4f}"
         params = ", ".join(f"{key}={value}" for key, value in row.params.items())
         lines.append(
-            f"{row.name:<11}{row.test.precision:>8.4f}{row.test.recall:>8.4f}"
+            f"{row.name:<{width}}{row.test.precision:>8.4f}{row.test.recall:>8.4f}"
             f"{row.test.ndcg:>9.4f}{row.test.coverage:>10.3f}{valid:>8}  {params}{marker}"
         )
     lines.append(

@@ -150,14 +150,22 @@ def test_compare_tunes_every_candidate_and_ranks_them():
     comparison = compare(
         split, ItemFeatures.uniform(len(split.train.items)), settings, steps.append
     )
-    assert [r.name for r in comparison.rows] == ["popularity", "heuristic", "svd", "knn", "ease", "session_ease"]
-    assert steps == ["popularity", "heuristic", "svd", "knn", "ease", "session_ease"]
+    names = ["popularity", "heuristic", "svd", "knn", "ease", "session_ease"]
+    assert [r.name for r in comparison.rows] == names
+    assert steps == names
     assert comparison.best in {"svd", "knn", "ease", "session_ease"}
     best = comparison.row(comparison.best)
     assert best.params and best.validation_ndcg is not None
     assert best.test.ndcg > comparison.row("popularity").test.ndcg
     table = format_table(comparison)
     assert "NDCG@10" in table and f"{comparison.best} " in table
+    # One column width for every name, the longest included: the figures line up.
+    header, *rows = table.splitlines()[1:-1]
+    figures_end = len("session_ease ") + 8 + 8 + 9 + 10
+    assert header[:figures_end].endswith("coverage")
+    for line, row in zip(rows, comparison.rows, strict=True):
+        assert line.startswith(row.name + " ")
+        assert line[:figures_end].endswith(f"{row.test.coverage:.3f}"), line
     assert comparison.as_dict()["models"]["svd"]["ndcg@10"] == round(
         comparison.row("svd").test.ndcg, 4
     )
