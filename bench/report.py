@@ -63,13 +63,13 @@ KNOWN_COSTS = {
     "app/recs/models.py:_ease_weights": (
         "inverts the dense items x items Gram matrix through its Cholesky factor (LAPACK "
         "`potrf`, `trtri`, then one symmetric product): O(items^3), whatever the number of "
-        "students, once per grid point of both EASE variants and once more on the whole "
-        "training part for the chosen one."
+        "students: once per grid point of both EASE variants, once more per variant on the "
+        "evaluation's training part, and, when an EASE variant wins, once on all the data."
     ),
     "app/recs/models.py:SessionEASE.fit_grid": (
-        "builds one session-weighted Gram matrix (`session_gram`: each student's cells in time "
-        "order, pairs within 12 tau summed) and then, per grid point, scales its columns and "
-        "inverts it; the inverses (`_ease_weights`) are nearly all of it."
+        "builds a session-weighted Gram matrix per mix value (`session_gram`: each student's "
+        "cells in time order, pairs within 12 tau summed) and then, per grid point, scales its "
+        "columns and inverts it; the inverses (`_ease_weights`) are nearly all of it."
     ),
     "app/recs/models.py:_item_factors": (
         "is scikit-learn's randomized SVD (10 power iterations with LU normalisation: `lu`, "
@@ -519,9 +519,8 @@ def _scale_reading(scale: dict, profiled: dict | None) -> str:
         + ".",
         "- Evaluation ranks a capped sample of students, so past 10,000 students it grows only "
         "with its fits; its largest part is fixed: the EASE variants' O(items^3) inverses (23 "
-        "grid points and the refit), the same at any number of students, which is why time per "
-        "student falls "
-        "as the campus grows. The rest (reading, the SVD and kNN fits, precompute's `top_k`, the "
+        "grid points and a refit per variant), the same at any number of students, which is why "
+        "time per student falls as the campus grows. The rest (reading, the SVD and kNN fits, precompute's `top_k`, the "
         "inserts) grows linearly with students and interactions.",
     ]
     if profiled:

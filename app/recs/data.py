@@ -117,9 +117,9 @@ class IdMap:
 @dataclass(frozen=True)
 class InteractionMatrix:
     """Weighted implicit feedback: cell = sum of event weights, kept only where positive.
-    ``times``, when known, has the same sparsity as ``matrix``: each cell's latest event time
-    (seconds since the epoch), for models that weigh co-occurrences by how close in time they
-    were. Artifacts do not store it: scoring never needs it."""
+    ``times``, when known, has the same sparsity as ``matrix``: when each cell began, its
+    earliest positive event (seconds since the epoch), for models that weigh co-occurrences by
+    how close in time they were. Artifacts do not store it: scoring never needs it."""
 
     matrix: sparse.csr_matrix
     users: IdMap
@@ -128,7 +128,11 @@ class InteractionMatrix:
 
     @classmethod
     def build(
-        cls, interactions: Interactions, users: IdMap | None = None, items: IdMap | None = None
+        cls,
+        interactions: Interactions,
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+        with_times: bool = True,
     ) -> InteractionMatrix:
         users = users or IdMap(interactions.user_ids)
         items = items or IdMap(interactions.item_ids)
@@ -143,7 +147,12 @@ class InteractionMatrix:
         matrix.data[matrix.data <= 0] = 0
         matrix.eliminate_zeros()
         matrix.sort_indices()
-        times = _cell_times(matrix, rows, cols, interactions.timestamps[known])
+        times = None
+        if with_times:
+            positive = interactions.weights[known] > 0
+            times = _cell_times(
+                matrix, rows[positive], cols[positive], interactions.timestamps[known][positive]
+            )
         return cls(matrix.astype(np.float32), users, items, times)
 
     @property
@@ -157,16 +166,18 @@ class InteractionMatrix:
 def _cell_times(
     matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, stamps: np.ndarray
 ) -> sparse.csr_matrix:
-    """The latest event time of each of ``matrix``'s stored cells, on the same structure."""
+    """When each of ``matrix``'s stored cells began: the earliest of the given (positive) events
+    on it, on the same structure. The first click or the join is when a student took a
+    challenge up; a completion or an edit months later is not."""
     n_items = matrix.shape[1]
     keys = rows.astype(np.int64) * n_items + cols
     order = np.lexsort((stamps, keys))
     keys, stamps = keys[order], np.asarray(stamps, dtype=np.float64)[order]
-    last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, dtype=bool)
-    keys, stamps = keys[last], stamps[last]
+    first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, dtype=bool)
+    keys, stamps = keys[first], stamps[first]
     cell_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
     wanted = cell_rows * n_items + matrix.indices
-    # Every stored cell came from at least one event, so each key is found.
+    # A stored cell has a positive sum, so at least one positive event: each key is found.
     return sparse.csr_matrix(
         (stamps[np.searchsorted(keys, wanted)], matrix.indices.copy(), matrix.indptr.copy()),
         shape=matrix.shape,
@@ -432,17 +443,25 @@ def _parse_weight(cell: str) -> float:
     return weight
 
 
+# Seconds since the epoch that a datetime can hold: years 1 to 9999.
+EARLIEST_TIMESTAMP = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
 def parse_timestamp(cell: str) -> float:
-    """ISO 8601 (naive means UTC) or seconds since the epoch."""
+    """ISO 8601 (naive means UTC) or seconds since the epoch, within years 1 to 9999."""
     try:
-        return float(cell)
+        seconds = float(cell)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(cell.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"bad timestamp {cell!r}") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        try:
+            moment = datetime.fromisoformat(cell.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"bad timestamp {cell!r}") from None
+        seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    # NaN fails both comparisons too.
+    if not EARLIEST_TIMESTAMP <= seconds <= LATEST_TIMESTAMP:
+        raise ValueError(f"timestamp {cell!r} is not a date between years 1 and 9999")
+    return seconds
 
 
 # --- MovieLens ------------------------------------------------------------------------------------

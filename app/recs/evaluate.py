@@ -79,7 +79,7 @@ def _make_split(
 ) -> Split:
     users, items = maps or (IdMap(everything.user_ids), IdMap(everything.item_ids))
     train = InteractionMatrix.build(train_events, users, items)
-    held_out = InteractionMatrix.build(test_events, users, items).matrix
+    held_out = InteractionMatrix.build(test_events, users, items, with_times=False).matrix
     candidates = np.asarray((train.matrix > 0).sum(axis=0)).ravel() > 0
     new_to_user = held_out - held_out.multiply(train.matrix > 0)
     test = (new_to_user @ sparse.diags(candidates.astype(np.float32))).tocsr()
@@ -108,7 +108,7 @@ def random_split(
 ) -> Split:
     """The papers' protocol: per user, a random ``fraction`` of their positive (user, item) cells
     is held out, with all of those cells' events."""
-    full = InteractionMatrix.build(interactions)
+    full = InteractionMatrix.build(interactions, with_times=False)
     rng = np.random.default_rng(seed)
     held_out_keys = []
     n_items = len(full.items)
@@ -325,7 +325,9 @@ def recent_popularity(split: Split, window_days: float) -> np.ndarray:
     events = split.train_events
     start = (split.reference_time - timedelta(days=window_days)).timestamp()
     recent = events.take((events.timestamps >= start) & (events.weights > 0))
-    matrix = InteractionMatrix.build(recent, split.train.users, split.train.items).matrix
+    matrix = InteractionMatrix.build(
+        recent, split.train.users, split.train.items, with_times=False
+    ).matrix
     return np.asarray((matrix > 0).sum(axis=0), dtype=np.float64).ravel()
 
 

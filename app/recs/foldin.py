@@ -52,7 +52,7 @@ class FoldInModel:
         ]
         interactions = Interactions.from_rows(rows)
         return InteractionMatrix.build(
-            interactions, IdMap(np.zeros(1, np.int64)), self.items
+            interactions, IdMap(np.zeros(1, np.int64)), self.items, with_times=False
         ).matrix
 
     def ranking(self, row: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

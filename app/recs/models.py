@@ -29,8 +29,8 @@ SCORE_BATCH_USERS = 2048
 
 
 class Recommender(ABC):
-    """Base class: ``fit(X, times)`` on a users x items CSR matrix (``times``: each cell's latest
-    event time, same sparsity, or None; only models that use time read it), ``scores(X_rows)``
+    """Base class: ``fit(X, times)`` on a users x items CSR matrix (``times``: when each cell
+    began, same sparsity, or None; only models that use time read it), ``scores(X_rows)``
     for any users' rows (fold-in: nothing user-specific is learned, so unseen users are scored
     the same way)."""
 
@@ -274,13 +274,15 @@ class SessionEASE(Recommender):
     more about each other than two taken up a term apart, so each co-occurrence in the Gram
     matrix counts
         (1 - mix) + mix * exp(-|t_i - t_j| / tau)       (tau in seconds)
-    instead of 1 (mix = 0 is plain co-occurrence; a sum of such per-student kernels stays
-    positive semi-definite). Columns are scaled by popularity^-a before the ridge regression and
-    the weights scaled back after (W = D^-a B with D the items' interaction totals), which keeps
-    the most popular items from dominating every regression. ``l2`` is relative to the mean
-    diagonal of the scaled Gram matrix, so one grid suits any data size. Scoring is EASE's,
-    X_rows @ W, so fold-in and serving need no times. Without cell times every pair counts as
-    simultaneous, and the model is EASE on the scaled columns."""
+    instead of 1 (mix = 0 is plain co-occurrence; each student's kernel is positive
+    semi-definite, up to the e^-12 cut-off of far pairs, which the ridge dwarfs). Columns are
+    scaled by popularity^-a (D^-a, D the items' interaction totals) before the ridge regression
+    B, and W = D^-a B: inputs go back to their own scale, outputs stay scaled, so an item's
+    score is discounted by its popularity^a, which keeps the most popular items from filling
+    every list. ``l2`` is relative to the mean diagonal of the scaled Gram matrix, so one grid
+    suits any data size. Scoring is EASE's, X_rows @ W, so fold-in and serving need no times.
+    Without cell times every pair counts as simultaneous, and the model is EASE on the scaled
+    columns."""
 
     name = "session_ease"
     param_names = ("l2", "tau", "mix", "a")
@@ -295,8 +297,8 @@ class SessionEASE(Recommender):
 
     @classmethod
     def fit_grid(cls, X, grid, times=None):
-        """One session-weighted Gram matrix per (tau, mix), one column scaling per a, one
-        inverse per grid point."""
+        """One session-weighted Gram matrix per (tau, mix) (grid points sharing one are best
+        kept together), one inverse per grid point."""
         X = sparse.csr_matrix(X, dtype=np.float64)
         totals = np.maximum(np.asarray(X.sum(axis=0)).ravel(), 1.0)
         grams: dict[tuple[float, float], np.ndarray] = {}
@@ -304,7 +306,8 @@ class SessionEASE(Recommender):
             model = cls(**params)
             key = (float(model.tau), float(model.mix))
             if key not in grams:
-                grams = {key: session_gram(X, times, model.tau, model.mix)}  # one held at a time
+                grams.clear()  # one held at a time: each is items x items
+                grams[key] = session_gram(X, times, model.tau, model.mix)
             scale = totals ** -float(model.a)
             scaled = grams[key] * scale[:, None] * scale[None, :]
             l2 = float(model.l2) * max(float(np.mean(np.diag(scaled))), 1e-12)
@@ -337,35 +340,38 @@ def session_gram(
     The diagonal is the plain Gram's (a cell is simultaneous with itself). The time kernel only
     visits pairs within SESSION_REACH * tau of each other: each user's cells in time order,
     compared with the next one, the one after, ... while any pair is still that close."""
+    X = sparse.csr_matrix(X, dtype=np.float64)
     gram = _gram(X)
     if times is None or mix == 0:
         return gram
     if tau <= 0 or not 0 <= mix <= 1:
         raise ValueError(f"session weighting needs tau > 0 and 0 <= mix <= 1, not {tau}, {mix}")
-    X = sparse.csr_matrix(X, dtype=np.float64)
     X.sort_indices()
     times = sparse.csr_matrix(times)
     times.sort_indices()
     if not (np.array_equal(times.indptr, X.indptr) and np.array_equal(times.indices, X.indices)):
         raise ValueError("cell times must have the interaction matrix's sparsity")
-    diagonal = np.diag(gram).copy()
-    gram *= 1.0 - mix
-    gram[np.diag_indices_from(gram)] = diagonal
     users = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     order = np.lexsort((times.data, users))
     users, items = users[order], X.indices[order]
     values, stamps = X.data[order], np.asarray(times.data, dtype=np.float64)[order]
     reach = SESSION_REACH * tau
+    if not np.isfinite(stamps).all():
+        log.warning("session weighting left out: some interaction times are not finite")
+        return gram
     pairs = _close_pair_count(users, stamps, reach)
-    if pairs > SESSION_MAX_PAIRS:
+    if pairs is None or pairs > SESSION_MAX_PAIRS:
         log.warning(
             "session weighting left out: %s pairs of interactions lie within %.0f s of each "
             "other (limit %s); the Gram matrix is the plain one",
-            f"{pairs:,}",
+            "too many to count" if pairs is None else f"{pairs:,}",
             reach,
             f"{SESSION_MAX_PAIRS:,}",
         )
-        return _gram(X)
+        return gram
+    diagonal = np.diag(gram).copy()
+    gram *= 1.0 - mix
+    gram[np.diag_indices_from(gram)] = diagonal
     near = sparse.csr_matrix(gram.shape, dtype=np.float64)
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     pending_size = 0
@@ -394,15 +400,16 @@ def session_gram(
     return gram
 
 
-def _close_pair_count(users: np.ndarray, stamps: np.ndarray, reach: float) -> int:
+def _close_pair_count(users: np.ndarray, stamps: np.ndarray, reach: float) -> int | None:
     """How many (earlier, later) pairs of one user's cells lie within ``reach`` seconds, for
-    cells sorted by (user, time): one search per cell on a (user, whole seconds) key."""
+    cells sorted by (user, time) with finite times: one search per cell on a (user, whole
+    seconds) key. None when the times span too much for that key."""
     if not len(users):
         return 0
     seconds = np.floor(stamps - stamps.min()).astype(np.int64)
     width = int(seconds.max()) + int(np.ceil(reach)) + 2
     if int(users.max()) + 1 > np.iinfo(np.int64).max // width:
-        return np.iinfo(np.int64).max  # a key would overflow: too wide to walk anyway
+        return None
     keys = users.astype(np.int64) * width + seconds
     # Whole seconds round each gap by under a second: the count may include a few pairs the
     # walk then skips, never fewer.

@@ -109,6 +109,9 @@ def test_pseudonymized_export_uses_keyed_hash():
         ("user_id,challenge_id,event,weight,timestamp\n1,2,join,abc,0\n", ":2:"),
         ("user_id,challenge_id,event,weight,timestamp\n1,2,join,nan,0\n", "not finite"),
         ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,yesterday\n", "bad timestamp"),
+        ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,nan\n", ":2: timestamp"),
+        ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,inf\n", "years 1 and 9999"),
+        ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,1e300\n", "years 1 and 9999"),
     ],
 )
 def test_bad_csv_is_rejected_with_the_line(text, message):

@@ -40,9 +40,10 @@ def test_each_model_beats_popularity_on_planted_structure(planted_split, model):
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.name)
 def test_fit_returns_self_and_params_are_stored_not_learned(model):
-    X = InteractionMatrix.build(planted_interactions(n_users=12)).matrix
+    data = InteractionMatrix.build(planted_interactions(n_users=12))
+    X = data.matrix
     fresh = type(model)(**model.get_params())
-    assert fresh.fit(X) is fresh
+    assert fresh.fit(X, data.times) is fresh
     assert fresh.get_params() == model.get_params()
     assert fresh.scores(X[:2]).shape == (2, X.shape[1])
 
@@ -85,7 +86,7 @@ def test_top_k_orders_excludes_and_pads():
 @pytest.mark.parametrize("model", [*MODELS, Popularity()], ids=lambda m: m.name)
 def test_artifact_round_trip_without_pickle(tmp_path, model):
     data = InteractionMatrix.build(planted_interactions(n_users=20))
-    model.fit(data.matrix)
+    model.fit(data.matrix, data.times)
     save_artifact(tmp_path / "v1", model, data, {"version": "v1"})
     with np.load(tmp_path / "v1" / "model.npz", allow_pickle=False) as arrays:
         assert all(arrays[key].dtype != object for key in arrays.files)

@@ -41,14 +41,17 @@ def sessions(n_users=60, n_themes=16, per_theme=3, sessions_per_user=8, per_sess
     return Interactions.from_rows(rows)
 
 
-def test_cell_times_are_each_cells_latest_event_on_the_matrix_structure():
+def test_cell_times_are_when_each_cell_began_on_the_matrix_structure():
     data = InteractionMatrix.build(
         Interactions.from_rows(
             [
                 (1, 10, "click", 0.5, 100.0),
                 (1, 10, "join", 1.0, 50.0),
+                (1, 10, "complete", 2.0, 900.0),  # finishing later is not taking it up
                 (1, 11, "click", 0.5, 300.0),
                 (1, 11, "dismiss", -1.0, 400.0),  # not interested: the cell is dropped
+                (2, 10, "dismiss", -0.2, 10.0),  # not a beginning, though the cell stays
+                (2, 10, "click", 0.5, 20.0),
                 (2, 11, "join", 1.0, 7.0),
             ]
         )
@@ -56,7 +59,11 @@ def test_cell_times_are_each_cells_latest_event_on_the_matrix_structure():
     assert data.times.shape == data.matrix.shape
     assert data.times.indices.tolist() == data.matrix.indices.tolist()
     assert data.times.indptr.tolist() == data.matrix.indptr.tolist()
-    assert data.times.toarray().tolist() == [[100.0, 0.0], [0.0, 7.0]]
+    assert data.times.toarray().tolist() == [[50.0, 0.0], [20.0, 7.0]]
+    rows_only = InteractionMatrix.build(
+        Interactions.from_rows([(1, 10, "join", 1.0, 5.0)]), with_times=False
+    )
+    assert rows_only.times is None and rows_only.nnz == 1
 
 
 @pytest.mark.parametrize("tau, mix", [(60.0, 0.5), (600.0, 0.75), (5 * DAY, 1.0)])
@@ -95,6 +102,30 @@ def test_without_time_or_scaling_it_is_ease_with_a_relative_l2():
     session = SessionEASE(l2=relative, mix=0.0, a=0.0).fit(data.matrix, data.times)
     np.testing.assert_allclose(session.weights_, ease.weights_, rtol=1e-4, atol=1e-6)
     assert np.all(np.diag(session.weights_) == 0)
+
+
+def test_weights_are_the_closed_form_on_the_scaled_session_gram():
+    data = InteractionMatrix.build(sessions(n_users=40))
+    X, times = data.matrix, data.times
+    l2, tau, mix, a = 2.0, 600.0, 0.5, 0.3
+    totals = np.asarray(X.sum(axis=0)).ravel()
+    scale = totals**-a
+    scaled = direct_gram(X, times, tau, mix) * np.outer(scale, scale)
+    precision = np.linalg.inv(scaled + l2 * np.mean(np.diag(scaled)) * np.eye(len(scale)))
+    ridge = precision / -np.diag(precision)
+    np.fill_diagonal(ridge, 0.0)
+    expected = scale[:, None] * ridge
+    model = SessionEASE(l2=l2, tau=tau, mix=mix, a=a).fit(X, times)
+    np.testing.assert_allclose(model.weights_, expected, rtol=1e-3, atol=1e-6)
+
+
+def test_non_finite_times_leave_the_time_weighting_out(caplog):
+    data = InteractionMatrix.build(sessions(n_users=20))
+    times = data.times.copy()
+    times.data[3] = np.nan
+    plain = (data.matrix.T @ data.matrix).toarray()
+    np.testing.assert_allclose(session_gram(data.matrix, times, 300.0, 0.75), plain)
+    assert "not finite" in caplog.text
 
 
 def test_fit_grid_gives_the_models_fit_gives():
