@@ -211,7 +211,22 @@ def _keep_top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     )
 
 
-class EASE(Recommender):
+class _ItemWeights(Recommender):
+    """Models whose whole state is a dense items x items matrix W: scores = X_rows @ W."""
+
+    weights_: np.ndarray
+
+    def scores(self, X_rows):
+        return np.asarray(X_rows @ self.weights_, dtype=np.float32)
+
+    def get_state(self):
+        return {"weights": self.weights_}
+
+    def _set_state(self, state):
+        self.weights_ = state["weights"]
+
+
+class EASE(_ItemWeights):
     """EASE (Steck 2019): a dense item x item weight matrix in closed form,
     B = I - P diagMat(1/diag(P))
     with P = (X^T X + l2 I)^-1 and a zero diagonal. Needs the Gram matrix inverted, so only for
@@ -235,15 +250,6 @@ class EASE(Recommender):
             model = cls(**params)
             model.weights_ = _ease_weights(gram, model.l2)
             yield params, model
-
-    def scores(self, X_rows):
-        return np.asarray(X_rows @ self.weights_, dtype=np.float32)
-
-    def get_state(self):
-        return {"weights": self.weights_}
-
-    def _set_state(self, state):
-        self.weights_ = state["weights"]
 
 
 def _gram(X) -> np.ndarray:
@@ -269,7 +275,7 @@ def _ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-class SessionEASE(Recommender):
+class SessionEASE(_ItemWeights):
     """EASE on a session-weighted Gram matrix. Two challenges a student took up minutes apart say
     more about each other than two taken up a term apart, so each co-occurrence in the Gram
     matrix counts
@@ -313,15 +319,6 @@ class SessionEASE(Recommender):
             l2 = float(model.l2) * max(float(np.mean(np.diag(scaled))), 1e-12)
             model.weights_ = (scale[:, None] * _ease_weights(scaled, l2)).astype(np.float32)
             yield params, model
-
-    def scores(self, X_rows):
-        return np.asarray(X_rows @ self.weights_, dtype=np.float32)
-
-    def get_state(self):
-        return {"weights": self.weights_}
-
-    def _set_state(self, state):
-        self.weights_ = state["weights"]
 
 
 # Pairs further apart than this many tau weigh under e^-12 of a simultaneous pair: skipped.
