@@ -16,7 +16,7 @@ from functools import cache
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import Select, bindparam, func, or_, select, union_all
+from sqlalchemy import Integer, Select, bindparam, func, literal, or_, select, union_all
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
@@ -43,15 +43,17 @@ CATALOGUE_MAX_AGE = timedelta(seconds=10)
 class UserHistory:
     """A student's participations, clicks and dismissals, loaded in one query.
 
-    ``interactions`` holds (challenge_id, event, epoch seconds) in the training's vocabulary, so
-    serving can rebuild the student's row of the interaction matrix (fold-in); ``changed_at`` is
-    the student's latest join, leave, completion, click or dismiss.
+    ``interactions`` holds (challenge_id, event, epoch seconds, times it happened) in the
+    training's vocabulary, so serving can rebuild the student's row of the interaction matrix
+    (fold-in): repeated clicks on one challenge are one entry with their count and the latest
+    moment, so the history stays one row per challenge and event however often a student
+    clicks. ``changed_at`` is the student's latest join, leave, completion, click or dismiss.
     """
 
     joined_ids: frozenset[int] = frozenset()
     dismissed_ids: frozenset[int] = frozenset()
     category_counts: dict[int, int] = field(default_factory=dict)
-    interactions: tuple[tuple[int, str, float], ...] = ()
+    interactions: tuple[tuple[int, str, float, int], ...] = ()
     titles: dict[int, str] = field(default_factory=dict)
     changed_at: datetime | None = None
 
@@ -75,23 +77,32 @@ def _history_statement():
             Participation.status,
             Participation.joined_at,
             Participation.updated_at,
+            literal(1, Integer),
         )
         .join(Challenge, Challenge.id == Participation.challenge_id)
         .where(Participation.user_id == bindparam("user_id"))
     )
+    latest = func.max(RecommendationEvent.created_at)
     feedback = (
         select(
             RecommendationEvent.challenge_id,
             Challenge.category_id,
             Challenge.title,
             RecommendationEvent.type,
-            RecommendationEvent.created_at,
-            RecommendationEvent.created_at,
+            latest,
+            latest,
+            func.count(),
         )
         .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
         .where(
             RecommendationEvent.user_id == bindparam("user_id"),
             RecommendationEvent.type.in_(FEEDBACK_EVENTS),
+        )
+        .group_by(
+            RecommendationEvent.challenge_id,
+            Challenge.category_id,
+            Challenge.title,
+            RecommendationEvent.type,
         )
     )
     return union_all(participations, feedback)
@@ -100,7 +111,7 @@ def _history_statement():
 def _history(rows: Iterable[tuple]) -> UserHistory:
     joined, dismissed, categories = set(), set(), Counter()
     interactions, titles, moments = [], {}, []
-    for challenge_id, category_id, title, kind, happened_at, updated_at in rows:
+    for challenge_id, category_id, title, kind, happened_at, updated_at, count in rows:
         # Each change is dated as the training dates it (``data.read_database``), so a student
         # whose data the training read in full is never taken for one who acted since.
         if kind == ParticipationStatus.LEFT.value:
@@ -109,19 +120,19 @@ def _history(rows: Iterable[tuple]) -> UserHistory:
         moments.append(happened_at)
         if kind == "dismiss":
             dismissed.add(challenge_id)
-            interactions.append((challenge_id, "dismiss", happened_at.timestamp()))
+            interactions.append((challenge_id, "dismiss", happened_at.timestamp(), count))
             continue
         titles[challenge_id] = title
         if kind == "click":
-            interactions.append((challenge_id, "click", happened_at.timestamp()))
+            interactions.append((challenge_id, "click", happened_at.timestamp(), count))
             continue
         joined.add(challenge_id)
         categories[category_id] += 1
-        interactions.append((challenge_id, "join", happened_at.timestamp()))
+        interactions.append((challenge_id, "join", happened_at.timestamp(), 1))
         if kind == ParticipationStatus.COMPLETED.value:
             completed_at = max(happened_at, updated_at)
             moments.append(completed_at)
-            interactions.append((challenge_id, "complete", completed_at.timestamp()))
+            interactions.append((challenge_id, "complete", completed_at.timestamp(), 1))
     return UserHistory(
         frozenset(joined),
         frozenset(dismissed),

@@ -46,8 +46,8 @@ class FoldInModel:
         """The student's 1 x items row, weighted and clipped exactly as the training builds it;
         challenges the version does not know (published since) are left out."""
         rows = [
-            (0, challenge_id, event, float(weights.get(event, 0.0)), stamp)
-            for challenge_id, event, stamp in history.interactions
+            (0, challenge_id, event, count * float(weights.get(event, 0.0)), stamp)
+            for challenge_id, event, stamp, count in history.interactions
             if weights.get(event, 0.0)
         ]
         interactions = Interactions.from_rows(rows)

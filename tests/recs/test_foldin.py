@@ -13,12 +13,17 @@ from app.challenges.service import join
 from app.extensions import db
 from app.models import Participation, utcnow
 from app.recs import events, foldin, pipeline, publish, serving
-from app.recs.data import InteractionMatrix
+from app.recs.data import InteractionMatrix, read_database
 from app.recs.eligibility import load_user_history
 from app.recs.models import CANDIDATES, Artifact, load_artifact, save_artifact
 from app.recs.publish import rank_rows
 from tests.helpers import make_user
-from tests.recs.planted_data import make_student, planted_interactions, seed_planted_campus
+from tests.recs.planted_data import (
+    add_event,
+    make_student,
+    planted_interactions,
+    seed_planted_campus,
+)
 
 PER_GROUP = 6
 
@@ -93,6 +98,32 @@ def test_nothing_changed_serves_the_rows_and_fold_in_agrees(campus, app, monkeyp
     assert fresh.source == "fresh" and fresh.model_version == run.version
     assert ids(fresh) == ids(slate)
     assert [i.reason for i in fresh.items] == [i.reason for i in slate.items]
+
+
+def test_repeated_clicks_are_one_history_entry_and_weigh_as_in_training(campus, app):
+    student, first, second = campus["students"][2], *campus["challenges"][-2:]
+    first_clicks = [add_event(student, first, "click", d) for d in (3.0, 2.0, 1.0, 0.5)]
+    add_event(student, second, "click", 1.0)
+    add_event(student, second, "dismiss", 0.2)
+    history = load_user_history(student.id)
+    clicks = [entry for entry in history.interactions if entry[1] == "click"]
+    assert sorted((cid, count) for cid, _, _, count in clicks) == sorted(
+        [(first.id, 4), (second.id, 1)]
+    )
+    (latest_click,) = [stamp for cid, _, stamp, _ in clicks if cid == first.id]
+    assert latest_click == pytest.approx(first_clicks[-1].created_at.timestamp(), abs=1e-3)
+    weights = app.config["RECS_INTERACTION_WEIGHTS"]
+    trained = InteractionMatrix.build(read_database(weights), with_times=False)
+    model = foldin.model_for(campus["run"])
+    row = model.user_row(history, weights)
+    expected = np.zeros(len(model.items.ids), dtype=np.float32)
+    trained_row = trained.matrix[trained.users.index([student.id])[0]]
+    for item, value in zip(trained_row.indices, trained_row.data, strict=True):
+        position = model.items.index([trained.items.ids[item]])[0]
+        if position >= 0:
+            expected[position] = value
+    np.testing.assert_allclose(row.toarray().ravel(), expected)
+    assert row[0, model.items.index([first.id])[0]] >= 4 * weights["click"]
 
 
 def test_a_join_changes_the_next_slate(campus):
