@@ -97,8 +97,10 @@ KNOWN_COSTS = {
     ),
     "app/recs/eligibility.py:load_user_history": (
         "one query per request for the student's participations, clicks and dismissals (with the "
-        "titles the reasons quote), then a Python pass over them; it grows with what the student "
-        "did, and in the profiling pass the students carry the event pass's clicks."
+        "titles the reasons quote), clicks grouped per challenge in SQL, then a Python pass over "
+        "one row per challenge and event. In the profiling pass each student carries some 500 "
+        "of the event pass's clicks: what remains (`fetchone`) is SQLite reading and grouping "
+        "them; the rows Python converts no longer grow with clicks."
     ),
     "app/recs/content.py:Catalogue.cold_matches": (
         "compares the open cold challenges (most of a 5,000-challenge catalogue has fewer than "
