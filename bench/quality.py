@@ -117,13 +117,7 @@ def _settings(config):
 def seed_spread(interactions, settings, seeds) -> list[dict]:
     """Per split seed, each of SPREAD_MODELS tuned and scored exactly as ``compare`` does it (a
     validation split carved from that seed's training part)."""
-    from app.recs.evaluate import (
-        build_candidate,
-        evaluate_model,
-        random_split,
-        tune,
-        validation_split,
-    )
+    from app.recs.evaluate import random_split, tune_and_score, validation_split
 
     rows = []
     for seed in seeds:
@@ -131,9 +125,8 @@ def seed_spread(interactions, settings, seeds) -> list[dict]:
         validation = validation_split(split, settings.holdout_fraction, seed)
         row = {"seed": seed}
         for name in SPREAD_MODELS:
-            params, _ = tune(name, validation, settings.k)
-            model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
-            row[name] = round(evaluate_model(model, split, settings.k).ndcg, 4)
+            _, _, metrics = tune_and_score(name, split, validation, settings.k)
+            row[name] = round(metrics.ndcg, 4)
         progress(f"MovieLens-100k random split, seed {seed}: {row}")
         rows.append(row)
     return rows

@@ -422,6 +422,16 @@ def tune(name: str, validation: Split, k: int) -> tuple[dict, float]:
     return best_params, best_ndcg
 
 
+def tune_and_score(
+    name: str, split: Split, validation: Split, k: int
+) -> tuple[dict, float, RankingMetrics]:
+    """One candidate as ``compare`` rates it: tuned on ``validation``, refit on ``split``'s
+    training part, scored on its held-out part. (params, validation NDCG@k, test metrics)."""
+    params, validation_ndcg = tune(name, validation, k)
+    model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
+    return params, validation_ndcg, evaluate_model(model, split, k)
+
+
 def _grid_for(name: str, shape: tuple[int, int]) -> list[dict]:
     """Drop the grid points the data is too small for (they would all clip to the same model)."""
     if name != "svd":
@@ -473,9 +483,7 @@ def compare(
         progress(baseline.name)
     for name in candidate_names(len(split.train.items), settings.ease_max_items):
         started = time.perf_counter()
-        params, validation_ndcg = tune(name, validation, settings.k)
-        model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
-        metrics = evaluate_model(model, split, settings.k)
+        params, validation_ndcg, metrics = tune_and_score(name, split, validation, settings.k)
         rows.append(
             ModelEvaluation(name, params, metrics, validation_ndcg, time.perf_counter() - started)
         )
