@@ -5,7 +5,9 @@ The splits, tuning, baselines and metrics are the product's own (``app.recs.eval
 code behind ``flask recs evaluate`` and the pipeline's gate); this script adds the timing of each
 model's final fit and of scoring every evaluated user, which ``compare`` lumps together, and, on
 MovieLens, the spread over other random-split seeds: one seed's split is one draw, and the
-difference between two models on the same draws says more than either figure alone.
+difference between two models on the same draws says more than either figure alone. For the same
+draws it also records plain EASE's ceiling: the best NDCG@K any l2 of a fine sweep reaches when
+picked on the held-out part itself. That is an upper bound for EASE on a draw, not a result.
 
     .venv/bin/python -m bench.quality [--movielens PATH] [--skip-demo] [--spread-seeds 0,1,2,3,4]
 """
@@ -26,6 +28,8 @@ SEED = 42
 SPREAD_SEEDS = (0, 1, 2, 3, 4)
 # EASE (the paper's model) against our best candidate, paired on each seed's split.
 SPREAD_MODELS = ("ease", "session_ease")
+# Finer than EASE's tuning grid, around where MovieLens-100k peaks.
+CEILING_L2 = (100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0, 500.0, 700.0, 1000.0)
 
 
 def evaluate_dataset(name: str, interactions, features_for: Callable, settings) -> dict:
@@ -132,6 +136,25 @@ def seed_spread(interactions, settings, seeds) -> list[dict]:
     return rows
 
 
+def ease_ceiling(interactions, settings, seeds) -> list[dict]:
+    """Per split seed, plain EASE's best held-out NDCG@k over CEILING_L2, with that l2."""
+    from app.recs.evaluate import evaluate_model, random_split
+    from app.recs.models import EASE
+
+    rows = []
+    for seed in seeds:
+        split = random_split(interactions, settings.holdout_fraction, seed)
+        grid = [{"l2": l2} for l2 in CEILING_L2]
+        scored = [
+            (evaluate_model(model, split, settings.k).ndcg, params["l2"])
+            for params, model in EASE.fit_grid(split.train.matrix, grid)
+        ]
+        ndcg, l2 = max(scored)
+        rows.append({"seed": seed, "ndcg": round(ndcg, 4), "l2": l2})
+        progress(f"MovieLens-100k random split, seed {seed}: EASE ceiling {ndcg:.4f} (l2={l2})")
+    return rows
+
+
 def movielens(path: Path, spread_seeds) -> dict:
     from app.config import DefaultConfig
     from app.recs.pipeline import read_interactions_file
@@ -142,6 +165,8 @@ def movielens(path: Path, spread_seeds) -> dict:
     result = evaluate_dataset("MovieLens-100k", interactions, features_for, settings)
     result["source"] = str(path)
     result["seed_spread"] = seed_spread(interactions, settings, spread_seeds)
+    ceiling_seeds = [settings.seed, *(s for s in spread_seeds if s != settings.seed)]
+    result["ease_ceiling"] = ease_ceiling(interactions, settings, ceiling_seeds)
     return result
 
 

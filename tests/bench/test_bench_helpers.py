@@ -169,3 +169,21 @@ def test_seed_spread_pairs_the_models_per_seed_and_averages_them():
     assert "| 0 | 0.4400 | 0.4600 | +0.0200 |" in text
     assert "| mean | 0.4450 | 0.4600 | +0.0150 |" in text
     assert "standard deviation over the seeds is 0.0071" in text
+
+
+def test_ease_ceiling_lists_the_reported_draw_first_and_compares_it_with_the_others():
+    ceiling = [
+        {"seed": 42, "ndcg": 0.4401, "l2": 300.0},
+        {"seed": 0, "ndcg": 0.4478, "l2": 400.0},
+        {"seed": 1, "ndcg": 0.4484, "l2": 400.0},
+    ]
+    quality = _quality(0.4489)
+    quality["k"] = 10
+    quality["datasets"][0]["ease_ceiling"] = ceiling
+    assert "| 42 | 0.4401 | 300 |" in report._ease_ceiling(ceiling, quality)
+    reading = report._quality_reading(
+        {**quality, "datasets": [{**quality["datasets"][0], "splits": []}]}
+    )
+    assert "seed-42 draw plain EASE peaks at 0.4401" in reading
+    assert "on seeds 0, 1 it peaks at 0.4481 on average" in reading
+    assert "moves the same model's best by +0.0080" in reading
