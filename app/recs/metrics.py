@@ -24,6 +24,9 @@ from app.models import (
 
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366
+# No event predates the epoch; the last day leaves room for the day after a range's end.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 COUNTED_TYPES = ("impression", "click", "join")
 
 
@@ -80,9 +83,13 @@ def _parse_day(raw: str, name: str) -> date:
     # fromisoformat also takes "20240105" and week dates; the form only ever sends YYYY-MM-DD.
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
         try:
-            return date.fromisoformat(raw)
+            day = date.fromisoformat(raw)
         except ValueError:
             pass
+        else:
+            if FIRST_DAY <= day <= LAST_DAY:
+                return day
+            raise ValueError(f"'{name}' must be between {FIRST_DAY} and {LAST_DAY}.")
     raise ValueError(f"'{name}' must be a date written as YYYY-MM-DD.")
 
 

@@ -43,6 +43,9 @@ def test_parse_date_range_defaults_and_validation():
         ("2024-03-05", "2024-03-01"),
         ("2020-01-01", "2024-01-01"),
         ("x", "y"),
+        (None, "9999-12-31"),
+        (None, "0001-01-01"),
+        ("1969-12-31", None),
     ]:
         with pytest.raises(ValueError):
             parse_date_range(raw_from, raw_to, today)

@@ -345,7 +345,7 @@ def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
     assert "MemoryError: boom" in page  # ... but the failed run shows in the list
     assert "Coverage fell: 50% of active students have model rows, against 100%" in page
     assert "997 of 1000 rows accepted" in page
-    assert "unknown student: 3 <span class=\"muted\">(lines 2, 5, 9)</span>" in page
+    assert 'unknown student: 3 <span class="muted">(lines 2, 5, 9)</span>' in page
     assert '<option value="v-old">' in page
 
 
@@ -435,3 +435,21 @@ def test_progress_polls_while_running_and_reloads_when_done(admin_client, monkey
     assert "hx-trigger" not in body and "not enough data" in body
     assert partial.headers["HX-Refresh"] == "true"
     assert "HX-Refresh" not in admin_client.get("/admin/recommendations/progress").headers
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["to=9999-12-31", "from=9999-12-30&to=9999-12-31", "to=0001-01-01", "from=1969-12-31"],
+)
+def test_dates_at_the_ends_of_the_calendar_are_refused_not_errors(admin_client, query):
+    for url in ("/admin/recommendations/online", "/admin/recommendations/charts/positions.svg"):
+        response = admin_client.get(f"{url}?{query}")
+        assert response.status_code == 400, url
+    page = admin_client.get(f"/admin/recommendations/online?{query}").get_data(as_text=True)
+    assert "must be between 1970-01-01 and 9998-12-31" in page
+
+
+def test_professor_stats_refuse_dates_past_the_calendar(professor_client):
+    for url in ("/professor/stats", "/professor/stats/chart.svg"):
+        assert professor_client.get(f"{url}?to=9999-12-31").status_code == 400, url
+        assert professor_client.get(f"{url}?to=0001-01-01").status_code == 400, url
