@@ -28,8 +28,11 @@ def home_for(user: User) -> str:
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only same-site relative paths; anything with a scheme or host is an open redirect."""
+    """Only same-site relative paths; anything with a scheme or host is an open redirect, and a
+    control character (a newline would split the Location header) is never part of a path."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in target):
         return None
     parts = urlsplit(target)
     return target if not parts.scheme and not parts.netloc else None
@@ -42,7 +45,9 @@ def _client_address() -> str:
 def _too_many_attempts(address: str) -> bool:
     window = timedelta(seconds=current_app.config["LOGIN_RATE_WINDOW_SECONDS"])
     since = utcnow() - window
-    db.session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < utcnow() - 10 * window))
+    db.session.execute(
+        delete(LoginAttempt).where(LoginAttempt.attempted_at < utcnow() - 10 * window)
+    )
     count = db.session.scalar(
         select(func.count(LoginAttempt.id)).where(
             LoginAttempt.address == address, LoginAttempt.attempted_at >= since
@@ -121,7 +126,9 @@ def register():
         db.session.commit()
     if form.validate_on_submit():
         email = User.normalize_email(form.email.data)
-        user = User(email=email, display_name=form.display_name.data.strip(), role=Role.STUDENT.value)
+        user = User(
+            email=email, display_name=form.display_name.data.strip(), role=Role.STUDENT.value
+        )
         user.set_password(form.password.data)
         db.session.add(user)
         try:
@@ -150,7 +157,9 @@ def change_password():
         current_user.set_password(form.password.data)  # rotates the token: other sessions end
         db.session.commit()
         session.clear()
-        login_user(current_user._get_current_object())  # the proxy itself would recurse in g._login_user
+        login_user(
+            current_user._get_current_object()
+        )  # the proxy itself would recurse in g._login_user
         flash("Password changed. Other sessions were logged out.", "success")
         return redirect(home_for(current_user))
     status = 400 if request.method == "POST" else 200

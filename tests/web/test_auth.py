@@ -123,6 +123,8 @@ def test_login_rate_limit_answers_429(make_app, caplog):
         "/\\evil.com",
         "/\t/evil.com",  # browsers drop the tab and read //evil.com
         "javascript:alert(1)",
+        "/x\ny",  # would split the Location header
+        "/x\r\nSet-Cookie: a=b",
     ],
 )
 def test_open_redirect_via_next_is_ignored(client, target):
@@ -180,13 +182,25 @@ def test_registration_shares_the_per_address_budget(make_app):
     limited = make_app(LOGIN_RATE_LIMIT=2)
     client = limited.test_client()
     for n in range(2):
-        response = client.post("/register", data={
-            "display_name": f"New {n}", "email": f"new{n}@campus.example.edu",
-            "password": "longenough1", "confirm": "longenough1"})
+        response = client.post(
+            "/register",
+            data={
+                "display_name": f"New {n}",
+                "email": f"new{n}@campus.example.edu",
+                "password": "longenough1",
+                "confirm": "longenough1",
+            },
+        )
         assert response.status_code == 302
         client.post("/logout")
-    response = client.post("/register", data={
-        "display_name": "Third", "email": "third@campus.example.edu",
-        "password": "longenough1", "confirm": "longenough1"})
+    response = client.post(
+        "/register",
+        data={
+            "display_name": "Third",
+            "email": "third@campus.example.edu",
+            "password": "longenough1",
+            "confirm": "longenough1",
+        },
+    )
     assert response.status_code == 429
     assert db.session.scalar(select(User).where(User.email == "third@campus.example.edu")) is None

@@ -111,3 +111,14 @@ def test_concurrent_joins_by_one_student_count_once(app):
     assert outcomes.count(True) == 1
     assert count_of(challenge) == 1
     assert db.session.scalar(select(func.count(Participation.id))) == 1
+
+
+def test_a_next_with_a_newline_falls_back_to_the_challenge_page(student_client):
+    challenge = make_challenge()
+    response = student_client.post(
+        f"/challenges/{challenge.id}/join", data={"next": "/challenges\r\nX-Injected: y"}
+    )
+    assert response.status_code == 303
+    assert response.location == f"/challenges/{challenge.id}"
+    assert "X-Injected" not in response.headers
+    assert count_of(challenge) == 1
