@@ -33,7 +33,11 @@ def healthz():
     except Exception as exc:  # the point of the endpoint is to report, not to raise
         log.error("health check: database unreachable: %s", exc)
         database = {"ok": False, "backend": db.engine.dialect.name, "error": type(exc).__name__}
-    body = {"status": "ok" if database["ok"] else "degraded", "app": {"ok": True}, "database": database}
+    body = {
+        "status": "ok" if database["ok"] else "degraded",
+        "app": {"ok": True},
+        "database": database,
+    }
     return jsonify(body), 200 if database["ok"] else 503
 
 
@@ -95,9 +99,23 @@ def _refuse_nul_characters() -> None:
             abort(400, "Text fields may not contain NUL characters.")
 
 
+def _refuse_file_uploads() -> None:
+    """No form takes a file. A multipart part with a filename would reach the form as a file object
+    where text is expected (and fail inside a validator): refuse it as bad input instead."""
+    if request.mimetype == "multipart/form-data" and request.files:
+        log.warning(
+            "refused a file upload in %s %s address=%s",
+            request.method,
+            request.path,
+            request.remote_addr,
+        )
+        abort(400, "This form does not take file uploads.")
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.before_request(_refuse_nul_characters)
+    app.before_request(_refuse_file_uploads)
     app.after_request(_security_headers)
 
     @app.context_processor

@@ -1,3 +1,10 @@
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Category
 from tests.helpers import make_challenge
 
 
@@ -26,6 +33,32 @@ def test_odd_and_oversized_ids_are_bad_input_not_errors(student_client, admin_cl
     assert student_client.get("/challenges?category=%C2%B2").status_code == 200
     assert student_client.get("/challenges/99999999999999999999").status_code == 404
     assert admin_client.get("/admin/recommendations/preview?user_id=%C2%B2").status_code == 400
-    assert admin_client.get(
-        "/admin/recommendations/preview?user_id=99999999999999999999999"
-    ).status_code == 400
+    assert (
+        admin_client.get(
+            "/admin/recommendations/preview?user_id=99999999999999999999999"
+        ).status_code
+        == 400
+    )
+
+
+@pytest.mark.parametrize(
+    "url, field",
+    [
+        ("/login", "email"),
+        ("/register", "display_name"),
+        ("/admin/categories", "name"),
+    ],
+)
+def test_a_file_in_a_form_is_bad_input_not_an_error(client, admin_client, url, field, caplog):
+    caplog.set_level("WARNING", logger="app.web")
+    browser = admin_client if url.startswith("/admin") else client
+    before = db.session.scalar(select(func.count(Category.id)))
+    response = browser.post(
+        url,
+        data={field: (io.BytesIO(b"hi"), "a.txt"), "password": "x"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert "does not take file uploads" in response.get_data(as_text=True)
+    assert "refused a file upload" in caplog.text
+    assert db.session.scalar(select(func.count(Category.id))) == before
