@@ -63,11 +63,14 @@ def _categories_page(form: CategoryForm | None = None, status: int = 200):
 
 
 def _name_taken(name: str, except_id: int | None = None) -> bool:
-    # Case-insensitive, so "Robotics" and "robotics" cannot both exist.
-    query = select(Category.id).where(func.lower(Category.name) == name.lower())
-    if except_id is not None:
-        query = query.where(Category.id != except_id)
-    return db.session.scalar(query.limit(1)) is not None
+    # Case-insensitive for any script, so "Robotics" and "robotics", or "Énergie" and "énergie",
+    # cannot both exist. Compared in Python: SQLite's lower() folds ASCII letters only. An
+    # admin-managed list of categories is short.
+    wanted = name.casefold()
+    return any(
+        other_id != except_id and other.casefold() == wanted
+        for other_id, other in db.session.execute(select(Category.id, Category.name))
+    )
 
 
 def _duplicate(form: CategoryForm):

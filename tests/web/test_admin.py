@@ -41,6 +41,20 @@ def test_duplicate_category_name_is_refused_case_insensitively(admin_client):
     assert db.session.scalars(select(Category.name)).all() == ["Robotics"]
 
 
+def test_duplicate_category_name_is_refused_whatever_the_script(admin_client):
+    make_category("Énergie")
+    for name in ("énergie", "ÉNERGIE"):
+        response = admin_client.post("/admin/categories", data={"name": name})
+        assert response.status_code == 409
+    street, other = make_category("Straße"), make_category("Other")
+    clash = admin_client.post(f"/admin/categories/{other.id}/rename", data={"name": "STRASSE"})
+    assert clash.status_code == 409
+    # A category may change its own case.
+    own = admin_client.post(f"/admin/categories/{street.id}/rename", data={"name": "STRASSE"})
+    assert own.status_code == 303
+    assert sorted(db.session.scalars(select(Category.name))) == ["Other", "STRASSE", "Énergie"]
+
+
 def test_blank_category_name_is_refused(admin_client):
     response = admin_client.post("/admin/categories", data={"name": "   "})
     assert response.status_code == 400
