@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -83,9 +83,18 @@ def _apply_form(challenge: Challenge, form: ChallengeForm) -> None:
     challenge.description = form.description.data.strip()
     challenge.category_id = form.category_id.data
     challenge.reward_points = form.reward_points.data
-    challenge.starts_at = form.starts_at.data.astimezone(UTC)
-    challenge.ends_at = form.ends_at.data.astimezone(UTC) if form.ends_at.data else None
+    challenge.starts_at = _to_the_minute(form.starts_at.data.astimezone(UTC), challenge.starts_at)
+    ends_at = form.ends_at.data.astimezone(UTC) if form.ends_at.data else None
+    challenge.ends_at = _to_the_minute(ends_at, challenge.ends_at)
     challenge.status = form.status.data
+
+
+def _to_the_minute(submitted: datetime | None, stored: datetime | None) -> datetime | None:
+    """The form shows times to the minute: a time sent back unchanged keeps its stored seconds
+    (times written by the seed or the CLI have them) rather than losing them on every save."""
+    if submitted is None or stored is None or submitted.second or submitted.microsecond:
+        return submitted
+    return stored if stored.replace(second=0, microsecond=0) == submitted else submitted
 
 
 def _save(form: ChallengeForm) -> bool:

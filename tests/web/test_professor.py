@@ -111,6 +111,25 @@ def test_edit_form_shows_current_values(professor_client):
     assert 'value="2031-05-06T07:08"' in page
 
 
+def test_saving_the_edit_form_unchanged_keeps_the_stored_seconds(professor_client):
+    starts_at = datetime(2031, 5, 6, 7, 8, 31, tzinfo=UTC)
+    ends_at = datetime(2031, 6, 6, 7, 8, 59, tzinfo=UTC)
+    challenge = make_challenge(owner=professor_client.user, starts_at=starts_at, ends_at=ends_at)
+    url = f"/professor/challenges/{challenge.id}/edit"
+    unchanged = form_data(
+        challenge.category, starts_at="2031-05-06T07:08", ends_at="2031-06-06T07:08"
+    )
+    assert professor_client.post(url, data=unchanged).status_code == 303
+    db.session.refresh(challenge)
+    assert (challenge.starts_at, challenge.ends_at) == (starts_at, ends_at)
+    # A time that was changed is stored as sent.
+    moved = form_data(challenge.category, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08")
+    assert professor_client.post(url, data=moved).status_code == 303
+    db.session.refresh(challenge)
+    assert challenge.starts_at == datetime(2031, 5, 6, 7, 9, tzinfo=UTC)
+    assert challenge.ends_at == ends_at
+
+
 def test_challenge_with_participants_cannot_return_to_draft(professor_client):
     challenge = make_challenge(owner=professor_client.user)
     make_participation(make_user("student"), challenge, status="left")
