@@ -8,7 +8,14 @@ from flask.cli import AppGroup
 from sqlalchemy import delete, select
 
 from app.extensions import db
-from app.models import ROLES, RecommendationEvent, RecommendationSlate, User, UserRecommendation
+from app.models import (
+    ROLES,
+    RecommendationEvent,
+    RecommendationSlate,
+    Role,
+    User,
+    UserRecommendation,
+)
 
 users_cli = AppGroup("users", help="Create and delete accounts.")
 demo_cli = AppGroup("demo", help="Demo data for trying the product.")
@@ -19,7 +26,11 @@ demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 @click.option("--name", "display_name", prompt="Display name", help="Name shown in the app.")
 @click.option("--role", type=click.Choice(ROLES), default="student", show_default=True)
 @click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="At least 8 characters.",
 )
 def create_user(email: str, display_name: str, role: str, password: str) -> None:
     """Create an account (student, professor or admin)."""
@@ -39,30 +50,58 @@ def create_user(email: str, display_name: str, role: str, password: str) -> None
 
 @users_cli.command("delete")
 @click.option("--email", required=True, help="The account to delete.")
+@click.option(
+    "--reassign-to",
+    "heir_email",
+    help="A professor or admin who takes over the challenges the account owns.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete_user(email: str, yes: bool) -> None:
+def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
     """Delete an account with its participations, recommendation events, slates and rows.
 
-    A professor who still owns challenges cannot be deleted: archive or reassign them first.
+    A professor who owns challenges is deleted only with --reassign-to, which hands every one of
+    them (archived ones too) to another professor or admin, so students' participations stay.
     """
     email = User.normalize_email(email)
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
         raise click.ClickException(f"no account with email {email}")
-    if user.challenges:
+    owned = list(user.challenges)
+    heir = _heir(heir_email, user) if heir_email else None
+    if owned and heir is None:
         raise click.ClickException(
-            f"{email} owns {len(user.challenges)} challenge(s); reassign or delete them first"
+            f"{email} owns {len(owned)} challenge(s); pass --reassign-to EMAIL (a professor or "
+            "admin) to hand them over"
         )
     if not yes:
-        click.confirm(f"Delete {email} and all of their activity?", abort=True)
+        handover = f" and hand {len(owned)} challenge(s) to {heir.email}" if owned else ""
+        click.confirm(f"Delete {email} and all of their activity{handover}?", abort=True)
     from app.challenges.service import delete_participations_of
 
+    for challenge in owned:
+        challenge.owner = heir
     delete_participations_of(user.id)
     for model in (RecommendationEvent, RecommendationSlate, UserRecommendation):
         db.session.execute(delete(model).where(model.user_id == user.id))
     db.session.delete(user)
     db.session.commit()
+    if owned:
+        click.echo(f"Handed {len(owned)} challenge(s) to {heir.email}.")
     click.echo(f"Deleted {email} and their activity.")
+
+
+def _heir(heir_email: str, leaving: User) -> User:
+    """The account that takes over ``leaving``'s challenges: an active professor or admin."""
+    heir = db.session.scalar(select(User).where(User.email == User.normalize_email(heir_email)))
+    if heir is None:
+        raise click.BadParameter(f"no account with email {heir_email}", param_hint="--reassign-to")
+    if heir.id == leaving.id:
+        raise click.BadParameter("must be another account", param_hint="--reassign-to")
+    if heir.role not in (Role.PROFESSOR.value, Role.ADMIN.value) or not heir.active:
+        raise click.BadParameter(
+            f"{heir.email} is not an active professor or admin", param_hint="--reassign-to"
+        )
+    return heir
 
 
 @demo_cli.command("seed")

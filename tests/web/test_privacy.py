@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import (
+    Challenge,
     Participation,
     RecommendationEvent,
     RecommendationSlate,
@@ -63,4 +64,48 @@ def test_users_delete_refuses_unknown_accounts_and_owners(app, runner):
     assert result.exit_code == 1 and "no account" in result.output
     result = runner.invoke(args=["users", "delete", "--email", owner.email, "--yes"])
     assert result.exit_code == 1 and "owns 1 challenge" in result.output
+    assert "--reassign-to" in result.output
     assert db.session.get(User, owner.id) is not None
+
+
+def test_users_delete_hands_a_professors_challenges_to_another_and_keeps_participations(
+    app, runner
+):
+    leaving = make_user("professor")
+    heir = make_user("professor")
+    student = make_user()
+    challenges = [make_challenge(owner=leaving), make_challenge(owner=leaving, status="archived")]
+    make_participation(student, challenges[0])
+    ids = [c.id for c in challenges]
+    leaving_id, heir_email = leaving.id, heir.email
+
+    result = runner.invoke(
+        args=["users", "delete", "--email", leaving.email, "--reassign-to", heir_email, "--yes"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"Handed 2 challenge(s) to {heir_email}" in result.output
+    db.session.expire_all()
+    assert db.session.get(User, leaving_id) is None
+    assert [db.session.get(Challenge, i).owner.email for i in ids] == [heir_email] * 2
+    assert footprint(student.id)["participations"] == 1
+
+
+def test_users_delete_refuses_an_heir_who_cannot_own_challenges(app, runner):
+    leaving = make_user("professor")
+    challenge = make_challenge(owner=leaving)
+    retired = make_user("professor")
+    retired.active = False
+    db.session.commit()
+    for heir, reason in [
+        ("nobody@uni.test", "no account"),
+        (make_user("student").email, "not an active professor or admin"),
+        (retired.email, "not an active professor or admin"),
+        (leaving.email, "must be another account"),
+    ]:
+        result = runner.invoke(
+            args=["users", "delete", "--email", leaving.email, "--reassign-to", heir, "--yes"]
+        )
+        assert result.exit_code == 2 and reason in result.output, (heir, result.output)
+    db.session.expire_all()
+    assert db.session.get(Challenge, challenge.id).owner_id == leaving.id
