@@ -106,7 +106,7 @@ def _run_training(interactions=None, trigger: str = "cli") -> None:
 @click.option(
     "--input",
     "input_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Train on this export-format CSV instead of the database.",
 )
 def train_command(input_path: Path | None) -> None:
@@ -252,7 +252,7 @@ def _describe_status(summary: dict) -> str:
     "--input",
     "input_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Interactions file (relative paths from the current directory).",
 )
 @click.option(

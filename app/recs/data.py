@@ -472,7 +472,9 @@ def read_movielens(path: str | Path) -> Interactions:
     implicit feedback of weight 1, as in the usual top-N protocol."""
     try:
         raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from exc
+    except ValueError as exc:
         raise DataError(f"{path}: not a MovieLens ratings file: {exc}") from exc
     if raw.shape[1] != 4:
         raise DataError(f"{path}: expected 4 columns (user, item, rating, timestamp)")
