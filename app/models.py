@@ -4,7 +4,7 @@ recommendation tables (model runs, published rows, slates, events, experiments).
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -266,6 +266,11 @@ class ModelRun(db.Model):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def age(self, now: datetime) -> timedelta:
+        """How old the version is: since its run started reading interactions (an import: since
+        the import). Publishing it again (a rollback) does not make an old version new."""
+        return now - self.started_at
 
 
 class RecommendationState(db.Model):

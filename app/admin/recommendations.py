@@ -100,7 +100,7 @@ class Health:
 
 def _health(now: datetime, published: ModelRun | None, kept: list[ModelRun]) -> Health:
     config = current_app.config
-    age = now - (published.published_at or published.started_at) if published else None
+    age = published.age(now) if published else None
     coverage = metrics.coverage(published.id if published else None, now)
     # The newest kept version older than the current one: what it covered is the comparison point.
     previous = next((run for run in kept if published and run.id < published.id), None)

@@ -217,12 +217,24 @@ def _describe_status(summary: dict) -> str:
     if published is None:
         lines.append("Published: none (students get the heuristic).")
     else:
-        lines.append(
-            f"Published: {published['version']} ({published['kind']}, {published['algorithm']}), "
-            f"{published['age_hours']} h old, {published['users']} of {published['students']} "
-            f"students covered ({published['coverage']:.0%}), NDCG@10 {published['ndcg']} "
-            f"vs heuristic {published['heuristic_ndcg']}"
+        origin = ", ".join(dict.fromkeys(filter(None, (published["kind"], published["algorithm"]))))
+        quality = (
+            f"NDCG@10 {published['ndcg']} vs heuristic {published['heuristic_ndcg']}"
+            if published["ndcg"] is not None
+            else "no offline evaluation (imported rows)"
         )
+        published_at = (published["published_at"] or "-")[:16]
+        lines.append(
+            f"Published: {published['version']} ({origin}), {published['age_hours']} h old "
+            f"({'imported' if published['kind'] == 'import' else 'trained'} "
+            f"{published['started_at'][:16]}, published {published_at})"
+        )
+        lines.append(
+            f"Coverage: {published['covered_active_students']} of {published['active_students']} "
+            f"students active in the last 30 days have rows ({published['coverage']:.1%}); rows "
+            f"for {published['users']} of {published['students']} students in all"
+        )
+        lines.append(f"Quality: {quality}")
     progress = summary["progress"]
     if progress["running"]:
         lines.append(

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 
 from app.extensions import db
 from app.models import Challenge, ModelRun, RecommendationEvent, Role, User, utcnow
-from app.recs import eligibility
+from app.recs import eligibility, metrics
 from app.recs.data import (
     IdMap,
     InteractionMatrix,
@@ -558,12 +558,14 @@ def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
     )
     published = None
     if current is not None:
+        # The dashboard's coverage: students active in the last 30 days who have rows.
+        covered = metrics.coverage(current.id, now)
         published = {
             **_run_summary(current),
-            "age_hours": round((now - current.published_at).total_seconds() / 3600, 1)
-            if current.published_at
-            else None,
-            "coverage": round(current.users_count / students, 4) if students else 0.0,
+            "age_hours": round(current.age(now).total_seconds() / 3600, 1),
+            "coverage": round(covered.share, 4),
+            "active_students": covered.active_students,
+            "covered_active_students": covered.covered,
             "students": students,
         }
     return {"published": published, "runs": [_run_summary(r) for r in recent_runs(limit)]}

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import ModelRun, RecommendationEvent
-from app.recs import publish, scheduler
+from app.models import ModelRun, RecommendationEvent, utcnow
+from app.recs import metrics, publish, scheduler
 from app.recs.data import pseudonym, write_csv
 from tests.recs.planted_data import add_event, planted_interactions, seed_planted_campus
 
@@ -110,6 +110,9 @@ def test_generate_then_import_publishes_a_new_version(runner, campus, tmp_path):
     assert "accepted: 135" in output
     current = publish.published_run()
     assert current.kind == "import" and current.version != trained
+    status = invoke(runner, "status")
+    assert f"Published: {current.version} (import), " in status and "(imported 20" in status
+    assert "Quality: no offline evaluation (imported rows)" in status and "None" not in status
 
 
 def test_generate_unknown_version(runner, campus):
@@ -150,8 +153,20 @@ def test_status_text_and_json(runner, campus):
     assert "Published: none" in invoke(runner, "status")
     invoke(runner, "pipeline")
     text = invoke(runner, "status")
-    assert "Published:" in text and "100%" in text and "Recent runs:" in text
+    assert "Published:" in text and "Recent runs:" in text
     summary = json.loads(invoke(runner, "status", "--json", stdout_only=True))
+    published = summary["published"]
+    # The dashboard's definition: students active in the last 30 days who have rows.
+    covered = metrics.coverage(publish.published_run().id, utcnow())
+    assert (published["covered_active_students"], published["active_students"]) == (
+        covered.covered,
+        covered.active_students,
+    )
+    assert (
+        f"Coverage: {covered.covered} of {covered.active_students} students active in the last "
+        f"30 days have rows ({covered.share:.1%})"
+    ) in text
+    assert f"NDCG@10 {published['ndcg']} vs heuristic" in text
     assert summary["published"]["version"] == publish.published_run().version
     assert summary["progress"]["running"] is False and summary["progress"]["next_run_at"]
     assert summary["runs"][0]["status"] == "published"

@@ -16,6 +16,7 @@ from app.models import (
     UserRecommendation,
     utcnow,
 )
+from app.recs import publish
 from app.recs.experiment import start_experiment
 from tests.helpers import make_challenge, make_event, make_participation, make_user
 
@@ -307,7 +308,7 @@ def _two_versions():
 
 def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
     old, new = _two_versions()
-    new.published_at = utcnow() - timedelta(hours=app.config["RECS_STALE_AFTER_HOURS"] + 5)
+    new.started_at = utcnow() - timedelta(hours=app.config["RECS_STALE_AFTER_HOURS"] + 5)
     db.session.add(
         ModelRun(
             version="v-broken",
@@ -453,3 +454,15 @@ def test_professor_stats_refuse_dates_past_the_calendar(professor_client):
     for url in ("/professor/stats", "/professor/stats/chart.svg"):
         assert professor_client.get(f"{url}?to=9999-12-31").status_code == 400, url
         assert professor_client.get(f"{url}?to=0001-01-01").status_code == 400, url
+
+
+def test_a_rolled_back_version_keeps_its_age(admin_client, app):
+    old, new = _two_versions()
+    trained = utcnow() - timedelta(hours=app.config["RECS_STALE_AFTER_HOURS"] + 5)
+    old.started_at, new.started_at = trained, utcnow()
+    db.session.commit()
+    assert "The published model is stale" not in admin_client.get("/admin/recommendations").text
+    publish.rollback("v-old")
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "The published model is stale" in page
+    assert f"trained {trained.strftime('%Y-%m-%d %H:%M')}" in page
