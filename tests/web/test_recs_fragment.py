@@ -56,6 +56,11 @@ def test_one_load_of_n_cards_writes_exactly_n_impressions(student_client, challe
         (slate.id, "heuristic", None, student_client.user.id)
     }
     assert "Not interested" in html and 'class="reason"' in html
+    # Each card says where it came from, as its impression does.
+    assert re.findall(r'data-source="(\w+)" data-position="(\d+)"', html) == [
+        (e.source, str(e.position)) for e in shown
+    ]
+    assert 'data-source="heuristic"' in html.split("<article", 1)[0]
 
 
 def test_show_more_continues_the_slate_and_records_only_new_cards(student_client, challenges, app):
