@@ -49,6 +49,12 @@ class ChallengeForm(FlaskForm):
         validators=[Optional()],
         description=UTC_HELP + " Leave empty for a challenge without an end.",
     )
+    # Admins only: the routes remove this field from a professor's form.
+    owner_id = SelectField(
+        "Owner",
+        coerce=int,
+        description="The professor (or admin) who manages this challenge.",
+    )
     status = SelectField(
         "Status",
         choices=[SelectChoice(s, s.title()) for s in CHALLENGE_STATUSES],

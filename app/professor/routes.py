@@ -54,9 +54,28 @@ def _category_choices() -> list[SelectChoice]:
     ]
 
 
+def _owner_choices(challenge: Challenge | None) -> list[SelectChoice]:
+    """Active professors and admins; a challenge's current owner stays listed even when their
+    account was deactivated, so saving it unchanged stays possible."""
+    managers = select(User).where(User.role.in_(MANAGERS), User.active.is_(True))
+    if challenge is not None:
+        managers = managers.union_all(select(User).where(User.id == challenge.owner_id))
+    users = {u.id: u for u in db.session.scalars(select(User).from_statement(managers))}
+    return [
+        SelectChoice(u.id, f"{u.display_name} ({u.email})")
+        for u in sorted(users.values(), key=lambda u: (u.display_name.casefold(), u.id))
+    ]
+
+
 def _new_form(challenge: Challenge | None = None) -> ChallengeForm:
     form = ChallengeForm(obj=challenge)
     form.category_id.choices = _category_choices()
+    if current_user.is_admin:
+        form.owner_id.choices = _owner_choices(challenge)
+        if form.owner_id.data is None:
+            form.owner_id.data = current_user.id
+    else:
+        del form.owner_id
     return form
 
 
@@ -87,6 +106,16 @@ def _apply_form(challenge: Challenge, form: ChallengeForm) -> None:
     ends_at = form.ends_at.data.astimezone(UTC) if form.ends_at.data else None
     challenge.ends_at = _to_the_minute(ends_at, challenge.ends_at)
     challenge.status = form.status.data
+    if "owner_id" in form and form.owner_id.data != challenge.owner_id:
+        if challenge.id is not None:
+            log.info(
+                "challenge_id=%s handed from user_id=%s to user_id=%s by user_id=%s",
+                challenge.id,
+                challenge.owner_id,
+                form.owner_id.data,
+                current_user.id,
+            )
+        challenge.owner_id = form.owner_id.data
 
 
 def _to_the_minute(submitted: datetime | None, stored: datetime | None) -> datetime | None:

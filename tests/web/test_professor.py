@@ -227,3 +227,65 @@ def test_professor_session_sees_own_challenges_only(app):
     page = client.get("/professor/challenges").get_data(as_text=True)
     assert "Mine" in page and "Theirs" not in page
     assert "<th>Owner</th>" not in page
+
+
+def test_admin_hands_a_challenge_to_another_professor(admin_client, app):
+    first, second = make_user("professor"), make_user("professor")
+    challenge = make_challenge(owner=first)
+    url = f"/professor/challenges/{challenge.id}/edit"
+    page = admin_client.get(url).get_data(as_text=True)
+    assert 'name="owner_id"' in page and second.email in page
+    data = form_data(challenge.category, owner_id=str(second.id), status="published")
+    assert admin_client.post(url, data=data).status_code == 303
+    db.session.refresh(challenge)
+    assert challenge.owner_id == second.id
+    for professor, status in ((first, 403), (second, 200)):
+        browser = app.test_client()
+        login(browser, professor)
+        assert browser.get(url).status_code == status
+
+
+def test_only_professors_and_admins_can_own_a_challenge(admin_client):
+    owner = make_user("professor")
+    challenge = make_challenge(owner=owner)
+    for someone in (make_user("student"), make_user("professor", active=False)):
+        response = admin_client.post(
+            f"/professor/challenges/{challenge.id}/edit",
+            data=form_data(challenge.category, owner_id=str(someone.id), status="published"),
+        )
+        assert response.status_code == 400
+    db.session.refresh(challenge)
+    assert challenge.owner_id == owner.id
+
+
+def test_a_challenge_created_by_an_admin_is_theirs_unless_they_name_an_owner(admin_client):
+    category, professor = make_category(), make_user("professor")
+    admin_client.post("/professor/challenges/new", data=form_data(category, title="Own"))
+    admin_client.post(
+        "/professor/challenges/new",
+        data=form_data(category, title="Given", owner_id=str(professor.id)),
+    )
+    owners = dict(db.session.execute(select(Challenge.title, Challenge.owner_id)).all())
+    assert owners == {"Own": admin_client.user.id, "Given": professor.id}
+
+
+def test_a_professor_cannot_hand_a_challenge_over(professor_client):
+    other = make_user("professor")
+    challenge = make_challenge(owner=professor_client.user)
+    url = f"/professor/challenges/{challenge.id}/edit"
+    assert 'name="owner_id"' not in professor_client.get(url).get_data(as_text=True)
+    data = form_data(challenge.category, owner_id=str(other.id), status="published")
+    assert professor_client.post(url, data=data).status_code == 303
+    db.session.refresh(challenge)
+    assert challenge.owner_id == professor_client.user.id
+
+
+def test_a_deactivated_owner_stays_listed_so_the_challenge_can_be_saved(admin_client):
+    owner = make_user("professor", active=False)
+    challenge = make_challenge(owner=owner)
+    url = f"/professor/challenges/{challenge.id}/edit"
+    assert owner.email in admin_client.get(url).get_data(as_text=True)
+    data = form_data(challenge.category, owner_id=str(owner.id), status="published", title="New")
+    assert admin_client.post(url, data=data).status_code == 303
+    db.session.refresh(challenge)
+    assert (challenge.title, challenge.owner_id) == ("New", owner.id)
