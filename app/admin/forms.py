@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 
 def _squash_spaces(value: str | None) -> str | None:
-    return " ".join(value.split()) if value else value
+    """Runs of spaces as one, and letters in their composed form (NFC), as text pasted from some
+    systems arrives decomposed: "E" + a combining accent becomes "É"."""
+    return unicodedata.normalize("NFC", " ".join(value.split())) if value else value
 
 
 class CategoryForm(FlaskForm):

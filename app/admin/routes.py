@@ -4,6 +4,7 @@ is in ``app/admin/recommendations.py``."""
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -64,13 +65,18 @@ def _categories_page(form: CategoryForm | None = None, status: int = 200):
 
 def _name_taken(name: str, except_id: int | None = None) -> bool:
     # Case-insensitive for any script, so "Robotics" and "robotics", or "Énergie" and "énergie",
-    # cannot both exist. Compared in Python: SQLite's lower() folds ASCII letters only. An
+    # cannot both exist, nor two spellings that look the same (composed or decomposed accents,
+    # compatibility forms). Compared in Python: SQLite's lower() folds ASCII letters only. An
     # admin-managed list of categories is short.
-    wanted = name.casefold()
+    wanted = _name_key(name)
     return any(
-        other_id != except_id and other.casefold() == wanted
+        other_id != except_id and _name_key(other) == wanted
         for other_id, other in db.session.execute(select(Category.id, Category.name))
     )
+
+
+def _name_key(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _duplicate(form: CategoryForm):

@@ -102,9 +102,8 @@ def _apply_form(challenge: Challenge, form: ChallengeForm) -> None:
     challenge.description = form.description.data.strip()
     challenge.category_id = form.category_id.data
     challenge.reward_points = form.reward_points.data
-    challenge.starts_at = _to_the_minute(form.starts_at.data.astimezone(UTC), challenge.starts_at)
-    ends_at = form.ends_at.data.astimezone(UTC) if form.ends_at.data else None
-    challenge.ends_at = _to_the_minute(ends_at, challenge.ends_at)
+    challenge.starts_at = _submitted_time(form.starts_at, challenge.starts_at)
+    challenge.ends_at = _submitted_time(form.ends_at, challenge.ends_at)
     challenge.status = form.status.data
     if "owner_id" in form and form.owner_id.data != challenge.owner_id:
         if challenge.id is not None:
@@ -118,10 +117,13 @@ def _apply_form(challenge: Challenge, form: ChallengeForm) -> None:
         challenge.owner_id = form.owner_id.data
 
 
-def _to_the_minute(submitted: datetime | None, stored: datetime | None) -> datetime | None:
-    """The form shows times to the minute: a time sent back unchanged keeps its stored seconds
-    (times written by the seed or the CLI have them) rather than losing them on every save."""
-    if submitted is None or stored is None or submitted.second or submitted.microsecond:
+def _submitted_time(field, stored: datetime | None) -> datetime | None:
+    """The field's time in UTC. The form shows times to the minute, so a minute-only value equal
+    to the stored time's minute keeps the stored seconds (times written by the seed or the CLI have
+    them) rather than losing them on every save; a value written with seconds is taken as sent."""
+    submitted = field.data.astimezone(UTC) if field.data else None
+    raw = (field.raw_data or [""])[0].strip()
+    if submitted is None or stored is None or len(raw) != len("YYYY-MM-DDTHH:MM"):
         return submitted
     return stored if stored.replace(second=0, microsecond=0) == submitted else submitted
 

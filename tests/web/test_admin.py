@@ -43,7 +43,7 @@ def test_duplicate_category_name_is_refused_case_insensitively(admin_client):
 
 def test_duplicate_category_name_is_refused_whatever_the_script(admin_client):
     make_category("Énergie")
-    for name in ("énergie", "ÉNERGIE"):
+    for name in ("énergie", "ÉNERGIE", "E\u0301nergie", "e\u0301NERGIE"):
         response = admin_client.post("/admin/categories", data={"name": name})
         assert response.status_code == 409
     street, other = make_category("Straße"), make_category("Other")
@@ -53,6 +53,12 @@ def test_duplicate_category_name_is_refused_whatever_the_script(admin_client):
     own = admin_client.post(f"/admin/categories/{street.id}/rename", data={"name": "STRASSE"})
     assert own.status_code == 303
     assert sorted(db.session.scalars(select(Category.name))) == ["Other", "STRASSE", "Énergie"]
+
+
+def test_a_decomposed_category_name_is_stored_composed(admin_client):
+    response = admin_client.post("/admin/categories", data={"name": "Re\u0301seaux"})
+    assert response.status_code == 303
+    assert db.session.scalar(select(Category.name)) == "R\u00e9seaux"
 
 
 def test_blank_category_name_is_refused(admin_client):

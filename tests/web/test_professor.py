@@ -128,6 +128,13 @@ def test_saving_the_edit_form_unchanged_keeps_the_stored_seconds(professor_clien
     db.session.refresh(challenge)
     assert challenge.starts_at == datetime(2031, 5, 6, 7, 9, tzinfo=UTC)
     assert challenge.ends_at == ends_at
+    # Seconds written out are meant: ":00" clears the stored ones.
+    exact = form_data(
+        challenge.category, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08:00"
+    )
+    assert professor_client.post(url, data=exact).status_code == 303
+    db.session.refresh(challenge)
+    assert challenge.ends_at == datetime(2031, 6, 6, 7, 8, tzinfo=UTC)
 
 
 def test_challenge_with_participants_cannot_return_to_draft(professor_client):
