@@ -330,7 +330,10 @@ def generate_rows(
 def generate_arrays(
     artifact: Artifact, k: int, user_ids: Iterable | None = None, now: datetime | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``generate_rows`` as three columns (user ids, challenge ids, scores), best first per user."""
+    """``generate_rows`` as three columns (user ids, challenge ids, scores), best first per user.
+    A score of exactly 0 is no evidence at all (e.g. item-kNN when none of the student's challenges
+    has it as a neighbour): such a challenge is left out rather than shown as the model's choice,
+    and serving tops the student's slate up from the other sources."""
     data = artifact.data
     users = np.arange(len(data.users)) if user_ids is None else _known(data.users, user_ids)
     candidates = _recommendable(data.items, now or utcnow())
@@ -338,7 +341,7 @@ def generate_arrays(
     ranked, scores = top_k(
         artifact.model, data.matrix[users], k, exclude=exclude, candidates=candidates
     )
-    found = ranked >= 0
+    found = (ranked >= 0) & (scores != 0)
     rows = np.broadcast_to(users[:, None], ranked.shape)[found]
     return data.users.ids[rows], data.items.ids[ranked[found]], scores[found]
 

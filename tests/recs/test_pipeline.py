@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -18,8 +19,8 @@ from app.models import (
     utcnow,
 )
 from app.recs import pipeline, publish
-from app.recs.data import pseudonym, read_csv
-from app.recs.models import load_artifact
+from app.recs.data import InteractionMatrix, Interactions, pseudonym, read_csv
+from app.recs.models import Artifact, load_artifact
 from tests.recs.planted_data import add_event, seed_planted_campus
 
 
@@ -67,9 +68,7 @@ def test_train_publishes_ranked_rows_for_students(app, campus):
     assert artifact.metadata["data_fingerprint"] and artifact.metadata["libraries"]["scipy"]
 
 
-def test_training_on_a_pseudonymized_export_publishes_for_the_real_students(
-    app, campus, tmp_path
-):
+def test_training_on_a_pseudonymized_export_publishes_for_the_real_students(app, campus, tmp_path):
     path = tmp_path / "hashed.csv"
     pipeline.export_interactions(path, pseudonymize=True)
     result = pipeline.train(read_csv(path), trigger="test")
@@ -220,6 +219,24 @@ def test_generate_rows_skip_joined_dismissed_and_ended_challenges(app, campus):
     joined = {p.challenge_id for p in student.participations}
     assert recommended and not recommended & (joined | {ended.id, dismissed.id})
     assert {u for u, _, _ in rows} == {student.id}
+
+
+def test_generated_rows_leave_out_challenges_the_model_gives_no_evidence(app):
+    """A score of exactly 0 is no evidence: not a row. A student with none gets no rows at all,
+    so serving falls back to the heuristic for them instead of showing arbitrary "model" picks."""
+
+    class Fixed:
+        def scores(self, X_rows):
+            table = np.array([[0.0, 0.5, 0.0, -0.2], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+            return table[: X_rows.shape[0]]
+
+    rows = [(1, 10, "join", 1.0, 0.0), (2, 11, "join", 1.0, 0.0), (1, 12, "join", 1.0, 0.0)]
+    rows.append((2, 13, "join", 1.0, 0.0))
+    data = InteractionMatrix.build(Interactions.from_rows(rows))
+    user_ids, challenge_ids, scores = pipeline.generate_arrays(Artifact(Fixed(), data, {}), 4)
+    # User 1 has 10 and 12: of 11 (0.5) and 13 (-0.2) both have evidence, one against.
+    assert list(zip(user_ids.tolist(), challenge_ids.tolist(), strict=True)) == [(1, 11), (1, 13)]
+    assert scores.tolist() == pytest.approx([0.5, -0.2])
 
 
 def test_rollback_returns_to_the_previous_version(app, campus):
