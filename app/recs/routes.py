@@ -84,7 +84,8 @@ def dismiss(challenge_id: int):
         current_user.id, challenge.id, (request.form.get("slate") or "")[:36] or None
     )
     if _is_htmx():
-        return "", 200
+        # Takes the card's place and focus, so keyboard and screen-reader users keep their place.
+        return render_template("_partials/recommendation_dismissed.html", challenge=challenge)
     from app.auth.routes import safe_next
 
     flash(f"We will not recommend “{challenge.title}” again.", "info")

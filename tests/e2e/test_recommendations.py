@@ -107,6 +107,10 @@ def test_not_interested_removes_the_card_and_it_stays_gone(page, student):
     title = cards.first.locator("h3").inner_text()
     cards.first.get_by_role("button", name=f"Not interested in {title}").click()
     expect(cards).to_have_count(before - 1)
+    # The card's place and the keyboard focus go to a notice that says what happened.
+    notice = page.locator("#recommended-slate [role=status]")
+    expect(notice).to_have_text(f"We will not recommend “{title}” again.")
+    expect(notice).to_be_focused()
     expect(page.locator("#recommended-slate").get_by_text(title, exact=True)).to_have_count(0)
 
     (dismiss,) = _events(student.id, "dismiss")
@@ -114,3 +118,18 @@ def test_not_interested_removes_the_card_and_it_stays_gone(page, student):
     page.reload()
     expect(cards.first).to_be_visible()
     expect(page.locator("#recommended-slate").get_by_text(title, exact=True)).to_have_count(0)
+
+
+def test_show_more_appends_the_next_cards_and_focuses_the_first_of_them(page, student):
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards).to_have_count(6)
+    first_page = _card_ids(page)
+    page.get_by_role("link", name="Show more").click()
+    expect(cards).to_have_count(8)
+    assert _card_ids(page)[:6] == first_page and len(set(_card_ids(page))) == 8
+    expect(cards.nth(6).locator("h3 a")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(
+        cards.nth(6).get_by_role("button", name=re.compile("^Not interested in"))
+    ).to_be_focused()

@@ -68,6 +68,11 @@ def test_show_more_continues_the_slate_and_records_only_new_cards(student_client
     first = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
     second = student_client.get(more_link(first), headers=HTMX).get_data(as_text=True)
     third = student_client.get(more_link(second), headers=HTMX).get_data(as_text=True)
+    # The first card of each further page takes focus when it arrives; page one takes none.
+    assert "autofocus" not in first
+    for page in (second, third):
+        assert page.count("autofocus") == 1
+        assert re.search(r'<a href="/challenges/\d+\?slate=[^"]+" autofocus>', page)
     assert len(card_ids(second)) == 4 and len(card_ids(third)) == 1
     assert more_link(third) is None
     assert slate_of(first) == slate_of(second) == slate_of(third)
@@ -118,7 +123,10 @@ def test_not_interested_removes_the_card_for_good(student_client, challenges):
     response = student_client.post(
         f"/challenges/recommended/{target}/dismiss", data={"slate": slate_id}, headers=HTMX
     )
-    assert response.status_code == 200 and response.get_data() == b""
+    assert response.status_code == 200
+    notice = response.get_data(as_text=True)
+    assert 'role="status"' in notice and "autofocus" in notice and "<article" not in notice
+    assert "We will not recommend “Challenge" in notice
     [dismiss] = events("dismiss")
     assert (dismiss.challenge_id, dismiss.slate_id, dismiss.position) == (target, slate_id, 0)
     for _ in range(3):
