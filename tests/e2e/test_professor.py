@@ -51,7 +51,7 @@ def test_professor_creates_and_publishes_a_challenge_that_a_student_then_sees(op
     assert student_page.goto(f"/challenges/{draft_id}").status == 404
     student_page.goto("/challenges")
 
-    row.get_by_role("button", name="Publish").click()
+    row.get_by_role("button", name=f"Publish {TITLE}", exact=True).click()
     expect(prof_page.get_by_role("status")).to_contain_text(f"“{TITLE}” is now published")
     expect(prof_page.get_by_role("row", name=re.compile(TITLE))).to_contain_text("published")
     assert _stored_status() == "published"

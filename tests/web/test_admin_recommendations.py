@@ -109,6 +109,16 @@ def test_bad_date_range_is_a_400_with_a_message(admin_client, professor_client, 
     assert professor_client.get(f"/professor/stats?{query}").status_code == 400
 
 
+def test_a_refused_range_stays_in_the_fields_to_be_corrected(admin_client, professor_client):
+    query = "from=2024-03-05&to=2024-03-01"
+    for browser, url in (
+        (admin_client, "/admin/recommendations/online"),
+        (professor_client, "/professor/stats"),
+    ):
+        page = browser.get(f"{url}?{query}").get_data(as_text=True)
+        assert 'name="from" value="2024-03-05"' in page and 'name="to" value="2024-03-01"' in page
+
+
 def _published_run(version="v1", **kw) -> ModelRun:
     from app.models import RecommendationState
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -296,3 +297,19 @@ def test_a_deactivated_owner_stays_listed_so_the_challenge_can_be_saved(admin_cl
     assert admin_client.post(url, data=data).status_code == 303
     db.session.refresh(challenge)
     assert (challenge.title, challenge.owner_id) == ("New", owner.id)
+
+
+def test_form_errors_and_help_are_tied_to_their_fields(professor_client):
+    category = make_category()
+    response = professor_client.post(
+        "/professor/challenges/new", data=form_data(category, title="", ends_at="2000-01-01T00:00")
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    title = re.search(r"<input[^>]*id=\"title\"[^>]*>", page).group(0)
+    assert 'aria-invalid="true"' in title and 'aria-describedby="title-error"' in title
+    assert '<div id="title-error"><p class="field-error">' in page
+    ends = re.search(r"<input[^>]*id=\"ends_at\"[^>]*>", page).group(0)
+    assert 'aria-describedby="ends_at-help ends_at-error"' in ends
+    starts = re.search(r"<input[^>]*id=\"starts_at\"[^>]*>", page).group(0)
+    assert 'aria-describedby="starts_at-help"' in starts and "aria-invalid" not in starts
