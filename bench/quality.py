@@ -118,18 +118,23 @@ def _settings(config):
     return EvaluationSettings.from_config(config, seed=SEED, k=K)
 
 
-def seed_spread(interactions, settings, seeds) -> list[dict]:
+def seed_spread(interactions, features_for: Callable, settings, seeds) -> list[dict]:
     """Per split seed, each of SPREAD_MODELS tuned and scored exactly as ``compare`` does it (a
-    validation split carved from that seed's training part)."""
-    from app.recs.evaluate import random_split, tune_and_score, validation_split
+    validation split carved from that seed's training part, lists topped up by the heuristic)."""
+    from app.recs.evaluate import fitted_heuristic, random_split, tune_and_score, validation_split
 
     rows = []
     for seed in seeds:
         split = random_split(interactions, settings.holdout_fraction, seed)
         validation = validation_split(split, settings.holdout_fraction, seed)
+        features = features_for(split.train.items)
+        fallbacks = (
+            fitted_heuristic(split, features, settings),
+            fitted_heuristic(validation, features, settings),
+        )
         row = {"seed": seed}
         for name in SPREAD_MODELS:
-            _, _, metrics = tune_and_score(name, split, validation, settings.k)
+            _, _, metrics = tune_and_score(name, split, validation, settings.k, fallbacks)
             row[name] = round(metrics.ndcg, 4)
         progress(f"MovieLens-100k random split, seed {seed}: {row}")
         rows.append(row)
@@ -164,7 +169,7 @@ def movielens(path: Path, spread_seeds) -> dict:
     settings = _settings(config)
     result = evaluate_dataset("MovieLens-100k", interactions, features_for, settings)
     result["source"] = str(path)
-    result["seed_spread"] = seed_spread(interactions, settings, spread_seeds)
+    result["seed_spread"] = seed_spread(interactions, features_for, settings, spread_seeds)
     ceiling_seeds = [settings.seed, *(s for s in spread_seeds if s != settings.seed)]
     result["ease_ceiling"] = ease_ceiling(interactions, settings, ceiling_seeds)
     return result

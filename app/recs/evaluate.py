@@ -151,6 +151,32 @@ def hit_matrix(ranked: np.ndarray, relevant: sparse.csr_matrix) -> np.ndarray:
     return found & (ranked >= 0)
 
 
+def topped_up(
+    ranked: np.ndarray,
+    scores: np.ndarray,
+    fallback: Recommender,
+    seen: sparse.csr_matrix,
+    candidates: np.ndarray,
+) -> np.ndarray:
+    """``ranked`` (users x K) with the places the model has no evidence for (score exactly 0, or
+    nothing at all) filled, in order, by ``fallback``'s best items not already listed, as serving
+    tops a student's rows up from the heuristic."""
+    k = ranked.shape[1]
+    evidence = (ranked >= 0) & np.isfinite(scores) & (scores != 0)
+    short = np.flatnonzero(~evidence.all(axis=1))
+    if not len(short):
+        return ranked
+    fill, _ = top_k(fallback, seen[short], k, exclude=seen[short], candidates=candidates)
+    out = ranked.copy()
+    for row, user in enumerate(short):
+        kept = ranked[user][evidence[user]].tolist()
+        listed = set(kept)
+        extra = [i for i in fill[row].tolist() if i >= 0 and i not in listed]
+        merged = (kept + extra)[:k]
+        out[user] = merged + [-1] * (k - len(merged))
+    return out
+
+
 def precision_at_k(hits: np.ndarray, k: int) -> np.ndarray:
     return hits[:, :k].sum(axis=1) / k
 
@@ -191,13 +217,19 @@ class RankingMetrics:
         }
 
 
-def evaluate_model(model: Recommender, split: Split, k: int = 10) -> RankingMetrics:
-    """Full ranking over all candidates, excluding each user's training items."""
+def evaluate_model(
+    model: Recommender, split: Split, k: int = 10, fallback: Recommender | None = None
+) -> RankingMetrics:
+    """Full ranking over all candidates, excluding each user's training items. With a fitted
+    ``fallback``, the list is the one serving shows: the model's items it has evidence for (a
+    score other than exactly 0), then the fallback's best items in the places left."""
     users = split.eval_users
     if not len(users):
         return RankingMetrics(0.0, 0.0, 0.0, 0.0, 0)
     seen = split.train.matrix[users]
-    ranked, _ = top_k(model, seen, k, exclude=seen, candidates=split.candidates)
+    ranked, scores = top_k(model, seen, k, exclude=seen, candidates=split.candidates)
+    if fallback is not None:
+        ranked = topped_up(ranked, scores, fallback, seen, split.candidates)
     relevant = split.test[users]
     hits = hit_matrix(ranked, relevant)
     n_relevant = np.diff(relevant.indptr)
@@ -410,26 +442,36 @@ def build_candidate(name: str, params: Mapping) -> Recommender:
     return CANDIDATES[name](**params)
 
 
-def tune(name: str, validation: Split, k: int) -> tuple[dict, float]:
-    """The grid point with the best validation NDCG@k (first one wins ties)."""
+def tune(
+    name: str, validation: Split, k: int, fallback: Recommender | None = None
+) -> tuple[dict, float]:
+    """The grid point with the best validation NDCG@k (first one wins ties); ``fallback`` as in
+    ``evaluate_model``."""
     best_params, best_ndcg = {}, -1.0
     X = validation.train.matrix
     grid = _grid_for(name, X.shape)
     for params, model in CANDIDATES[name].fit_grid(X, grid, validation.train.times):
-        ndcg = evaluate_model(model, validation, k).ndcg
+        ndcg = evaluate_model(model, validation, k, fallback).ndcg
         if ndcg > best_ndcg:
             best_params, best_ndcg = dict(params), ndcg
     return best_params, best_ndcg
 
 
 def tune_and_score(
-    name: str, split: Split, validation: Split, k: int
+    name: str,
+    split: Split,
+    validation: Split,
+    k: int,
+    fallbacks: tuple[Recommender | None, Recommender | None] = (None, None),
 ) -> tuple[dict, float, RankingMetrics]:
     """One candidate as ``compare`` rates it: tuned on ``validation``, refit on ``split``'s
-    training part, scored on its held-out part. (params, validation NDCG@k, test metrics)."""
-    params, validation_ndcg = tune(name, validation, k)
+    training part, scored on its held-out part. ``fallbacks``: the heuristic fitted on
+    ``split`` and on ``validation``, topping the lists up as serving does. (params, validation
+    NDCG@k, test metrics)."""
+    for_split, for_validation = fallbacks
+    params, validation_ndcg = tune(name, validation, k, for_validation)
     model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
-    return params, validation_ndcg, evaluate_model(model, split, k)
+    return params, validation_ndcg, evaluate_model(model, split, k, for_split)
 
 
 def _grid_for(name: str, shape: tuple[int, int]) -> list[dict]:
@@ -439,6 +481,14 @@ def _grid_for(name: str, shape: tuple[int, int]) -> list[dict]:
     limit = max(1, min(shape) - 1)
     grid = [p for p in PARAM_GRIDS[name] if p["n_components"] <= limit]
     return grid or [{"n_components": limit}]
+
+
+def fitted_heuristic(
+    split: Split, features: ItemFeatures, settings: EvaluationSettings
+) -> Recommender:
+    """The heuristic baseline fitted on ``split``'s training part: what serving tops up with."""
+    heuristic = baselines(split, features, settings)[1]
+    return heuristic.fit(split.train.matrix)
 
 
 def baselines(
@@ -481,9 +531,16 @@ def compare(
             ModelEvaluation(baseline.name, {}, metrics, None, time.perf_counter() - started)
         )
         progress(baseline.name)
+    # Candidates are rated on the lists serving would show: their evidence, then the heuristic.
+    fallbacks = (
+        fitted_heuristic(split, features, settings),
+        fitted_heuristic(validation, features, settings),
+    )
     for name in candidate_names(len(split.train.items), settings.ease_max_items):
         started = time.perf_counter()
-        params, validation_ndcg, metrics = tune_and_score(name, split, validation, settings.k)
+        params, validation_ndcg, metrics = tune_and_score(
+            name, split, validation, settings.k, fallbacks
+        )
         rows.append(
             ModelEvaluation(name, params, metrics, validation_ndcg, time.perf_counter() - started)
         )

@@ -25,6 +25,7 @@ from app.recs.evaluate import (
     random_split,
     recall_at_k,
     time_split,
+    topped_up,
     validation_split,
 )
 from tests.recs.planted_data import planted_interactions
@@ -169,6 +170,43 @@ def test_compare_tunes_every_candidate_and_ranks_them():
     assert comparison.as_dict()["models"]["svd"]["ndcg@10"] == round(
         comparison.row("svd").test.ndcg, 4
     )
+
+
+class Table:
+    """Fixed scores per user row, whatever the row holds."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, dtype=np.float32)
+
+    def scores(self, X_rows):
+        return self.table[: X_rows.shape[0]]
+
+
+def test_topped_up_keeps_the_models_evidence_and_fills_the_rest_in_the_fallbacks_order():
+    seen = sparse.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]], dtype=np.float32))
+    ranked = np.array([[2, 5, 3], [4, 0, 1]])
+    scores = np.array([[0.9, -0.1, 0.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    fallback = Table([[0, 6, 5, 4, 3, 2], [6, 5, 4, 3, 2, 1]])
+    out = topped_up(ranked, scores, fallback, seen, np.ones(6, dtype=bool))
+    # Row 0: 2 and 5 have evidence (0.9, -0.1); 3 (score 0) gives way to the fallback's best
+    # item not listed and not seen: 1 (6), then 2 and 5 are already there.
+    # Row 1: nothing has evidence: the fallback's top three, without the seen item 5.
+    assert out.tolist() == [[2, 5, 1], [0, 1, 2]]
+    assert topped_up(
+        ranked[:1, :2], scores[:1, :2], fallback, seen[:1], np.ones(6, bool)
+    ).tolist() == [[2, 5]]
+
+
+def test_a_model_without_evidence_is_rated_as_the_heuristic_it_falls_back_to():
+    split = random_split(planted_interactions(), 0.2, seed=42)
+    n_users, n_items = split.train.matrix.shape
+    heuristic = HeuristicBaseline(
+        ItemFeatures.uniform(n_items), HEURISTIC_WEIGHTS, 1.0, np.zeros(n_items), datetime.now(UTC)
+    ).fit(split.train.matrix)
+    silent = Table(np.zeros((n_users, n_items)))
+    alone = evaluate_model(heuristic, split)
+    assert evaluate_model(silent, split, fallback=heuristic) == alone
+    assert evaluate_model(silent, split).ndcg != alone.ndcg
 
 
 def test_evaluate_model_with_no_evaluable_users():
