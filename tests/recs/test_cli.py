@@ -229,6 +229,8 @@ def test_evaluate_reports_unreadable_input(runner, tmp_path):
             runner, "evaluate", "--input", str(tmp_path / "none"), "--format", fmt, code=2
         )
         assert "does not exist" in missing and "not a MovieLens" not in missing
+    missing = invoke(runner, "train", "--input", str(tmp_path / "none.csv"), code=2)
+    assert "does not exist" in missing
     (tmp_path / "u.data").write_text("1\t2\tx\t4\n")
     assert "not a MovieLens ratings file" in invoke(
         runner, "evaluate", "--input", str(tmp_path / "u.data"), "--format", "movielens", code=1
