@@ -121,7 +121,12 @@ def _settings(config):
 def seed_spread(interactions, features_for: Callable, settings, seeds) -> list[dict]:
     """Per split seed, each of SPREAD_MODELS tuned and scored exactly as ``compare`` does it (a
     validation split carved from that seed's training part, lists topped up by the heuristic)."""
-    from app.recs.evaluate import fitted_heuristic, random_split, tune_and_score, validation_split
+    from app.recs.evaluate import (
+        heuristic_fallback,
+        random_split,
+        tune_and_score,
+        validation_split,
+    )
 
     rows = []
     for seed in seeds:
@@ -129,8 +134,8 @@ def seed_spread(interactions, features_for: Callable, settings, seeds) -> list[d
         validation = validation_split(split, settings.holdout_fraction, seed)
         features = features_for(split.train.items)
         fallbacks = (
-            fitted_heuristic(split, features, settings),
-            fitted_heuristic(validation, features, settings),
+            heuristic_fallback(split, features, settings),
+            heuristic_fallback(validation, features, settings),
         )
         row = {"seed": seed}
         for name in SPREAD_MODELS:

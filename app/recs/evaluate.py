@@ -151,27 +151,35 @@ def hit_matrix(ranked: np.ndarray, relevant: sparse.csr_matrix) -> np.ndarray:
     return found & (ranked >= 0)
 
 
-def topped_up(
-    ranked: np.ndarray,
-    scores: np.ndarray,
-    fallback: Recommender,
-    seen: sparse.csr_matrix,
-    candidates: np.ndarray,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class FallbackRanking:
+    """A fallback's ranking (the heuristic's) of a split's evaluated users, best first and
+    ``depth`` deep: computed once, then used to top up every candidate and grid point."""
+
+    ranked: np.ndarray  # eval users x depth; -1 pads
+
+    @classmethod
+    def of(cls, model: Recommender, split: Split, k: int) -> FallbackRanking:
+        # 2k deep: after skipping the (at most k) items the model keeps, k are still left.
+        users = split.eval_users
+        seen = split.train.matrix[users]
+        ranked, _ = top_k(model, seen, 2 * k, exclude=seen, candidates=split.candidates)
+        return cls(ranked)
+
+
+def topped_up(ranked: np.ndarray, scores: np.ndarray, fallback: FallbackRanking) -> np.ndarray:
     """``ranked`` (users x K) with the places the model has no evidence for (score exactly 0, or
-    nothing at all) filled, in order, by ``fallback``'s best items not already listed, as serving
+    nothing at all) filled, in order, by the fallback's best items not already listed, as serving
     tops a student's rows up from the heuristic."""
+    if fallback.ranked.shape[0] != ranked.shape[0]:
+        raise ValueError("the fallback ranks other users than the model")
     k = ranked.shape[1]
     evidence = (ranked >= 0) & np.isfinite(scores) & (scores != 0)
-    short = np.flatnonzero(~evidence.all(axis=1))
-    if not len(short):
-        return ranked
-    fill, _ = top_k(fallback, seen[short], k, exclude=seen[short], candidates=candidates)
     out = ranked.copy()
-    for row, user in enumerate(short):
+    for user in np.flatnonzero(~evidence.all(axis=1)).tolist():
         kept = ranked[user][evidence[user]].tolist()
         listed = set(kept)
-        extra = [i for i in fill[row].tolist() if i >= 0 and i not in listed]
+        extra = [i for i in fallback.ranked[user].tolist() if i >= 0 and i not in listed]
         merged = (kept + extra)[:k]
         out[user] = merged + [-1] * (k - len(merged))
     return out
@@ -218,18 +226,19 @@ class RankingMetrics:
 
 
 def evaluate_model(
-    model: Recommender, split: Split, k: int = 10, fallback: Recommender | None = None
+    model: Recommender, split: Split, k: int = 10, fallback: FallbackRanking | None = None
 ) -> RankingMetrics:
-    """Full ranking over all candidates, excluding each user's training items. With a fitted
-    ``fallback``, the list is the one serving shows: the model's items it has evidence for (a
-    score other than exactly 0), then the fallback's best items in the places left."""
+    """Full ranking over all candidates, excluding each user's training items. With a
+    ``fallback`` (``FallbackRanking.of`` the same split), the list is the one serving shows: the
+    model's items it has evidence for (a score other than exactly 0), then the fallback's best
+    items in the places left."""
     users = split.eval_users
     if not len(users):
         return RankingMetrics(0.0, 0.0, 0.0, 0.0, 0)
     seen = split.train.matrix[users]
     ranked, scores = top_k(model, seen, k, exclude=seen, candidates=split.candidates)
     if fallback is not None:
-        ranked = topped_up(ranked, scores, fallback, seen, split.candidates)
+        ranked = topped_up(ranked, scores, fallback)
     relevant = split.test[users]
     hits = hit_matrix(ranked, relevant)
     n_relevant = np.diff(relevant.indptr)
@@ -443,7 +452,7 @@ def build_candidate(name: str, params: Mapping) -> Recommender:
 
 
 def tune(
-    name: str, validation: Split, k: int, fallback: Recommender | None = None
+    name: str, validation: Split, k: int, fallback: FallbackRanking | None = None
 ) -> tuple[dict, float]:
     """The grid point with the best validation NDCG@k (first one wins ties); ``fallback`` as in
     ``evaluate_model``."""
@@ -462,11 +471,11 @@ def tune_and_score(
     split: Split,
     validation: Split,
     k: int,
-    fallbacks: tuple[Recommender | None, Recommender | None] = (None, None),
+    fallbacks: tuple[FallbackRanking | None, FallbackRanking | None] = (None, None),
 ) -> tuple[dict, float, RankingMetrics]:
     """One candidate as ``compare`` rates it: tuned on ``validation``, refit on ``split``'s
-    training part, scored on its held-out part. ``fallbacks``: the heuristic fitted on
-    ``split`` and on ``validation``, topping the lists up as serving does. (params, validation
+    training part, scored on its held-out part. ``fallbacks``: the heuristic's rankings of
+    ``split`` and of ``validation``, topping the lists up as serving does. (params, validation
     NDCG@k, test metrics)."""
     for_split, for_validation = fallbacks
     params, validation_ndcg = tune(name, validation, k, for_validation)
@@ -483,12 +492,13 @@ def _grid_for(name: str, shape: tuple[int, int]) -> list[dict]:
     return grid or [{"n_components": limit}]
 
 
-def fitted_heuristic(
+def heuristic_fallback(
     split: Split, features: ItemFeatures, settings: EvaluationSettings
-) -> Recommender:
-    """The heuristic baseline fitted on ``split``'s training part: what serving tops up with."""
-    heuristic = baselines(split, features, settings)[1]
-    return heuristic.fit(split.train.matrix)
+) -> FallbackRanking:
+    """The heuristic baseline, fitted on ``split``'s training part, ranking its evaluated users:
+    what serving tops a model's rows up with."""
+    heuristic = baselines(split, features, settings)[1].fit(split.train.matrix)
+    return FallbackRanking.of(heuristic, split, settings.k)
 
 
 def baselines(
@@ -533,8 +543,8 @@ def compare(
         progress(baseline.name)
     # Candidates are rated on the lists serving would show: their evidence, then the heuristic.
     fallbacks = (
-        fitted_heuristic(split, features, settings),
-        fitted_heuristic(validation, features, settings),
+        heuristic_fallback(split, features, settings),
+        heuristic_fallback(validation, features, settings),
     )
     for name in candidate_names(len(split.train.items), settings.ease_max_items):
         started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from app.config import DefaultConfig
 from app.recs.data import IdMap, InteractionMatrix, Interactions
 from app.recs.evaluate import (
     EvaluationSettings,
+    FallbackRanking,
     HeuristicBaseline,
     ItemFeatures,
     catalogue_coverage,
@@ -183,18 +185,28 @@ class Table:
 
 
 def test_topped_up_keeps_the_models_evidence_and_fills_the_rest_in_the_fallbacks_order():
-    seen = sparse.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]], dtype=np.float32))
     ranked = np.array([[2, 5, 3], [4, 0, 1]])
     scores = np.array([[0.9, -0.1, 0.0], [0.0, 0.0, 0.0]], dtype=np.float32)
-    fallback = Table([[0, 6, 5, 4, 3, 2], [6, 5, 4, 3, 2, 1]])
-    out = topped_up(ranked, scores, fallback, seen, np.ones(6, dtype=bool))
+    fallback = FallbackRanking(np.array([[1, 2, 3, 4, 5, -1], [0, 1, 2, -1, -1, -1]]))
     # Row 0: 2 and 5 have evidence (0.9, -0.1); 3 (score 0) gives way to the fallback's best
-    # item not listed and not seen: 1 (6), then 2 and 5 are already there.
-    # Row 1: nothing has evidence: the fallback's top three, without the seen item 5.
-    assert out.tolist() == [[2, 5, 1], [0, 1, 2]]
-    assert topped_up(
-        ranked[:1, :2], scores[:1, :2], fallback, seen[:1], np.ones(6, bool)
-    ).tolist() == [[2, 5]]
+    # item not listed yet: 1. Row 1: nothing has evidence, the fallback's top three.
+    assert topped_up(ranked, scores, fallback).tolist() == [[2, 5, 1], [0, 1, 2]]
+    # Fallback and model out of items: padded.
+    short = FallbackRanking(np.array([[5, -1], [-1, -1]]))
+    assert topped_up(ranked[:, :2], scores[:, :2], short).tolist() == [[2, 5], [-1, -1]]
+    with pytest.raises(ValueError):
+        topped_up(ranked, scores, FallbackRanking(fallback.ranked[:1]))
+
+
+def test_the_fallback_ranks_the_splits_users_without_their_items():
+    seen = sparse.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
+    split = SimpleNamespace(
+        eval_users=np.array([0, 1]),
+        train=SimpleNamespace(matrix=seen),
+        candidates=np.array([True, True, False, True]),
+    )
+    fallback = FallbackRanking.of(Table([[4, 3, 2, 1], [4, 3, 2, 1]]), split, 1)
+    assert fallback.ranked.tolist() == [[1, 3], [0, 1]]
 
 
 def test_a_model_without_evidence_is_rated_as_the_heuristic_it_falls_back_to():
@@ -205,7 +217,8 @@ def test_a_model_without_evidence_is_rated_as_the_heuristic_it_falls_back_to():
     ).fit(split.train.matrix)
     silent = Table(np.zeros((n_users, n_items)))
     alone = evaluate_model(heuristic, split)
-    assert evaluate_model(silent, split, fallback=heuristic) == alone
+    fallback = FallbackRanking.of(heuristic, split, 10)
+    assert evaluate_model(silent, split, fallback=fallback) == alone
     assert evaluate_model(silent, split).ndcg != alone.ndcg
 
 
