@@ -175,13 +175,15 @@ def topped_up(ranked: np.ndarray, scores: np.ndarray, fallback: FallbackRanking)
         raise ValueError("the fallback ranks other users than the model")
     k = ranked.shape[1]
     evidence = (ranked >= 0) & np.isfinite(scores) & (scores != 0)
-    out = ranked.copy()
-    for user in np.flatnonzero(~evidence.all(axis=1)).tolist():
-        kept = ranked[user][evidence[user]].tolist()
-        listed = set(kept)
-        extra = [i for i in fallback.ranked[user].tolist() if i >= 0 and i not in listed]
-        merged = (kept + extra)[:k]
-        out[user] = merged + [-1] * (k - len(merged))
+    fill = fallback.ranked
+    # A fallback item the model already lists is not offered twice.
+    listed = ((fill[:, :, None] == ranked[:, None, :]) & evidence[:, None, :]).any(axis=2)
+    choices = np.concatenate([ranked, fill], axis=1)
+    usable = np.concatenate([evidence, (fill >= 0) & ~listed], axis=1)
+    # Usable entries first, each side in its own order (a stable sort on "not usable").
+    order = np.argsort(~usable, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(choices, order, axis=1)
+    out[~np.take_along_axis(usable, order, axis=1)] = -1
     return out
 
 

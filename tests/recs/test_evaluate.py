@@ -198,6 +198,23 @@ def test_topped_up_keeps_the_models_evidence_and_fills_the_rest_in_the_fallbacks
         topped_up(ranked, scores, FallbackRanking(fallback.ranked[:1]))
 
 
+def test_topped_up_agrees_with_a_plain_loop_on_random_lists():
+    rng = np.random.default_rng(7)
+    n_users, k, n_items = 200, 5, 12
+    ranked = np.array([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    ranked[rng.random(ranked.shape) < 0.1] = -1
+    scores = rng.choice([0.0, 0.0, 0.3, -0.2, 1.5], size=ranked.shape).astype(np.float32)
+    fill = np.array([rng.permutation(n_items)[: 2 * k] for _ in range(n_users)])
+    fill[rng.random(fill.shape) < 0.1] = -1
+    expected = []
+    for row, row_scores, row_fill in zip(ranked, scores, fill, strict=True):
+        kept = [i for i, s in zip(row, row_scores, strict=True) if i >= 0 and s != 0]
+        extra = [i for i in row_fill if i >= 0 and i not in kept]
+        merged = (kept + extra)[:k]
+        expected.append(merged + [-1] * (k - len(merged)))
+    assert topped_up(ranked, scores, FallbackRanking(fill)).tolist() == expected
+
+
 def test_the_fallback_ranks_the_splits_users_without_their_items():
     seen = sparse.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
     split = SimpleNamespace(
