@@ -177,6 +177,7 @@ def movielens(path: Path, spread_seeds) -> dict:
     result["seed_spread"] = seed_spread(interactions, features_for, settings, spread_seeds)
     ceiling_seeds = [settings.seed, *(s for s in spread_seeds if s != settings.seed)]
     result["ease_ceiling"] = ease_ceiling(interactions, settings, ceiling_seeds)
+    result["ease_ceiling_l2"] = list(CEILING_L2)
     return result
 
 

@@ -180,10 +180,11 @@ def test_ease_ceiling_lists_the_reported_draw_first_and_compares_it_with_the_oth
     quality = _quality(0.4489)
     quality["k"] = 10
     quality["datasets"][0]["ease_ceiling"] = ceiling
+    quality["datasets"][0]["ease_ceiling_l2"] = [100.0, 1000.0]
     assert "| 42 | 0.4401 | 300 |" in report._ease_ceiling(ceiling, quality)
     reading = report._quality_reading(
         {**quality, "datasets": [{**quality["datasets"][0], "splits": []}]}
     )
-    assert "seed-42 draw plain EASE peaks at 0.4401" in reading
+    assert "seed-42 draw plain EASE peaks at 0.4401 over an l2 sweep from 100 to 1000" in reading
     assert "on seeds 0, 1 it peaks at 0.4481 on average" in reading
     assert "moves the same model's best by +0.0080" in reading
