@@ -96,3 +96,14 @@ def test_anonymous_visitor_is_sent_to_login(page):
     page.goto("/challenges")
     expect(page).to_have_url(re.compile(r"/login\?next=(/|%2F)challenges$"))
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+def test_the_first_tab_offers_to_skip_the_navigation(page, campus):
+    log_in(page, campus["student"])
+    page.goto("/me/challenges")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "content"
