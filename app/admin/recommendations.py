@@ -297,10 +297,17 @@ def recommendations_rollback():
     version = (request.form.get("version") or "").strip()[:64]
     if not version:
         return _refuse("Choose the version to roll back to.", _dashboard)
-    try:
-        previous, target = publish.rollback(version)
-    except publish.PublishError as exc:
-        return _refuse(f"Cannot roll back to {version}: {exc}.", _dashboard)
+    # The pipeline's lock, as `flask recs rollback` takes it: a run publishing meanwhile would
+    # silently undo the rollback a moment after the page said it was done.
+    with scheduler.single_runner(current_app._get_current_object()) as acquired:
+        if not acquired:
+            return _refuse(
+                "A retraining run is in progress: roll back once it has finished.", _dashboard
+            )
+        try:
+            previous, target = publish.rollback(version)
+        except publish.PublishError as exc:
+            return _refuse(f"Cannot roll back to {version}: {exc}.", _dashboard)
     log.info(
         "admin rolled recommendations back from %s to %s",
         previous.version if previous else None,
@@ -461,6 +468,7 @@ def _preview_of(student: User) -> dict:
         "model_rows": _model_rows(published[:PREVIEW_ROWS], history, now),
         "model_rows_total": len(published),
         "model_version": published[0][1] if published else None,
+        "trained_through": _trained_through(),
         "heuristic_rows": [
             PreviewRow(rank, s.challenge, s.score, s.reason)
             for rank, s in enumerate(
@@ -472,6 +480,11 @@ def _preview_of(student: User) -> dict:
         "participations": _participations(student.id),
         "events": _recent_events(student.id),
     }
+
+
+def _trained_through() -> datetime | None:
+    run = publish.published_run()
+    return run.trained_through if run is not None else None
 
 
 def _model_rows(published, history: UserHistory, now: datetime) -> list[PreviewRow]:

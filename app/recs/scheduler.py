@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 JOB_ID = "recs-retrain"
 PURGE_JOB_ID = "recs-purge-events"
 LOCK_FILE = "recs-pipeline.lock"
+LOCK_RETRY_SECONDS = 0.2
+SCHEDULED_LOCK_PATIENCE_SECONDS = 5.0
 # PostgreSQL's advisory lock key for the pipeline: any fixed 64-bit number, the same everywhere.
 ADVISORY_LOCK_KEY = 0x52454353_50495045
 
@@ -108,10 +111,16 @@ def _lock_path(app: Flask) -> Path:
 
 
 @contextmanager
-def single_runner(app: Flask) -> Iterator[bool]:
-    """``with single_runner(app) as acquired:`` - run only when ``acquired`` is true."""
+def single_runner(app: Flask, patience: float = 0.0) -> Iterator[bool]:
+    """``with single_runner(app) as acquired:`` - run only when ``acquired`` is true. With
+    ``patience`` (seconds), a lock held only for a moment (``is_locked`` probes by taking it) is
+    waited out instead of read as a run in progress."""
     lock = RunLock(app)
     acquired = lock.acquire()
+    deadline = time.monotonic() + patience
+    while not acquired and time.monotonic() < deadline:
+        time.sleep(LOCK_RETRY_SECONDS)
+        acquired = lock.acquire()
     try:
         yield acquired
     finally:
@@ -136,7 +145,10 @@ def retrain(app: Flask, trigger: str = "schedule"):
     lock. Exceptions are logged, never raised into the scheduler thread."""
     from app.recs.pipeline import train
 
-    with single_runner(app) as acquired:
+    # A scheduled run fires once per slot: a dashboard's probe of the lock at that instant must
+    # not cost the night's model.
+    patience = SCHEDULED_LOCK_PATIENCE_SECONDS if trigger == "schedule" else 0.0
+    with single_runner(app, patience) as acquired:
         if not acquired:
             log.info("retraining (%s) skipped: another run holds the pipeline lock", trigger)
             return None
@@ -306,7 +318,10 @@ def configure(scheduler, app: Flask):
     )
     scheduler.add_job(retrain, cron_trigger(app), args=[app], id=JOB_ID, replace_existing=True)
     scheduler.add_job(
-        purge_old_events, cron_trigger(app, "RECS_PURGE_CRON"), args=[app], id=PURGE_JOB_ID,
+        purge_old_events,
+        cron_trigger(app, "RECS_PURGE_CRON"),
+        args=[app],
+        id=PURGE_JOB_ID,
         replace_existing=True,
     )
     return scheduler

@@ -40,7 +40,8 @@ def blocking_train(monkeypatch):
     fake.release.set()
 
 
-def test_lock_lets_one_of_two_concurrent_runs_through(app, blocking_train):
+def test_lock_lets_one_of_two_concurrent_runs_through(app, blocking_train, monkeypatch):
+    monkeypatch.setattr(scheduler, "SCHEDULED_LOCK_PATIENCE_SECONDS", 0.5)
     results = {}
     first = threading.Thread(target=lambda: results.setdefault("first", scheduler.retrain(app)))
     first.start()
@@ -52,6 +53,31 @@ def test_lock_lets_one_of_two_concurrent_runs_through(app, blocking_train):
     assert results["first"].status == "rejected"
     assert blocking_train.calls == 1
     assert not scheduler.is_locked(app)
+
+
+def test_a_scheduled_run_waits_out_a_moments_probe_of_the_lock(app, monkeypatch):
+    runs = []
+    monkeypatch.setattr(
+        pipeline,
+        "train",
+        lambda trigger="cli", **kw: runs.append(trigger) or pipeline.PipelineResult("v", "x", ""),
+    )
+    held, release = threading.Event(), threading.Event()
+
+    def probe():  # a dashboard asking is_locked() takes the lock for a moment
+        with scheduler.single_runner(app) as acquired:
+            assert acquired
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=probe)
+    holder.start()
+    assert held.wait(5)
+    threading.Timer(0.5, release.set).start()
+    assert scheduler.retrain(app, trigger="manual") is None  # a manual trigger does not wait
+    assert scheduler.retrain(app) is not None  # the scheduled one does
+    holder.join(5)
+    assert runs == ["schedule"]
 
 
 FILE_LOCK_HOLDER = (

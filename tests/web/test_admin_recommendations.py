@@ -164,7 +164,7 @@ def test_preview_compares_model_and_heuristic_and_records_nothing(admin_client):
     assert "Good pick" in page and "Heuristic" in page
     for flag in ("joined", "ended", "archived"):
         assert f'<span class="badge bad">{flag}</span>' in page
-    assert "3 of the model rows must not be shown" in page
+    assert "3 of the model rows are no longer eligible for this student" in page
     assert count(RecommendationEvent) == 0
     assert count(RecommendationSlate) == 0
 
@@ -349,7 +349,7 @@ def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
     db.session.commit()
 
     page = admin_client.get("/admin/recommendations").get_data(as_text=True)
-    assert "v-new" in page and "50%" in page
+    assert "v-new" in page and "50.0%" in page
     assert "1 of 2 students active in the last 30 days" in page
     assert "The published model is stale" in page
     assert "The last run (v-import) failed" not in page  # rejected is not failed ...
@@ -383,6 +383,21 @@ def test_rollback_and_forward_through_the_page(admin_client):
         == 303
     )
     assert published_run().version == "v-new"
+
+
+def test_rollback_waits_for_a_running_retrain(admin_client, app):
+    from app.recs import scheduler
+    from app.recs.publish import published_run
+
+    _two_versions()
+    with scheduler.single_runner(app) as acquired:  # a run in progress holds the lock
+        assert acquired
+        response = admin_client.post("/admin/recommendations/rollback", data={"version": "v-old"})
+    assert response.status_code == 400
+    assert "A retraining run is in progress" in response.get_data(as_text=True)
+    assert published_run().version == "v-new"
+    after = admin_client.post("/admin/recommendations/rollback", data={"version": "v-old"})
+    assert after.status_code == 303 and published_run().version == "v-old"
 
 
 @pytest.mark.parametrize("version", ["", "v-missing", "v-new"])
