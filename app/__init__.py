@@ -1,4 +1,5 @@
-"""Application factory: defaults -> instance/config.py -> FLASK_* variables -> the caller's config."""
+"""Application factory: defaults -> instance/config.py -> FLASK_* variables -> the caller's
+config."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
-        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(app.instance_path) / "campus.db")
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(
+            Path(app.instance_path) / "campus.db"
+        )
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
     if not app.config.get("RECS_MODEL_DIR"):
@@ -92,6 +95,10 @@ def _configure_logging(app: Flask) -> None:
         )
 
 
+def _unicode_lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     import sqlite3
@@ -109,6 +116,9 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={timeout}")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # SQLite's own lower() folds ASCII letters only, so ilike searches (which compile to lower()
+    # on both sides) missed "Émile" for "émile"; Python's folds every script, as PostgreSQL does.
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     # pysqlite opens its (deferred) transaction right before the first write statement, so a
     # writer takes SQLite's write lock at that statement and waits for it under busy_timeout
     # instead of failing on a read-to-write upgrade.

@@ -119,6 +119,16 @@ def test_users_search_and_filters(admin_client):
     assert admin_client.get("/admin/users?role=wizard&active=maybe&page=x").status_code == 200
 
 
+def test_searches_ignore_case_in_any_script(admin_client, student_client):
+    """On SQLite too, whose own lower() folds ASCII only; PostgreSQL folds every script."""
+    make_user("student", display_name="Émile Zoé", email="emile@uni.test")
+    for query in ("%C3%A9mile", "ZO%C3%89"):  # "émile", "ZOÉ"
+        assert "Émile Zoé" in admin_client.get(f"/admin/users?q={query}").get_data(as_text=True)
+    make_challenge(title="Énergie solaire")
+    page = student_client.get("/challenges?q=%C3%89NERGIE").get_data(as_text=True)
+    assert "Énergie solaire" in page
+
+
 def test_deactivation_ends_sessions_and_blocks_login(app, admin_client):
     student = make_user("student")
     student_session = app.test_client()
