@@ -122,6 +122,10 @@ class _Request:
     history: UserHistory
     now: datetime
     model_version: str | None = None
+    # A continued slate keeps the version it started with (None: it had no model cards), so a
+    # version published between two pages never mixes into it or is credited to the other.
+    continues: bool = False
+    slate_version: str | None = None
     _fingerprint: Fingerprint | None = None
 
     def fingerprint(self) -> Fingerprint:
@@ -200,31 +204,58 @@ def published_rows(user_id: int) -> list[tuple[float, str, Challenge]]:
     ]
 
 
-def _published_run_and_rows(user_id: int) -> tuple[PublishedRun | None, list[_Row]]:
-    """The published run and its rows for this student, best rank first, in one query; the rows
-    as ids and eligibility columns, since serving loads only the challenges it shows."""
+def _published_run_and_rows(
+    user_id: int, version: str | None = None
+) -> tuple[PublishedRun | None, list[_Row]]:
+    """The published run (or the run of ``version``) and its rows for this student, best rank
+    first, in one query; the rows as ids and eligibility columns, since serving loads only the
+    challenges it shows."""
     run, rows = None, []
-    for record in db.session.execute(_published_statement(), {"user_id": user_id}):
+    statement, params = _published_statement(), {"user_id": user_id}
+    if version is not None:
+        statement, params = _version_statement(), {"user_id": user_id, "version": version}
+    for record in db.session.execute(statement, params):
         run = PublishedRun(*record[:5])
         if record.challenge_id is not None:
             rows.append(_Row(*record[5:]))
     return run, rows
 
 
+_RUN_AND_ROW_COLUMNS = (
+    ModelRun.id,
+    ModelRun.version,
+    ModelRun.artifact_path,
+    ModelRun.trained_through,
+    ModelRun.finished_at,
+    UserRecommendation.challenge_id,
+    UserRecommendation.score,
+    Challenge.status,
+    Challenge.ends_at,
+)
+
+
+@cache
+def _version_statement():
+    return (
+        select(*_RUN_AND_ROW_COLUMNS)
+        .select_from(ModelRun)
+        .outerjoin(
+            UserRecommendation,
+            and_(
+                UserRecommendation.model_run_id == ModelRun.id,
+                UserRecommendation.user_id == bindparam("user_id"),
+            ),
+        )
+        .outerjoin(Challenge, Challenge.id == UserRecommendation.challenge_id)
+        .where(ModelRun.version == bindparam("version"))
+        .order_by(UserRecommendation.rank, UserRecommendation.challenge_id)
+    )
+
+
 @cache
 def _published_statement():
     return (
-        select(
-            ModelRun.id,
-            ModelRun.version,
-            ModelRun.artifact_path,
-            ModelRun.trained_through,
-            ModelRun.finished_at,
-            UserRecommendation.challenge_id,
-            UserRecommendation.score,
-            Challenge.status,
-            Challenge.ends_at,
-        )
+        select(*_RUN_AND_ROW_COLUMNS)
         .select_from(RecommendationState)
         .join(ModelRun, ModelRun.id == RecommendationState.published_run_id)
         .outerjoin(
@@ -241,7 +272,9 @@ def _published_statement():
 
 
 def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
-    run, rows = _published_run_and_rows(req.user_id)
+    if req.continues and req.slate_version is None:
+        return []  # the slate started without model cards: it goes on without them
+    run, rows = _published_run_and_rows(req.user_id, req.slate_version if req.continues else None)
     if run is None:
         return []
     req.model_version = run.version
@@ -469,7 +502,13 @@ def get_recommendations(
     k = max(0, min(k, MAX_SLATE_ITEMS - offset))
     skip = events.shown_in_slate(existing.id, offset) if existing else set()
     start = max(0, offset - len(skip))
-    req = _Request(user_id=user_id, history=load_user_history(user_id), now=now)
+    req = _Request(
+        user_id=user_id,
+        history=load_user_history(user_id),
+        now=now,
+        continues=existing is not None,
+        slate_version=existing.model_version if existing is not None else None,
+    )
     candidates, ranked = _page(req, arm, skip, start, k)
     page = [
         SlateItem(c.challenge, c.challenge.id, c.score, c.reason, c.source, offset + i)

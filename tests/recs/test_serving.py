@@ -182,3 +182,28 @@ def test_eligibility_helpers(student, new_challenge):
     eligible = db.session.scalars(eligible_challenges(utcnow(), exclude_ids={joined.id})).all()
     assert [c.id for c in eligible] == [open_.id]
     assert draft.id not in {c.id for c in eligible}
+
+
+def test_a_continued_slate_keeps_the_version_it_started_with(student, new_challenge):
+    challenges = [new_challenge() for _ in range(8)]
+    old = publish(student, challenges[:6], version="v-old")
+    first = get_recommendations(student, k=2, record=True)
+    assert first.model_version == "v-old" and ids(first) == [c.id for c in challenges[:2]]
+    old.status = "superseded"
+    publish(student, list(reversed(challenges)), version="v-new")  # published between two pages
+    second = get_recommendations(student, k=2, offset=2, slate_id=first.slate_id)
+    # v-old's ranks 3 and 4, not v-new's best: the slate is one version's, as it is labelled.
+    assert ids(second) == [c.id for c in challenges[2:4]]
+    assert {item.source for item in second.items} == {"model"}
+    assert second.model_version == "v-old"
+    assert get_recommendations(student, k=2).model_version == "v-new"  # a new slate moves on
+
+
+def test_a_slate_that_began_without_model_cards_goes_on_without_them(student, new_challenge):
+    challenges = [new_challenge() for _ in range(6)]
+    first = get_recommendations(student, k=2, record=True)
+    assert first.model_version is None and {i.source for i in first.items} == {"heuristic"}
+    publish(student, challenges, version="v1")
+    second = get_recommendations(student, k=2, offset=2, slate_id=first.slate_id)
+    assert second.items and {i.source for i in second.items} == {"heuristic"}
+    assert second.model_version is None
