@@ -105,16 +105,20 @@ def is_stale(run: ModelRun, history: UserHistory) -> bool:
     return cutoff is None or history.changed_at > cutoff
 
 
-def model_for(run: ModelRun) -> FoldInModel | None:
+def model_for(run: ModelRun, load: bool = True) -> FoldInModel | None:
     """The run's fold-in model, loaded on first use in this process; None without a usable
-    artifact (imported versions have none)."""
+    artifact (imported versions have none), or when ``load`` is false and it is not loaded yet.
+    The cache keeps the versions used last."""
     if not run.artifact_path:
         return None
     cache = _cache()
     key = (run.version, run.artifact_path)
     with cache.lock:
         if key in cache.models:
+            cache.models[key] = cache.models.pop(key)  # now the most recently used
             return cache.models[key]
+    if not load:
+        return None
     # One thread reads the artifact; the server's other threads wait for it, not read it again.
     with cache.loading:
         with cache.lock:

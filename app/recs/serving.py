@@ -126,6 +126,10 @@ class _Request:
     # version published between two pages never mixes into it or is credited to the other.
     continues: bool = False
     slate_version: str | None = None
+    # Whether an artifact may be read from disk for this request: not for a continued slate of a
+    # version no longer published (its rows still serve, with category reasons), so old slates
+    # never push the published model out of the fold-in cache.
+    load_artifacts: bool = True
     _fingerprint: Fingerprint | None = None
 
     def fingerprint(self) -> Fingerprint:
@@ -221,54 +225,52 @@ def _published_run_and_rows(
     return run, rows
 
 
-_RUN_AND_ROW_COLUMNS = (
+def _run_with_rows(runs):
+    """``runs`` (a select joining ModelRun) with the student's rows of that run, best rank first,
+    and the columns serving checks eligibility by."""
+    return (
+        runs.add_columns(
+            UserRecommendation.challenge_id,
+            UserRecommendation.score,
+            Challenge.status,
+            Challenge.ends_at,
+        )
+        .outerjoin(
+            UserRecommendation,
+            and_(
+                UserRecommendation.model_run_id == ModelRun.id,
+                UserRecommendation.user_id == bindparam("user_id"),
+            ),
+        )
+        .outerjoin(Challenge, Challenge.id == UserRecommendation.challenge_id)
+        .order_by(UserRecommendation.rank, UserRecommendation.challenge_id)
+    )
+
+
+_RUN_COLUMNS = (
     ModelRun.id,
     ModelRun.version,
     ModelRun.artifact_path,
     ModelRun.trained_through,
     ModelRun.finished_at,
-    UserRecommendation.challenge_id,
-    UserRecommendation.score,
-    Challenge.status,
-    Challenge.ends_at,
 )
 
 
 @cache
 def _version_statement():
-    return (
-        select(*_RUN_AND_ROW_COLUMNS)
-        .select_from(ModelRun)
-        .outerjoin(
-            UserRecommendation,
-            and_(
-                UserRecommendation.model_run_id == ModelRun.id,
-                UserRecommendation.user_id == bindparam("user_id"),
-            ),
-        )
-        .outerjoin(Challenge, Challenge.id == UserRecommendation.challenge_id)
-        .where(ModelRun.version == bindparam("version"))
-        .order_by(UserRecommendation.rank, UserRecommendation.challenge_id)
-    )
+    runs = select(*_RUN_COLUMNS).where(ModelRun.version == bindparam("version"))
+    return _run_with_rows(runs)
 
 
 @cache
 def _published_statement():
-    return (
-        select(*_RUN_AND_ROW_COLUMNS)
+    runs = (
+        select(*_RUN_COLUMNS)
         .select_from(RecommendationState)
         .join(ModelRun, ModelRun.id == RecommendationState.published_run_id)
-        .outerjoin(
-            UserRecommendation,
-            and_(
-                UserRecommendation.model_run_id == ModelRun.id,
-                UserRecommendation.user_id == bindparam("user_id"),
-            ),
-        )
-        .outerjoin(Challenge, Challenge.id == UserRecommendation.challenge_id)
         .where(RecommendationState.id == STATE_ID)
-        .order_by(UserRecommendation.rank, UserRecommendation.challenge_id)
     )
+    return _run_with_rows(runs)
 
 
 def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
@@ -277,6 +279,10 @@ def _from_model(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
     run, rows = _published_run_and_rows(req.user_id, req.slate_version if req.continues else None)
     if run is None:
         return []
+    if req.continues:
+        req.load_artifacts = run.id == db.session.scalar(
+            select(RecommendationState.published_run_id).where(RecommendationState.id == STATE_ID)
+        )
     req.model_version = run.version
     if rows and not foldin.is_stale(run, req.history):
         return _from_rows(req, run, rows, need, taken)
@@ -292,7 +298,7 @@ def _from_rows(
         for row in rows
         if row.challenge_id not in taken and is_open(row.status, row.ends_at, req.now)
     ][:need]
-    model = foldin.model_for(run)
+    model = foldin.model_for(run, load=req.load_artifacts)
     row = model.user_row(req.history, _weights()) if model is not None and kept else None
     return _explained(req, model, row, kept, "model")
 
@@ -302,7 +308,7 @@ def _from_fold_in(
 ) -> list[_Pick] | None:
     """The student re-scored from their current row; None when the version has no fold-in state
     or the student has no positive interaction it knows."""
-    model = foldin.model_for(run)
+    model = foldin.model_for(run, load=req.load_artifacts)
     if model is None:
         return None
     row = model.user_row(req.history, _weights())

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.challenges.service import join
 from app.extensions import db
-from app.models import Participation, utcnow
+from app.models import Participation, UserRecommendation, utcnow
 from app.recs import events, foldin, pipeline, publish, serving
 from app.recs.data import InteractionMatrix, read_database
 from app.recs.eligibility import load_user_history
@@ -237,3 +237,38 @@ def test_history_dates_changes_as_the_training_does(campus):
     participation.updated_at = utcnow()
     db.session.commit()
     assert foldin.is_stale(campus["run"], load_user_history(student.id))
+
+
+def test_continuing_a_slate_of_an_older_version_never_loads_its_artifact(campus, app, monkeypatch):
+    student = most_rows(campus)
+    first = serving.get_recommendations(student, k=2, record=True)
+    assert first.model_version == campus["run"].version and from_model(first)
+    assert pipeline.train().status == "published"  # a new version between two pages
+    app.extensions.pop(foldin.EXTENSION_KEY, None)  # as in a freshly started worker
+    loads = []
+    monkeypatch.setattr(
+        foldin, "load_artifact", lambda path: loads.append(path) or load_artifact(path)
+    )
+    more = serving.get_recommendations(student, k=2, offset=2, slate_id=first.slate_id)
+    assert loads == []  # the old version's rows serve, with category reasons
+    assert from_model(more)
+    assert more.model_version == campus["run"].version
+    assert (
+        from_model(more)
+        == [i for i in row_ids_of(student.id, campus["run"]) if i not in ids(first)][
+            : len(from_model(more))
+        ]
+    )
+    serving.get_recommendations(student, k=2)  # a new slate: the published version's artifact
+    assert len(loads) == 1
+
+
+def row_ids_of(user_id, run):
+    return [
+        challenge_id
+        for (challenge_id,) in db.session.execute(
+            select(UserRecommendation.challenge_id)
+            .where(UserRecommendation.model_run_id == run.id, UserRecommendation.user_id == user_id)
+            .order_by(UserRecommendation.rank)
+        )
+    ]
