@@ -299,15 +299,19 @@ def recommendations_rollback():
         return _refuse("Choose the version to roll back to.", _dashboard)
     # The pipeline's lock, as `flask recs rollback` takes it: a run publishing meanwhile would
     # silently undo the rollback a moment after the page said it was done.
+    # The refusals are drawn after the lock is released: drawn while it is held, the dashboard
+    # would report a run starting.
+    refusal = None
     with scheduler.single_runner(current_app._get_current_object()) as acquired:
         if not acquired:
-            return _refuse(
-                "A retraining run is in progress: roll back once it has finished.", _dashboard
-            )
-        try:
-            previous, target = publish.rollback(version)
-        except publish.PublishError as exc:
-            return _refuse(f"Cannot roll back to {version}: {exc}.", _dashboard)
+            refusal = "A retraining run is in progress: roll back once it has finished."
+        else:
+            try:
+                previous, target = publish.rollback(version)
+            except publish.PublishError as exc:
+                refusal = f"Cannot roll back to {version}: {exc}."
+    if refusal is not None:
+        return _refuse(refusal, _dashboard)
     log.info(
         "admin rolled recommendations back from %s to %s",
         previous.version if previous else None,
