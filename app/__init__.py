@@ -96,7 +96,7 @@ def _configure_logging(app: Flask) -> None:
 
 
 def _unicode_lower(value):
-    return value.lower() if isinstance(value, str) else value
+    return value.casefold() if isinstance(value, str) else value
 
 
 @event.listens_for(Engine, "connect")
@@ -117,7 +117,8 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor.execute(f"PRAGMA busy_timeout={timeout}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # SQLite's own lower() folds ASCII letters only, so ilike searches (which compile to lower()
-    # on both sides) missed "Émile" for "émile"; Python's folds every script, as PostgreSQL does.
+    # on both sides) missed "Émile" for "émile". Python's casefold folds every script (and final
+    # sigma, and ß as ss), so such searches match whatever the case.
     dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     # pysqlite opens its (deferred) transaction right before the first write statement, so a
     # writer takes SQLite's write lock at that statement and waits for it under busy_timeout
