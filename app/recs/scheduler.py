@@ -203,7 +203,7 @@ def purge_old_events(app: Flask) -> int | None:
     (it shares the pipeline lock, so it never deletes under a training run's export either)."""
     from app.recs.pipeline import purge_events
 
-    with single_runner(app) as acquired:
+    with single_runner(app, SCHEDULED_LOCK_PATIENCE_SECONDS) as acquired:
         if not acquired:
             log.info("event purge skipped: another run holds the pipeline lock")
             return None

@@ -78,6 +78,15 @@ def test_a_scheduled_run_waits_out_a_moments_probe_of_the_lock(app, monkeypatch)
     assert scheduler.retrain(app) is not None  # the scheduled one does
     holder.join(5)
     assert runs == ["schedule"]
+    # The scheduled purge waits likewise.
+    held.clear()
+    release.clear()
+    holder = threading.Thread(target=probe)
+    holder.start()
+    assert held.wait(5)
+    threading.Timer(0.5, release.set).start()
+    assert scheduler.purge_old_events(app) == 0
+    holder.join(5)
 
 
 FILE_LOCK_HOLDER = (
