@@ -66,8 +66,8 @@ def _categories_page(form: CategoryForm | None = None, status: int = 200):
 def _name_taken(name: str, except_id: int | None = None) -> bool:
     # Case-insensitive for any script, so "Robotics" and "robotics", or "Énergie" and "énergie",
     # cannot both exist, nor two spellings that look the same (composed or decomposed accents,
-    # compatibility forms). Compared in Python: SQLite's lower() folds ASCII letters only. An
-    # admin-managed list of categories is short.
+    # compatibility forms). Compared in Python: neither database's lower() applies Unicode
+    # normalization. An admin-managed list of categories is short.
     wanted = _name_key(name)
     return any(
         other_id != except_id and _name_key(other) == wanted

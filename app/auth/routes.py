@@ -157,9 +157,8 @@ def change_password():
         current_user.set_password(form.password.data)  # rotates the token: other sessions end
         db.session.commit()
         session.clear()
-        login_user(
-            current_user._get_current_object()
-        )  # the proxy itself would recurse in g._login_user
+        # The proxy itself would recurse in g._login_user.
+        login_user(current_user._get_current_object())
         flash("Password changed. Other sessions were logged out.", "success")
         return redirect(home_for(current_user))
     status = 400 if request.method == "POST" else 200

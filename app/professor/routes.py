@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from wtforms.fields.choices import SelectChoice
@@ -57,13 +57,13 @@ def _category_choices() -> list[SelectChoice]:
 def _owner_choices(challenge: Challenge | None) -> list[SelectChoice]:
     """Active professors and admins; a challenge's current owner stays listed even when their
     account was deactivated, so saving it unchanged stays possible."""
-    managers = select(User).where(User.role.in_(MANAGERS), User.active.is_(True))
+    can_own = and_(User.role.in_(MANAGERS), User.active.is_(True))
     if challenge is not None:
-        managers = managers.union_all(select(User).where(User.id == challenge.owner_id))
-    users = {u.id: u for u in db.session.scalars(select(User).from_statement(managers))}
+        can_own = or_(can_own, User.id == challenge.owner_id)
+    users = db.session.scalars(select(User).where(can_own))
     return [
         SelectChoice(u.id, f"{u.display_name} ({u.email})")
-        for u in sorted(users.values(), key=lambda u: (u.display_name.casefold(), u.id))
+        for u in sorted(users, key=lambda u: (u.display_name.casefold(), u.id))
     ]
 
 

@@ -231,8 +231,8 @@ def _describe_status(summary: dict) -> str:
         )
         lines.append(
             f"Coverage: {published['covered_active_students']} of {published['active_students']} "
-            f"students active in the last 30 days have rows ({published['coverage']:.1%}); rows "
-            f"for {published['users']} of {published['students']} students in all"
+            f"students active in the last 30 days have rows ({published['coverage']:.1%}); the "
+            f"version holds rows for {published['users']} students"
         )
         lines.append(f"Quality: {quality}")
     progress = summary["progress"]
