@@ -32,6 +32,7 @@ from app.models import (
     Role,
     User,
     UTCDateTime,
+    category_name_key,
     utcnow,
 )
 from app.recs.events import natural_event_id
@@ -201,8 +202,9 @@ def _bulk_load_cache():
 
 
 def _write_rows(plan: CampusPlan, clock: _Clock, chunk_size: int) -> None:
+    names = [t.name for t in CATEGORY_TEXTS]
     category_ids = _insert_returning_ids(
-        Category, {"name": [t.name for t in CATEGORY_TEXTS]}, chunk_size
+        Category, {"name": names, "name_key": [category_name_key(n) for n in names]}, chunk_size
     )
     user_ids = _insert_users(plan, clock, chunk_size)
     professor_ids = user_ids[1 : 1 + plan.shape.professors]

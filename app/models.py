@@ -4,6 +4,7 @@ recommendation tables (model runs, published rows, slates, events, experiments).
 from __future__ import annotations
 
 import enum
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 from flask_login import UserMixin
@@ -20,8 +21,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
@@ -145,13 +147,34 @@ class User(UserMixin, db.Model):
         return f"<User {self.id} {self.email} {self.role}>"
 
 
+def category_name_key(name: str) -> str:
+    """What two category names must not share: compared case-insensitively in any script, with
+    compatibility forms and composed or decomposed accents alike, invisible format characters
+    (zero-width spaces, direction marks) left out and runs of spaces as one. So "Robotics",
+    "robotics", "ROBOTICS " and "Ro\u200bbotics" are one name."""
+    visible = "".join(
+        c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c) != "Cf"
+    )
+    return " ".join(visible.casefold().split())
+
+
 class Category(db.Model):
     __tablename__ = "categories"
+    __table_args__ = (Index("uq_categories_name_key", "name_key", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
+    # Unique, so two admins creating look-alike names at the same moment cannot both succeed.
+    # Case folding can lengthen a name (ß -> ss), hence the room. The validator below sets it; a
+    # row written without it gets "", and a second such row is refused like any duplicate.
+    name_key: Mapped[str] = mapped_column(String(320), server_default="")
 
     challenges: Mapped[list[Challenge]] = relationship(back_populates="category")
+
+    @validates("name")
+    def _keep_key(self, _key: str, name: str) -> str:
+        self.name_key = category_name_key(name)
+        return name
 
     def __repr__(self) -> str:
         return f"<Category {self.name}>"
@@ -167,12 +190,15 @@ class Challenge(db.Model):
         Index("ix_challenges_status_starts_at", "status", "starts_at"),
         # Serving's cache fingerprint reads max(updated_at) on every recommendation request.
         Index("ix_challenges_updated_at", "updated_at"),
+        Index("uq_challenges_creation_token", "creation_token", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
-    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="RESTRICT"), index=True)
+    category_id: Mapped[int] = mapped_column(
+        ForeignKey("categories.id", ondelete="RESTRICT"), index=True
+    )
     reward_points: Mapped[int] = mapped_column(Integer, default=0)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -181,6 +207,14 @@ class Challenge(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     participations_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped by every ORM update of the row (edits, status changes, owner changes; not the
+    # SQL-side participation counts). The edit form carries it, so a save made from an older copy
+    # is refused instead of overwriting what someone else saved meanwhile.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # The create form's one-time token: a form submitted twice creates one challenge.
+    creation_token: Mapped[str | None] = mapped_column(String(36))
+
+    __mapper_args__ = {"version_id_col": version}
 
     category: Mapped[Category] = relationship(back_populates="challenges")
     owner: Mapped[User] = relationship(back_populates="challenges")
@@ -279,7 +313,9 @@ class RecommendationState(db.Model):
     __tablename__ = "recommendation_state"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    published_run_id: Mapped[int | None] = mapped_column(ForeignKey("model_runs.id", ondelete="SET NULL"))
+    published_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_runs.id", ondelete="SET NULL")
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     published_run: Mapped[ModelRun | None] = relationship()
@@ -288,7 +324,9 @@ class RecommendationState(db.Model):
 class UserRecommendation(db.Model):
     __tablename__ = "user_recommendations"
     __table_args__ = (
-        UniqueConstraint("model_run_id", "user_id", "challenge_id", name="uq_user_recommendations_row"),
+        UniqueConstraint(
+            "model_run_id", "user_id", "challenge_id", name="uq_user_recommendations_row"
+        ),
         Index("ix_user_recommendations_run_user_rank", "model_run_id", "user_id", "rank"),
         Index("ix_user_recommendations_user_id", "user_id"),
     )
@@ -355,11 +393,25 @@ class Experiment(db.Model):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (
+        # At most one running, even when two admins press Start at the same moment.
+        Index(
+            "uq_experiments_one_running",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
 
 def count_active_participations(challenge_id: int) -> int:
-    return db.session.scalar(
-        db.select(func.count(Participation.id)).where(
-            Participation.challenge_id == challenge_id,
-            Participation.status != ParticipationStatus.LEFT.value,
+    return (
+        db.session.scalar(
+            db.select(func.count(Participation.id)).where(
+                Participation.challenge_id == challenge_id,
+                Participation.status != ParticipationStatus.LEFT.value,
+            )
         )
-    ) or 0
+        or 0
+    )

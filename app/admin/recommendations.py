@@ -30,6 +30,7 @@ from app.models import (
 from app.recs import experiment as experiments
 from app.recs import heuristic, metrics, publish, scheduler, serving
 from app.recs.eligibility import UserHistory, load_user_history
+from app.text import clean_line
 from app.web import database_id
 
 log = logging.getLogger(__name__)
@@ -447,7 +448,7 @@ def _chosen_student(matches: list[User], query: str) -> tuple[User | None, str |
 
 @_admin_route("/recommendations/preview")
 def recommendations_preview():
-    query = (request.args.get("q") or "").strip()[:100]
+    query = clean_line(request.args.get("q") or "")[:100]
     matches = _find_students(query) if query else []
     student, error = _chosen_student(matches, query)
     if error:

@@ -4,7 +4,6 @@ is in ``app/admin/recommendations.py``."""
 from __future__ import annotations
 
 import logging
-import unicodedata
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -23,7 +22,9 @@ from app.models import (
     Challenge,
     Participation,
     User,
+    category_name_key,
 )
+from app.text import clean_line
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +65,24 @@ def _categories_page(form: CategoryForm | None = None, status: int = 200):
 
 
 def _name_taken(name: str, except_id: int | None = None) -> bool:
-    # Case-insensitive for any script, so "Robotics" and "robotics", or "Énergie" and "énergie",
-    # cannot both exist, nor two spellings that look the same (composed or decomposed accents,
-    # compatibility forms). Compared in Python: neither database's lower() applies Unicode
-    # normalization. An admin-managed list of categories is short.
-    wanted = _name_key(name)
-    return any(
-        other_id != except_id and _name_key(other) == wanted
-        for other_id, other in db.session.execute(select(Category.id, Category.name))
-    )
+    # The unique name key decides (see category_name_key); this check only gives the common case
+    # its friendly message before the insert, which a concurrent request can still beat.
+    query = select(Category.id).where(Category.name_key == category_name_key(name))
+    if except_id is not None:
+        query = query.where(Category.id != except_id)
+    return db.session.scalar(query.limit(1)) is not None
 
 
-def _name_key(name: str) -> str:
-    return unicodedata.normalize("NFKC", name).casefold()
-
-
-def _duplicate(form: CategoryForm):
+def _duplicate(form: CategoryForm, renaming: Category | None = None):
+    """409. A refused new name stays in the New category form with its error; a refused rename
+    is told about in the notice only, so it does not look like a new category being created."""
     log.info("category name %r refused: already exists", form.name.data)
-    form.name.errors.append(f"A category named “{form.name.data}” already exists.")
-    flash(f"A category named “{form.name.data}” already exists.", "error")
+    message = f"A category named “{form.name.data}” already exists."
+    if renaming is not None:
+        flash(f"“{renaming.name}” was not renamed: {message[0].lower()}{message[1:]}", "error")
+        return _categories_page(None, 409)
+    form.name.errors.append(message)
+    flash(message, "error")
     return _categories_page(form, 409)
 
 
@@ -129,10 +129,11 @@ def rename_category(category_id: int):
         flash(f"“{category.name}” was not renamed: " + _first_error(form), "error")
         return _categories_page(None, 400)
     if _name_taken(form.name.data, except_id=category.id):
-        return _duplicate(form)
+        return _duplicate(form, renaming=category)
     old_name, category.name = category.name, form.name.data
     if not _commit_category():
-        return _duplicate(form)
+        category = db.get_or_404(Category, category_id)  # as stored, after the rollback
+        return _duplicate(form, renaming=category)
     log.info(
         "category renamed category_id=%s %r -> %r by user_id=%s",
         category.id,
@@ -193,7 +194,7 @@ def _user_filters() -> dict[str, str]:
     role = request.args.get("role", "")
     active = request.args.get("active", "")
     return {
-        "q": (request.args.get("q") or "").strip()[:100],
+        "q": clean_line(request.args.get("q") or "")[:100],
         "role": role if role in ROLES else "",
         "active": active if active in ("1", "0") else "",
     }

@@ -14,6 +14,7 @@ from app.challenges.service import ParticipationError, join, leave
 from app.extensions import db
 from app.models import Category, Challenge, Participation, utcnow
 from app.recs import events as rec_events
+from app.text import clean_line
 from app.web import database_id
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,12 @@ SORTS = {
     "reward": (Challenge.reward_points.desc(), Challenge.id.asc()),
     "popular": (Challenge.participations_count.desc(), Challenge.id.asc()),
 }
-SORT_LABELS = {"newest": "Newest", "ending": "Ending soon", "reward": "Highest reward", "popular": "Most joined"}
+SORT_LABELS = {
+    "newest": "Newest",
+    "ending": "Ending soon",
+    "reward": "Highest reward",
+    "popular": "Most joined",
+}
 
 
 def visible_challenges_query():
@@ -45,7 +51,7 @@ def _page_arg() -> int:
 @bp.route("/challenges")
 @role_required("student")
 def index():
-    q = (request.args.get("q") or "").strip()[:100]
+    q = clean_line(request.args.get("q") or "")[:100]
     category_id = database_id(request.args.get("category"))
     sort = request.args.get("sort", "newest")
     if sort not in SORTS:
@@ -57,7 +63,10 @@ def index():
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
-            or_(Challenge.title.ilike(pattern, escape="\\"), Challenge.description.ilike(pattern, escape="\\"))
+            or_(
+                Challenge.title.ilike(pattern, escape="\\"),
+                Challenge.description.ilike(pattern, escape="\\"),
+            )
         )
     if category_id:
         query = query.where(Challenge.category_id == category_id)
@@ -71,21 +80,32 @@ def index():
     categories = db.session.scalars(select(Category).order_by(Category.name)).all()
     return render_template(
         "challenges/index.html",
-        challenges=items, total=total, page=page, pages=pages, q=q, category_id=category_id,
-        sort=sort, sorts=SORT_LABELS, categories=categories, joined_ids=joined_ids, now=utcnow(),
+        challenges=items,
+        total=total,
+        page=page,
+        pages=pages,
+        q=q,
+        category_id=category_id,
+        sort=sort,
+        sorts=SORT_LABELS,
+        categories=categories,
+        joined_ids=joined_ids,
+        now=utcnow(),
     )
 
 
 def _joined_ids(user_id: int, challenge_ids: list[int]) -> set[int]:
     if not challenge_ids:
         return set()
-    return set(db.session.scalars(
-        select(Participation.challenge_id).where(
-            Participation.user_id == user_id,
-            Participation.challenge_id.in_(challenge_ids),
-            Participation.status != "left",
+    return set(
+        db.session.scalars(
+            select(Participation.challenge_id).where(
+                Participation.user_id == user_id,
+                Participation.challenge_id.in_(challenge_ids),
+                Participation.status != "left",
+            )
         )
-    ))
+    )
 
 
 def _student_visible_or_404(challenge_id: int) -> Challenge:
@@ -138,16 +158,22 @@ def leave_challenge(challenge_id: int):
     try:
         outcome = leave(current_user.id, challenge)
     except ParticipationError as exc:
+        log.info("leave refused user_id=%s challenge_id=%s: %s", current_user.id, challenge.id, exc)
         flash(str(exc), "error")
         return redirect(url_for("challenges.detail", challenge_id=challenge.id), 303)
-    flash(f"You left “{challenge.title}”." if outcome.changed else "You are not in this challenge.", "info")
+    flash(
+        f"You left “{challenge.title}”." if outcome.changed else "You are not in this challenge.",
+        "info",
+    )
     return redirect(_back_or_detail(challenge.id), 303)
 
 
 def _back_or_detail(challenge_id: int) -> str:
     from app.auth.routes import safe_next
 
-    return safe_next(request.form.get("next")) or url_for("challenges.detail", challenge_id=challenge_id)
+    return safe_next(request.form.get("next")) or url_for(
+        "challenges.detail", challenge_id=challenge_id
+    )
 
 
 @bp.route("/me/challenges")

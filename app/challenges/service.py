@@ -34,7 +34,9 @@ def _bump_count(challenge_id: int, delta: int) -> None:
     )
 
 
-def join(user_id: int, challenge: Challenge, *, slate_id: str | None = None, source: str | None = None) -> Outcome:
+def join(
+    user_id: int, challenge: Challenge, *, slate_id: str | None = None, source: str | None = None
+) -> Outcome:
     """Join (or re-join after leaving). Idempotent: joining twice changes nothing the second time."""
     if challenge.status != "published":
         raise ParticipationError("This challenge is not open for joining.")
@@ -57,18 +59,29 @@ def join(user_id: int, challenge: Challenge, *, slate_id: str | None = None, sou
         except IntegrityError:
             # A concurrent request inserted the same (user, challenge) first: that join counts.
             db.session.rollback()
-            return Outcome(False, db.session.scalar(
-                select(Participation).where(
-                    Participation.user_id == user_id, Participation.challenge_id == challenge.id
-                )
-            ))
+            return Outcome(
+                False,
+                db.session.scalar(
+                    select(Participation).where(
+                        Participation.user_id == user_id, Participation.challenge_id == challenge.id
+                    )
+                ),
+            )
     else:
         # Only the request that flips the status counts the re-join.
         result = db.session.execute(
             update(Participation)
-            .where(Participation.id == existing.id, Participation.status == ParticipationStatus.LEFT.value)
-            .values(status=ParticipationStatus.JOINED.value, joined_at=utcnow(), updated_at=utcnow(),
-                    slate_id=slate_id, source=source)
+            .where(
+                Participation.id == existing.id,
+                Participation.status == ParticipationStatus.LEFT.value,
+            )
+            .values(
+                status=ParticipationStatus.JOINED.value,
+                joined_at=utcnow(),
+                updated_at=utcnow(),
+                slate_id=slate_id,
+                source=source,
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 0:
@@ -95,9 +108,17 @@ def leave(user_id: int, challenge: Challenge) -> Outcome:
         raise ParticipationError("You already completed this challenge; it stays on your record.")
     if challenge.has_ended():
         raise ParticipationError("This challenge has ended; your participation is final.")
+    if challenge.status == "archived":
+        # Rejoining an archived challenge is refused, so leaving one could not be undone.
+        raise ParticipationError(
+            "This challenge is archived; your participation stays on your record."
+        )
     result = db.session.execute(
         update(Participation)
-        .where(Participation.id == existing.id, Participation.status == ParticipationStatus.JOINED.value)
+        .where(
+            Participation.id == existing.id,
+            Participation.status == ParticipationStatus.JOINED.value,
+        )
         .values(status=ParticipationStatus.LEFT.value, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -113,11 +134,16 @@ def leave(user_id: int, challenge: Challenge) -> Outcome:
 
 def delete_participations_of(user_id: int) -> None:
     """Remove a user's participations and take them out of the challenges' counts (no commit)."""
-    rows = db.session.execute(
-        select(Participation.challenge_id).where(
-            Participation.user_id == user_id, Participation.status != ParticipationStatus.LEFT.value
+    rows = (
+        db.session.execute(
+            select(Participation.challenge_id).where(
+                Participation.user_id == user_id,
+                Participation.status != ParticipationStatus.LEFT.value,
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     for challenge_id in rows:
         _bump_count(challenge_id, -1)
     db.session.execute(delete(Participation).where(Participation.user_id == user_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField, TextAreaField
+from wtforms import HiddenField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields import DateTimeLocalField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
@@ -18,6 +18,7 @@ from wtforms.validators import (
 )
 
 from app.models import CHALLENGE_STATUSES
+from app.text import clean_line, clean_text
 
 # The browser widget submits "YYYY-MM-DDTHH:MM"; the first format is also the one rendered back.
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
@@ -27,14 +28,20 @@ UTC_HELP = "Date and time in UTC (not your local time zone)."
 
 
 class ChallengeForm(FlaskForm):
-    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
-    description = TextAreaField("Description", validators=[DataRequired(), Length(max=10_000)])
+    title = StringField("Title", filters=[clean_line], validators=[DataRequired(), Length(max=200)])
+    description = TextAreaField(
+        "Description", filters=[clean_text], validators=[DataRequired(), Length(max=10_000)]
+    )
     category_id = SelectField("Category", coerce=int, validators=[InputRequired()])
     reward_points = IntegerField(
         "Reward points",
         default=0,
         validators=[InputRequired(), NumberRange(min=0, max=MAX_REWARD_POINTS)],
     )
+    # The edit form: the challenge's version when the form was opened (Challenge.version).
+    version = HiddenField()
+    # The create form: a one-time token, so submitting the same form twice creates one challenge.
+    creation_token = HiddenField()
     starts_at = DateTimeLocalField(
         "Starts at",
         format=DATETIME_FORMATS,
@@ -61,6 +68,12 @@ class ChallengeForm(FlaskForm):
         default="draft",
         validators=[InputRequired()],
     )
+
+    def validate_reward_points(self, field) -> None:
+        # int() reads any script's digits ("٣" is 3); a number field takes the digits it shows.
+        raw = (field.raw_data or [""])[0].strip()
+        if raw and not field.process_errors and not (raw.isascii() and raw.lstrip("+-").isdigit()):
+            raise ValidationError("Write the reward with the digits 0 to 9.")
 
     def validate_ends_at(self, field) -> None:
         if field.data and self.starts_at.data and field.data <= self.starts_at.data:

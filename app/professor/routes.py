@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -10,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.exc import StaleDataError
 from wtforms.fields.choices import SelectChoice
 
 from app.auth import role_required
@@ -69,6 +71,12 @@ def _owner_choices(challenge: Challenge | None) -> list[SelectChoice]:
 
 def _new_form(challenge: Challenge | None = None) -> ChallengeForm:
     form = ChallengeForm(obj=challenge)
+    if challenge is None:
+        del form.version
+        if request.method == "GET":
+            form.creation_token.data = str(uuid.uuid4())
+    else:
+        del form.creation_token
     form.category_id.choices = _category_choices()
     if current_user.is_admin:
         form.owner_id.choices = _owner_choices(challenge)
@@ -135,11 +143,43 @@ def _save(form: ChallengeForm) -> bool:
         # The form checks every constraint; this is a race, e.g. the category was deleted meanwhile.
         db.session.rollback()
         log.warning("challenge save failed user_id=%s: %s", current_user.id, exc.orig)
-        form.form_errors.append(
-            "The challenge could not be saved. Check the category and try again."
-        )
+        form.form_errors.append(_integrity_message(form))
         return False
     return True
+
+
+def _integrity_message(form: ChallengeForm) -> str:
+    category_id = form.category_id.data
+    if category_id is not None and db.session.get(Category, category_id) is None:
+        return "The chosen category was deleted meanwhile. Pick another one and save again."
+    return "The challenge could not be saved. Check the fields and try again."
+
+
+def _token(form: ChallengeForm) -> str | None:
+    """The create form's token, if it is one we issued (a UUID); otherwise none is kept."""
+    raw = (form.creation_token.data or "").strip()
+    try:
+        return str(uuid.UUID(raw)) if len(raw) == 36 else None
+    except ValueError:
+        return None
+
+
+def _created_from(token: str | None) -> Challenge | None:
+    if token is None:
+        return None
+    return db.session.scalar(select(Challenge).where(Challenge.creation_token == token))
+
+
+def _already_created(challenge: Challenge):
+    log.info(
+        "challenge create repeated: challenge_id=%s already created from this form by user_id=%s",
+        challenge.id,
+        current_user.id,
+    )
+    flash(
+        f"“{challenge.title}” was already created from this form; it was not created twice.", "info"
+    )
+    return redirect(url_for("professor.challenges"), 303)
 
 
 def _render_form(form: ChallengeForm, challenge: Challenge | None, status: int = 200):
@@ -153,7 +193,88 @@ def _validated(form: ChallengeForm, challenge: Challenge | None) -> bool:
     if error:
         form.status.errors.append(error)
         return False
+    # The form compares minutes; a stored time keeps its seconds (``_submitted_time``), so the
+    # times that would be stored must be in order too.
+    starts = _submitted_time(form.starts_at, challenge.starts_at if challenge else None)
+    ends = _submitted_time(form.ends_at, challenge.ends_at if challenge else None)
+    if starts is not None and ends is not None and ends <= starts:
+        form.ends_at.errors.append("The end must be after the start.")
+        return False
     return True
+
+
+def _differences(form: ChallengeForm, challenge: Challenge) -> list[str]:
+    """The fields where the saved challenge differs from what the form would save, each with its
+    saved value, for the message of an edit conflict."""
+    category = db.session.get(Category, challenge.category_id)
+    pairs = [
+        ("Title", challenge.title, form.title.data, challenge.title),
+        ("Description", challenge.description, form.description.data, None),
+        ("Category", challenge.category_id, form.category_id.data, category and category.name),
+        (
+            "Reward points",
+            challenge.reward_points,
+            form.reward_points.data,
+            challenge.reward_points,
+        ),
+        (
+            "Starts at",
+            challenge.starts_at,
+            _submitted_time(form.starts_at, challenge.starts_at),
+            _shown_time(challenge.starts_at),
+        ),
+        (
+            "Ends at",
+            challenge.ends_at,
+            _submitted_time(form.ends_at, challenge.ends_at),
+            _shown_time(challenge.ends_at),
+        ),
+        ("Status", challenge.status, form.status.data, challenge.status),
+    ]
+    if "owner_id" in form:
+        owner = challenge.owner
+        pairs.append(
+            ("Owner", challenge.owner_id, form.owner_id.data, owner and owner.display_name)
+        )
+    return [
+        f"{label} (saved: “{_short(shown)}”)" if shown is not None else label
+        for label, stored, submitted, shown in pairs
+        if stored != submitted
+    ]
+
+
+def _shown_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "no end"
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _conflict(form: ChallengeForm, challenge: Challenge):
+    """Someone saved the challenge after this form was opened: nothing is saved, the form keeps
+    what was typed, and now carries the saved version, so saving again is a deliberate choice."""
+    differences = _differences(form, challenge)
+    log.info(
+        "challenge edit conflict challenge_id=%s user_id=%s form_version=%r saved_version=%s",
+        challenge.id,
+        current_user.id,
+        (form.version.raw_data or [""])[0][:20],
+        challenge.version,
+    )
+    message = (
+        "Someone saved this challenge after you opened this form, so your changes were not saved."
+    )
+    if differences:
+        message += " The saved challenge differs from your form in: " + "; ".join(differences) + "."
+    message += (
+        " Save again to replace the saved version with yours, or reopen the challenge to start"
+        " from it."
+    )
+    form.form_errors.append(message)
+    form.version.data = str(challenge.version)
+    return _render_form(form, challenge, 409)
 
 
 @bp.route("/challenges")
@@ -192,10 +313,18 @@ def new_challenge():
     if not _validated(form, None):
         log.info("challenge create rejected user_id=%s errors=%s", current_user.id, form.errors)
         return _render_form(form, None, 400)
-    challenge = Challenge(owner_id=current_user.id, participations_count=0)
+    token = _token(form)
+    earlier = _created_from(token)
+    if earlier is not None:
+        return _already_created(earlier)
+    challenge = Challenge(owner_id=current_user.id, participations_count=0, creation_token=token)
     _apply_form(challenge, form)
     db.session.add(challenge)
     if not _save(form):
+        # The same form submitted twice at once: the other request created it.
+        earlier = _created_from(token)
+        if earlier is not None:
+            return _already_created(earlier)
         return _render_form(form, None, 400)
     log.info(
         "challenge created challenge_id=%s by user_id=%s status=%s",
@@ -222,8 +351,17 @@ def edit_challenge(challenge_id: int):
             form.errors,
         )
         return _render_form(form, challenge, 400)
+    # From the request only: without one, the field would fall back to the challenge's own.
+    if (form.version.raw_data or [""])[0].strip() != str(challenge.version):
+        return _conflict(form, challenge)
     _apply_form(challenge, form)
-    if not _save(form):
+    try:
+        saved = _save(form)
+    except StaleDataError:
+        # Saved by someone else between this request's read and its write.
+        db.session.rollback()
+        return _conflict(form, _manageable_or_abort(challenge_id))
+    if not saved:
         return _render_form(form, challenge, 400)
     log.info(
         "challenge edited challenge_id=%s by user_id=%s status=%s",
@@ -242,7 +380,15 @@ def _set_status(challenge_id: int, status: ChallengeStatus, verb: str):
     else:
         previous = challenge.status
         challenge.status = status.value
-        db.session.commit()
+        try:
+            db.session.commit()
+        except StaleDataError:
+            db.session.rollback()
+            log.info("challenge %s challenge_id=%s: changed meanwhile", verb, challenge_id)
+            flash(
+                "This challenge was changed by someone else at the same moment. Try again.", "error"
+            )
+            return redirect(url_for("professor.challenges"), 303)
         log.info(
             "challenge %s challenge_id=%s by user_id=%s (was %s)",
             verb,

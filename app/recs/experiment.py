@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Experiment, RecommendationEvent, utcnow
@@ -59,7 +60,12 @@ def start_experiment(name: str, allocation_percent: int, salt: str | None = None
         allocation_percent=allocation_percent,
     )
     db.session.add(experiment)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # uq_experiments_one_running: another admin's start won the race.
+        db.session.rollback()
+        raise ValueError("an experiment is already running; stop it first") from None
     return experiment
 
 

@@ -167,3 +167,13 @@ def test_admin_cannot_deactivate_themselves(admin_client):
 
 def test_unknown_user_is_404(admin_client):
     assert admin_client.post("/admin/users/999999/deactivate").status_code == 404
+
+
+def test_a_refused_rename_is_reported_on_its_row_not_in_the_new_category_form(admin_client):
+    make_category("Maths")
+    other = make_category("Physics")
+    clash = admin_client.post(f"/admin/categories/{other.id}/rename", data={"name": "MATHS"})
+    page = clash.get_data(as_text=True)
+    assert clash.status_code == 409
+    assert "“Physics” was not renamed: a category named “MATHS” already exists." in page
+    assert 'value="MATHS"' not in page  # the New category field stays empty

@@ -49,3 +49,49 @@ def test_compare_would_notice_a_missing_column(app):
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert any(diff[0] == "add_column" and diff[2] == "users" for diff in differences)
+
+
+def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experiment(tmp_path):
+    """Data only a race could have left behind before 0003 survives it: look-alike category names
+    stay (their keys made distinct), and of two running experiments the newest, the one serving
+    already followed, keeps running. Downgrading keeps every row."""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+    from tests.conftest import _test_config
+
+    url = "sqlite:///" + str(tmp_path / "migrate.db")
+    app = create_app(_test_config(url, tmp_path))
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS), revision="0002_serving_indexes")
+        with db.engine.begin() as connection:
+            for name in ("Robotics", "ROBOTICS", "Ro\u200bbotics", "Design"):
+                connection.execute(text("INSERT INTO categories (name) VALUES (:n)"), {"n": name})
+            for name in ("older", "newer"):
+                connection.execute(
+                    text(
+                        "INSERT INTO experiments (name, salt, allocation_percent, control_arm,"
+                        " treatment_arm, status, started_at) VALUES (:n, :n, 50, 'heuristic',"
+                        " 'model', 'running', '2026-11-01 00:00:00')"
+                    ),
+                    {"n": name},
+                )
+        upgrade(directory=str(MIGRATIONS))
+        with db.engine.connect() as connection:
+            keys = connection.execute(text("SELECT name, name_key FROM categories ORDER BY id"))
+            assert keys.all() == [
+                ("Robotics", "robotics"),
+                ("ROBOTICS", "robotics#2"),
+                ("Ro\u200bbotics", "robotics#3"),
+                ("Design", "design"),
+            ]
+            experiments = connection.execute(
+                text("SELECT name, status, stopped_at IS NOT NULL FROM experiments ORDER BY id")
+            )
+            assert experiments.all() == [("older", "stopped", 1), ("newer", "running", 0)]
+        downgrade(directory=str(MIGRATIONS), revision="0002_serving_indexes")
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM categories")).scalar() == 4
+            assert connection.execute(text("SELECT count(*) FROM experiments")).scalar() == 2
+        db.engine.dispose()

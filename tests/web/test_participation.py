@@ -75,6 +75,24 @@ def test_closed_challenges_refuse_joins(student_client):
     ).get_data(as_text=True)
 
 
+def test_an_archived_challenge_cannot_be_left_as_it_could_not_be_rejoined(student_client, caplog):
+    from tests.helpers import make_participation
+
+    challenge = make_challenge(status="published")
+    make_participation(student_client.user, challenge)
+    challenge.status = "archived"
+    db.session.commit()
+    page = student_client.get(f"/challenges/{challenge.id}").get_data(as_text=True)
+    assert "This challenge is archived." in page and "Leave challenge" not in page
+    caplog.set_level("INFO", logger="app.challenges.routes")
+    response = student_client.post(f"/challenges/{challenge.id}/leave", follow_redirects=True)
+    assert "your participation stays on your record" in response.get_data(as_text=True)
+    assert "leave refused" in caplog.text
+    assert count_of(challenge) == 1
+    mine = student_client.get("/me/challenges").get_data(as_text=True)
+    assert '<span class="badge archived">archived</span>' in mine
+
+
 def _join_in_own_context(app, barrier: threading.Barrier, user_id: int, challenge_id: int) -> bool:
     """One request's worth of work: its own app context, hence its own session and connection."""
     with app.app_context():

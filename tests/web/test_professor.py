@@ -27,6 +27,11 @@ def form_data(category, **overrides) -> dict:
     return data
 
 
+def edit_data(challenge, **overrides) -> dict:
+    """The edit form as the browser sends it: with the version it was opened at."""
+    return form_data(challenge.category, version=str(challenge.version), **overrides)
+
+
 def test_create_stores_the_challenge_with_utc_dates(professor_client, caplog):
     category = make_category("Engineering")
     caplog.set_level("INFO", logger="app.professor.routes")
@@ -93,7 +98,7 @@ def test_edit_keeps_participations_count(professor_client):
         make_participation(make_user("student"), challenge)
     response = professor_client.post(
         f"/professor/challenges/{challenge.id}/edit",
-        data=form_data(challenge.category, title="Renamed", status="published"),
+        data=edit_data(challenge, title="Renamed", status="published"),
     )
     assert response.status_code == 303
     db.session.refresh(challenge)
@@ -117,21 +122,21 @@ def test_saving_the_edit_form_unchanged_keeps_the_stored_seconds(professor_clien
     ends_at = datetime(2031, 6, 6, 7, 8, 59, tzinfo=UTC)
     challenge = make_challenge(owner=professor_client.user, starts_at=starts_at, ends_at=ends_at)
     url = f"/professor/challenges/{challenge.id}/edit"
-    unchanged = form_data(
-        challenge.category, starts_at="2031-05-06T07:08", ends_at="2031-06-06T07:08"
+    unchanged = edit_data(
+        challenge, starts_at="2031-05-06T07:08", ends_at="2031-06-06T07:08"
     )
     assert professor_client.post(url, data=unchanged).status_code == 303
     db.session.refresh(challenge)
     assert (challenge.starts_at, challenge.ends_at) == (starts_at, ends_at)
     # A time that was changed is stored as sent.
-    moved = form_data(challenge.category, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08")
+    moved = edit_data(challenge, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08")
     assert professor_client.post(url, data=moved).status_code == 303
     db.session.refresh(challenge)
     assert challenge.starts_at == datetime(2031, 5, 6, 7, 9, tzinfo=UTC)
     assert challenge.ends_at == ends_at
     # Seconds written out are meant: ":00" clears the stored ones.
-    exact = form_data(
-        challenge.category, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08:00"
+    exact = edit_data(
+        challenge, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08:00"
     )
     assert professor_client.post(url, data=exact).status_code == 303
     db.session.refresh(challenge)
@@ -143,7 +148,7 @@ def test_challenge_with_participants_cannot_return_to_draft(professor_client):
     make_participation(make_user("student"), challenge, status="left")
     response = professor_client.post(
         f"/professor/challenges/{challenge.id}/edit",
-        data=form_data(challenge.category, status="draft"),
+        data=edit_data(challenge, status="draft"),
     )
     assert response.status_code == 400
     assert "cannot go back to draft" in response.get_data(as_text=True)
@@ -189,7 +194,7 @@ def test_admin_manages_every_challenge_and_sees_owners(admin_client):
     assert "Ada challenge" in page and "Prof Ada" in page
     response = admin_client.post(
         f"/professor/challenges/{challenge.id}/edit",
-        data=form_data(challenge.category, title="Edited"),
+        data=edit_data(challenge, title="Edited"),
     )
     assert response.status_code == 303
     db.session.refresh(challenge)
@@ -243,7 +248,7 @@ def test_admin_hands_a_challenge_to_another_professor(admin_client, app):
     url = f"/professor/challenges/{challenge.id}/edit"
     page = admin_client.get(url).get_data(as_text=True)
     assert 'name="owner_id"' in page and second.email in page
-    data = form_data(challenge.category, owner_id=str(second.id), status="published")
+    data = edit_data(challenge, owner_id=str(second.id), status="published")
     assert admin_client.post(url, data=data).status_code == 303
     db.session.refresh(challenge)
     assert challenge.owner_id == second.id
@@ -259,7 +264,7 @@ def test_only_professors_and_admins_can_own_a_challenge(admin_client):
     for someone in (make_user("student"), make_user("professor", active=False)):
         response = admin_client.post(
             f"/professor/challenges/{challenge.id}/edit",
-            data=form_data(challenge.category, owner_id=str(someone.id), status="published"),
+            data=edit_data(challenge, owner_id=str(someone.id), status="published"),
         )
         assert response.status_code == 400
     db.session.refresh(challenge)
@@ -282,7 +287,7 @@ def test_a_professor_cannot_hand_a_challenge_over(professor_client):
     challenge = make_challenge(owner=professor_client.user)
     url = f"/professor/challenges/{challenge.id}/edit"
     assert 'name="owner_id"' not in professor_client.get(url).get_data(as_text=True)
-    data = form_data(challenge.category, owner_id=str(other.id), status="published")
+    data = edit_data(challenge, owner_id=str(other.id), status="published")
     assert professor_client.post(url, data=data).status_code == 303
     db.session.refresh(challenge)
     assert challenge.owner_id == professor_client.user.id
@@ -293,7 +298,7 @@ def test_a_deactivated_owner_stays_listed_so_the_challenge_can_be_saved(admin_cl
     challenge = make_challenge(owner=owner)
     url = f"/professor/challenges/{challenge.id}/edit"
     assert owner.email in admin_client.get(url).get_data(as_text=True)
-    data = form_data(challenge.category, owner_id=str(owner.id), status="published", title="New")
+    data = edit_data(challenge, owner_id=str(owner.id), status="published", title="New")
     assert admin_client.post(url, data=data).status_code == 303
     db.session.refresh(challenge)
     assert (challenge.title, challenge.owner_id) == ("New", owner.id)

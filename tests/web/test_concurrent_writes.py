@@ -1,0 +1,316 @@
+"""Two people (or two clicks) writing the same thing at once: an edit made from an older copy of a
+challenge, a create form submitted twice, two look-alike categories, two experiments started."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import Category, Challenge, Experiment
+from app.professor import routes as professor_routes
+from app.recs import experiment as experiments
+from tests.helpers import make_category, make_challenge
+
+
+def edit_form(challenge: Challenge, version: int, **overrides) -> dict:
+    data = {
+        "title": challenge.title,
+        "description": challenge.description,
+        "category_id": str(challenge.category_id),
+        "reward_points": str(challenge.reward_points),
+        "starts_at": challenge.starts_at.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": challenge.ends_at.strftime("%Y-%m-%dT%H:%M") if challenge.ends_at else "",
+        "status": challenge.status,
+        "version": str(version),
+    }
+    data.update(overrides)
+    return data
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+# --- Edits made from an older copy ---------------------------------------------------------------
+
+
+def test_the_edit_form_carries_the_version_it_was_opened_at(professor_client):
+    challenge = make_challenge(owner=professor_client.user)
+    page = professor_client.get(f"/professor/challenges/{challenge.id}/edit").get_data(as_text=True)
+    assert f'name="version" type="hidden" value="{challenge.version}"' in page
+
+
+def test_a_save_from_an_older_copy_is_refused_and_keeps_both_versions(
+    professor_client, admin_client, caplog
+):
+    challenge = make_challenge(owner=professor_client.user, title="Original", reward_points=10)
+    opened_at = challenge.version
+    url = f"/professor/challenges/{challenge.id}/edit"
+    # The admin saves a new title while the professor's form is open.
+    assert admin_client.post(url, data=edit_form(challenge, opened_at, title="Admin's title"))
+    db.session.refresh(challenge)
+    assert challenge.title == "Admin's title" and challenge.version == opened_at + 1
+
+    caplog.set_level("INFO", logger="app.professor.routes")
+    stale = edit_form(challenge, opened_at, title="Original", reward_points="99")
+    response = professor_client.post(url, data=stale)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "Someone saved this challenge after you opened this form" in page
+    assert "Title (saved: “Admin&#39;s title”)" in page or "Title (saved: “Admin's title”)" in page
+    assert "Reward points (saved: “10”)" in page
+    # The professor's input is still in the form, which now carries the saved version.
+    assert 'value="99"' in page
+    assert f'name="version" type="hidden" value="{challenge.version}"' in page
+    assert f"challenge edit conflict challenge_id={challenge.id}" in caplog.text
+    db.session.refresh(challenge)
+    assert (challenge.title, challenge.reward_points) == ("Admin's title", 10)
+
+    # Saving again from the refreshed form is a deliberate overwrite.
+    again = edit_form(challenge, challenge.version, title="Original", reward_points="99")
+    assert professor_client.post(url, data=again).status_code == 303
+    db.session.refresh(challenge)
+    assert (challenge.title, challenge.reward_points) == ("Original", 99)
+
+
+def test_an_old_form_cannot_undo_an_archive(professor_client):
+    challenge = make_challenge(owner=professor_client.user, status="published")
+    opened_at = challenge.version
+    base = f"/professor/challenges/{challenge.id}"
+    assert professor_client.post(base + "/archive").status_code == 303
+    response = professor_client.post(
+        base + "/edit", data=edit_form(challenge, opened_at, status="published", reward_points="11")
+    )
+    assert response.status_code == 409
+    assert "Status (saved: “archived”)" in response.get_data(as_text=True)
+    db.session.refresh(challenge)
+    assert (challenge.status, challenge.reward_points) == ("archived", 10)
+
+
+@pytest.mark.parametrize("version", [None, "", "abc", "0"])
+def test_an_edit_without_the_current_version_is_refused(professor_client, version):
+    challenge = make_challenge(owner=professor_client.user, title="Kept")
+    data = edit_form(challenge, challenge.version, title="Changed")
+    if version is None:
+        del data["version"]
+    else:
+        data["version"] = version
+    response = professor_client.post(f"/professor/challenges/{challenge.id}/edit", data=data)
+    assert response.status_code == 409
+    db.session.refresh(challenge)
+    assert challenge.title == "Kept"
+
+
+def test_a_change_between_the_check_and_the_write_is_refused_too(professor_client, monkeypatch):
+    """The version is also checked by the UPDATE itself, for a save that lands between this
+    request's read and its write."""
+    challenge = make_challenge(owner=professor_client.user, title="Kept")
+    apply_form = professor_routes._apply_form
+
+    def saved_by_someone_else_meanwhile(target, form):
+        db.session.execute(
+            update(Challenge)
+            .where(Challenge.id == target.id)
+            .values(version=Challenge.version + 1, title="Theirs")
+            .execution_options(synchronize_session=False)
+        )
+        apply_form(target, form)
+
+    monkeypatch.setattr(professor_routes, "_apply_form", saved_by_someone_else_meanwhile)
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=edit_form(challenge, challenge.version, title="Mine"),
+    )
+    assert response.status_code == 409
+    assert "Someone saved this challenge" in response.get_data(as_text=True)
+    db.session.refresh(challenge)
+    assert challenge.title == "Kept"  # the whole transaction was rolled back
+
+
+def test_joins_do_not_count_as_edits(professor_client, student_client):
+    challenge = make_challenge(owner=professor_client.user)
+    opened_at = challenge.version
+    assert student_client.post(f"/challenges/{challenge.id}/join").status_code in (302, 303)
+    db.session.refresh(challenge)
+    assert challenge.participations_count == 1 and challenge.version == opened_at
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=edit_form(challenge, opened_at, title="Renamed"),
+    )
+    assert response.status_code == 303
+
+
+def test_the_end_is_checked_against_the_seconds_that_are_kept(professor_client):
+    starts_at = datetime(2031, 6, 5, 0, 23, 26, tzinfo=UTC)
+    challenge = make_challenge(owner=professor_client.user, starts_at=starts_at, ends_at=None)
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=edit_form(
+            challenge,
+            challenge.version,
+            starts_at="2031-06-05T00:23",
+            ends_at="2031-06-05T00:23:01",
+        ),
+    )
+    assert response.status_code == 400
+    assert "The end must be after the start." in response.get_data(as_text=True)
+
+
+def test_a_category_deleted_meanwhile_is_named(professor_client, monkeypatch):
+    challenge = make_challenge(owner=professor_client.user)
+    doomed = make_category("Doomed")
+    apply_form = professor_routes._apply_form
+
+    def category_deleted_meanwhile(target, form):
+        # Another admin's delete, committed after the form was validated, before the save.
+        with db.engine.begin() as connection:
+            connection.execute(
+                Category.__table__.delete().where(Category.__table__.c.id == doomed.id)
+            )
+        apply_form(target, form)
+
+    monkeypatch.setattr(professor_routes, "_apply_form", category_deleted_meanwhile)
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=edit_form(challenge, challenge.version, category_id=str(doomed.id)),
+    )
+    assert response.status_code == 400
+    assert "The chosen category was deleted meanwhile" in response.get_data(as_text=True)
+
+
+# --- A create form submitted twice ---------------------------------------------------------------
+
+
+def create_form(category: Category, token: str | None) -> dict:
+    data = {
+        "title": "Twice",
+        "description": "Sent twice.",
+        "category_id": str(category.id),
+        "reward_points": "5",
+        "starts_at": "2031-01-01T10:00",
+        "ends_at": "",
+        "status": "draft",
+    }
+    if token is not None:
+        data["creation_token"] = token
+    return data
+
+
+def test_the_create_form_carries_a_fresh_token(professor_client):
+    make_category()
+    tokens = set()
+    for _ in range(2):
+        page = professor_client.get("/professor/challenges/new").get_data(as_text=True)
+        start = page.index('name="creation_token" type="hidden" value="') + 43
+        tokens.add(str(uuid.UUID(page[start : start + 36])))
+    assert len(tokens) == 2
+
+
+def test_a_form_submitted_twice_creates_one_challenge(professor_client, caplog):
+    category = make_category()
+    token = str(uuid.uuid4())
+    caplog.set_level("INFO", logger="app.professor.routes")
+    first = professor_client.post("/professor/challenges/new", data=create_form(category, token))
+    second = professor_client.post("/professor/challenges/new", data=create_form(category, token))
+    assert (first.status_code, second.status_code) == (303, 303)
+    assert count(Challenge) == 1
+    assert "challenge create repeated" in caplog.text
+    page = professor_client.get("/professor/challenges").get_data(as_text=True)
+    assert "was already created from this form" in page
+
+
+def test_two_submits_at_the_same_moment_create_one_challenge(professor_client, monkeypatch):
+    """The second request passes the token check before the first commits: the unique token
+    refuses its insert, and it answers as the repeat it is."""
+    category = make_category()
+    token = str(uuid.uuid4())
+    make_challenge(owner=professor_client.user, category=category, creation_token=token)
+    created_from = professor_routes._created_from
+    calls = []
+
+    def not_yet_committed_on_first_look(value):
+        calls.append(value)
+        return None if len(calls) == 1 else created_from(value)
+
+    monkeypatch.setattr(professor_routes, "_created_from", not_yet_committed_on_first_look)
+    response = professor_client.post("/professor/challenges/new", data=create_form(category, token))
+    assert response.status_code == 303
+    assert count(Challenge) == 1 and len(calls) == 2
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-token", "x" * 36])
+def test_forms_without_a_valid_token_still_create(professor_client, token):
+    category = make_category()
+    for _ in range(2):
+        response = professor_client.post(
+            "/professor/challenges/new", data=create_form(category, token)
+        )
+        assert response.status_code == 303
+    assert count(Challenge) == 2
+    assert db.session.scalar(select(func.count()).where(Challenge.creation_token.is_(None))) == 2
+
+
+# --- Look-alike categories and running experiments -----------------------------------------------
+
+
+def test_look_alike_categories_cannot_both_be_stored_even_past_the_check(admin_client, monkeypatch):
+    from app.admin import routes as admin_routes
+
+    make_category("Robotics")
+    monkeypatch.setattr(admin_routes, "_name_taken", lambda name, except_id=None: False)
+    for name in ("ROBOTICS", "robotics ", "Ro\u200bbotics", "\uff32obotics"):
+        response = admin_client.post("/admin/categories", data={"name": name})
+        assert response.status_code == 409, name
+    assert db.session.scalars(select(Category.name)).all() == ["Robotics"]
+
+
+def test_invisible_characters_are_left_out_of_names_and_titles(
+    admin_client, professor_client, student_client
+):
+    assert admin_client.post("/admin/categories", data={"name": "\u200bRobo\u202etics\ufeff"})
+    assert db.session.scalar(select(Category.name)) == "Robotics"
+    category = db.session.scalar(select(Category))
+    form = create_form(category, None)
+    response = professor_client.post(
+        "/professor/challenges/new", data={**form, "title": "\u200b\u200b"}
+    )
+    assert response.status_code == 400
+    assert "This field is required." in response.get_data(as_text=True)
+    # A title typed with a combining accent is stored composed, so a search for "é" finds it.
+    assert professor_client.post(
+        "/professor/challenges/new",
+        data={**form, "title": "Cafe\u0301 night", "status": "published"},
+    )
+    assert db.session.scalar(select(Challenge.title)) == "Caf\u00e9 night"
+    for query in ("café", "CAFE\u0301"):
+        page = student_client.get("/challenges", query_string={"q": query}).get_data(as_text=True)
+        assert "Caf\u00e9 night" in page, query
+
+
+def test_a_reward_in_other_digits_is_refused(professor_client):
+    category = make_category()
+    response = professor_client.post(
+        "/professor/challenges/new", data={**create_form(category, None), "reward_points": "\u0663"}
+    )
+    assert response.status_code == 400
+    assert "Write the reward with the digits 0 to 9." in response.get_data(as_text=True)
+    assert count(Challenge) == 0
+
+
+def test_only_one_experiment_can_run(app, monkeypatch):
+    db.session.add(Experiment(name="first", salt="a", allocation_percent=50))
+    db.session.commit()
+    db.session.add(Experiment(name="second", salt="b", allocation_percent=50))
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+    # Two admins pressing Start at once: the check passes for both, the index stops one.
+    monkeypatch.setattr(experiments, "running_experiment", lambda: None)
+    with pytest.raises(ValueError, match="already running"):
+        experiments.start_experiment("third", 50)
+    assert db.session.scalars(select(Experiment.name)).all() == ["first"]
