@@ -8,6 +8,7 @@ import gc
 import hashlib
 import hmac
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,13 @@ EXPORT_HEADER = ("user_id", "challenge_id", "event", "weight", "timestamp")
 # are the source of truth (a "join" event row duplicates the participation it belongs to).
 EVENT_TYPES_FROM_LOG = ("click", "dismiss")
 MAX_ID_LENGTH = 64
+# Weights are small multiples of an interaction (config RECS_INTERACTION_WEIGHTS); far past this a
+# value is a typo, and it would overflow the float32 matrix the models train on.
+MAX_ABS_WEIGHT = 1e6
+# A CSV line longer than this is not one of ours (nor any tool's): a file without line breaks
+# would otherwise be read into memory whole before the CSV reader sees it.
+MAX_LINE_CHARACTERS = 1 << 20
+_ASCII_ID = re.compile(r"[0-9]{1,18}")  # 18 digits always fit an int64
 # Leading characters that make spreadsheets evaluate a cell as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -391,21 +399,55 @@ def write_csv(interactions: Interactions, out: TextIO, pseudonym_key: bytes | No
     return len(interactions)
 
 
+def ascii_int(cell: str) -> int | None:
+    """The integer a cell of ASCII digits spells, else None. Python's int() would also read
+    "1_0" as 10 and other scripts' digits, which no id of ours is written with."""
+    return int(cell) if _ASCII_ID.fullmatch(cell) else None
+
+
+def bounded_lines(fh: TextIO, name: str, limit: int = MAX_LINE_CHARACTERS) -> Iterator[str]:
+    """``fh``'s lines for csv.reader, refusing (DataError) any longer than ``limit`` characters."""
+    while line := fh.readline(limit + 1):
+        if len(line) > limit:
+            raise DataError(f"{name}: a line is longer than {limit:,} characters")
+        yield line
+
+
 def read_csv(path: str | Path) -> Interactions:
     """Read the export format (ours or any tool's); raises DataError naming the bad line."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             return parse_csv(fh, str(path))
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from exc
 
 
 def parse_csv(fh: TextIO, name: str = "<csv>") -> Interactions:
-    reader = csv.reader(fh)
+    reader = csv.reader(bounded_lines(fh, name))
     header = next(reader, None)
-    if header is None or tuple(c.strip() for c in header) != EXPORT_HEADER:
+    if header is None:
+        raise DataError(
+            f"{name}: the file is empty; the first line must be the header "
+            f"{','.join(EXPORT_HEADER)}"
+        )
+    if tuple(c.strip() for c in header) != EXPORT_HEADER:
         raise DataError(f"{name}:1: header must be {','.join(EXPORT_HEADER)}, got {header!r}")
-    return Interactions.from_rows(_parse_rows(reader, name))
+    rows = list(_parse_rows(reader, name))
+    for column, label in ((0, "user_id"), (1, "challenge_id")):
+        _one_kind_of_id(rows, column, label, name)
+    return Interactions.from_rows(row[:5] for row in rows)  # without the line numbers
+
+
+def _one_kind_of_id(rows: list[tuple], column: int, label: str, name: str) -> None:
+    """Ids are all numbers (database ids) or all text (pseudonyms, another tool's ids). A mix is
+    a mistake, e.g. one "5.0" among integers, which would turn every id into text."""
+    numbers = [isinstance(row[column], int) for row in rows]
+    if any(numbers) and not all(numbers):
+        odd = numbers.index(False) if sum(numbers) > len(numbers) / 2 else numbers.index(True)
+        raise DataError(
+            f"{name}:{rows[odd][-1]}: {label} {rows[odd][column]!r} is not the kind of id the "
+            f"other rows use ({'numbers' if not isinstance(rows[odd][column], int) else 'text'})"
+        )
 
 
 def _parse_rows(reader, name: str) -> Iterator[tuple]:
@@ -422,6 +464,7 @@ def _parse_rows(reader, name: str) -> Iterator[tuple]:
                 event or "interaction",
                 _parse_weight(weight),
                 parse_timestamp(stamp),
+                line,
             )
         except ValueError as exc:
             raise DataError(f"{name}:{line}: {exc}") from exc
@@ -430,16 +473,20 @@ def _parse_rows(reader, name: str) -> Iterator[tuple]:
 def _parse_id(cell: str) -> int | str:
     if not cell or len(cell) > MAX_ID_LENGTH:
         raise ValueError(f"bad id {cell[:MAX_ID_LENGTH]!r}")
-    try:
-        return int(cell)
-    except ValueError:
-        return cell
+    number = ascii_int(cell)
+    if number is None and cell.isascii() and cell.isdigit():
+        raise ValueError(f"id {cell!r} is too large (at most 18 digits)")
+    return cell if number is None else number
 
 
 def _parse_weight(cell: str) -> float:
     weight = float(cell)
     if not math.isfinite(weight):
         raise ValueError(f"weight {cell!r} is not finite")
+    if abs(weight) > MAX_ABS_WEIGHT:
+        raise ValueError(
+            f"weight {cell!r} is out of range (-{MAX_ABS_WEIGHT:g} to {MAX_ABS_WEIGHT:g})"
+        )
     return weight
 
 

@@ -26,6 +26,7 @@ from app.extensions import db
 from app.models import Challenge, ModelRun, RecommendationEvent, Role, User, utcnow
 from app.recs import eligibility, metrics
 from app.recs.data import (
+    DataError,
     IdMap,
     InteractionMatrix,
     Interactions,
@@ -437,7 +438,7 @@ def import_file(path: Path) -> ImportReport:
             lines = read_output_csv(fh, report)
             if lines is not None:
                 return import_rows(lines, report=report, source=str(path))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error, DataError) as exc:
         report.refused = f"cannot read {path}: {exc}"
     log.warning("import of %s refused: %s", path, report.refused)
     return report

@@ -31,7 +31,7 @@ from app.models import (
     UserRecommendation,
     utcnow,
 )
-from app.recs.data import pseudonym
+from app.recs.data import ascii_int, bounded_lines, pseudonym
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,8 @@ INSERT_COLUMNS = ("model_run_id", "user_id", "challenge_id", "score", "rank")
 PSEUDONYM_PATTERN = re.compile(r"[0-9a-f]{64}")
 STATE_ID = 1
 EXAMPLE_LINES = 5
-# Stands for a challenge id beyond int64 (which no table holds): checked as an unknown challenge.
+# Stands for a challenge id longer than any table's: checked (and reported) as an unknown challenge.
 UNKNOWN_ID = -1
-INT64 = np.iinfo(np.int64)
 
 
 class PublishError(RuntimeError):
@@ -185,9 +184,8 @@ class Catalogue:
         """The student id, or the reason this cell is not one."""
         if PSEUDONYM_PATTERN.fullmatch(cell):
             return self.pseudonyms.get(cell, "unknown student")
-        try:
-            user_id = int(cell)
-        except ValueError:
+        user_id = ascii_int(cell)
+        if user_id is None:
             return "user_id not an integer"
         return user_id if user_id in self.student_ids else "unknown student"
 
@@ -285,16 +283,15 @@ def _parse_row(cells: list[str], catalogue: Catalogue) -> tuple[int, int, float]
     user_id = catalogue.student(user_cell)
     if isinstance(user_id, str):
         return user_id
-    try:
-        challenge_id = int(challenge_cell)
-    except ValueError:
+    challenge_id = ascii_int(challenge_cell)
+    if challenge_id is None and challenge_cell.isascii() and challenge_cell.isdigit():
+        challenge_id = UNKNOWN_ID  # more digits than any table's id holds
+    if challenge_id is None:
         return "challenge_id not an integer"
     try:
         score = float(score_cell)
     except ValueError:
         return "score not a number"
-    if not INT64.min <= challenge_id <= INT64.max:
-        challenge_id = UNKNOWN_ID
     return user_id, challenge_id, score
 
 
@@ -332,9 +329,14 @@ def _repeats(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def read_output_csv(fh: TextIO, report: ImportReport) -> Iterable[tuple[int, list[str]]] | None:
     """The rows of a ``user_id,challenge_id,score`` file, or None (and ``report.refused``) when the
     header is wrong."""
-    reader = csv.reader(fh)
+    reader = csv.reader(bounded_lines(fh, "the file"))
     header = next(reader, None)
-    if header is None or tuple(c.strip().lower() for c in header) != OUTPUT_HEADER:
+    if header is None:
+        report.refused = (
+            f"the file is empty; the first line must be the header {','.join(OUTPUT_HEADER)}"
+        )
+        return None
+    if tuple(c.strip().lower() for c in header) != OUTPUT_HEADER:
         report.refused = f"header must be {','.join(OUTPUT_HEADER)}, got {header!r}"
         return None
     return ((line, row) for line, row in enumerate(reader, start=2) if row)
@@ -483,9 +485,14 @@ def count_rows(run_id: int) -> int:
     )
 
 
+# In a run's report: when serving was rolled back from it.
+ROLLED_BACK_AT = "rolled_back_at"
+
+
 def rollback(to_version: str | None = None) -> tuple[ModelRun | None, ModelRun]:
     """Publish an earlier version again: ``to_version``, or the newest superseded version older
-    than the current one. Returns (previously published, now published)."""
+    than the current one that was not itself rolled back from. Returns (previously published,
+    now published)."""
     current = published_run()
     target = _rollback_target(current, to_version)
     if not count_rows(target.id):
@@ -493,7 +500,9 @@ def rollback(to_version: str | None = None) -> tuple[ModelRun | None, ModelRun]:
     try:
         _flip_to(target)
         if current is not None:
-            current.report = {**(current.report or {}), "rolled_back_at": utcnow().isoformat()}
+            current.report = {**(current.report or {}), ROLLED_BACK_AT: utcnow().isoformat()}
+        # Published again on purpose: a later rollback may return to it.
+        target.report = {k: v for k, v in (target.report or {}).items() if k != ROLLED_BACK_AT}
         db.session.commit()
     except Exception:
         # Unlike a new version, the target's rows belong to a good version: keep them.
@@ -516,10 +525,11 @@ def _rollback_target(current: ModelRun | None, to_version: str | None) -> ModelR
     older = select(ModelRun).where(ModelRun.status == "superseded")
     if current is not None:
         older = older.where(ModelRun.id < current.id)
-    target = db.session.scalar(older.order_by(ModelRun.id.desc()).limit(1))
-    if target is None:
-        raise PublishError("no earlier version to roll back to")
-    return target
+    # A version the operator rolled back from is not one to return to: the one before it is.
+    for target in db.session.scalars(older.order_by(ModelRun.id.desc())):
+        if ROLLED_BACK_AT not in (target.report or {}):
+            return target
+    raise PublishError("no earlier version to roll back to")
 
 
 # --- Cleanup --------------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from app.recs.data import (
+    EXPORT_HEADER,
+    MAX_LINE_CHARACTERS,
     DataError,
     IdMap,
     InteractionMatrix,
     Interactions,
+    bounded_lines,
     excluded_pairs,
     parse_csv,
     pseudonym,
@@ -27,6 +30,7 @@ from app.recs.data import (
 from tests.helpers import make_challenge, make_participation, make_user
 from tests.recs.planted_data import add_event
 
+HEADER = ",".join(EXPORT_HEADER) + "\n"
 WEIGHTS = {"join": 3.0, "complete": 4.0, "click": 1.0, "dismiss": -2.0}
 
 
@@ -112,11 +116,35 @@ def test_pseudonymized_export_uses_keyed_hash():
         ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,nan\n", ":2: timestamp"),
         ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,inf\n", "years 1 and 9999"),
         ("user_id,challenge_id,event,weight,timestamp\n1,2,join,1,1e300\n", "years 1 and 9999"),
+        ("", "the file is empty"),
+        (HEADER + "1,2,join,1e39,0\n", ":2: weight '1e39' is out of range"),
+        (HEADER + "1,2,join,-2e6,0\n", ":2: weight '-2e6' is out of range"),
+        (HEADER + "99999999999999999999999,2,join,1,0\n", ":2: id '9999.*' is too large"),
+        (HEADER + "1,2,join,1,0\n1,3,join,1,0\n5.0,2,join,1,0\n", ":4: user_id '5.0' is not"),
+        (HEADER + "a,2,join,1,0\nb,2,join,1,0\n7,2,join,1,0\n", ":4: user_id 7 is not"),
+        (HEADER + "1,2,join,1,0\n2,1_0,join,1,0\n3,4,join,1,0\n", ":3: challenge_id '1_0'"),
+        (HEADER + "1,2,join,1,0\n2,\u0661\u0660,join,1,0\n3,4,join,1,0\n", ":3: challenge_id"),
     ],
 )
 def test_bad_csv_is_rejected_with_the_line(text, message):
     with pytest.raises(DataError, match=message):
         parse_csv(io.StringIO(text))
+
+
+def test_text_ids_are_read_as_text():
+    text = HEADER + "a1f3,x,join,1,0\nb2e4,y,join,1,0\n"
+    assert parse_csv(io.StringIO(text)).user_ids.tolist() == ["a1f3", "b2e4"]
+
+
+def test_a_line_without_end_is_refused_before_it_fills_memory(tmp_path):
+    lines = bounded_lines(io.StringIO("short\n" + "x" * 50), "f.csv", limit=20)
+    assert next(lines) == "short\n"
+    with pytest.raises(DataError, match="f.csv: a line is longer than 20 characters"):
+        next(lines)
+    endless = tmp_path / "endless.csv"
+    endless.write_text(HEADER + "1" * (MAX_LINE_CHARACTERS + 10))
+    with pytest.raises(DataError, match="longer than"):
+        read_csv(endless)
 
 
 def test_read_csv_reports_missing_file(tmp_path):

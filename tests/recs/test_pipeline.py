@@ -257,6 +257,20 @@ def test_rollback_returns_to_the_previous_version(app, campus):
         publish.rollback("v-unknown")
 
 
+def test_rollback_skips_a_version_it_was_rolled_back_from(app, campus):
+    a, b = pipeline.train(), pipeline.train()
+    publish.rollback()  # b was bad: back to a
+    c = pipeline.train()
+    _, current = publish.rollback()  # c is bad too: back to a, not to b
+    assert current.version == a.version
+    # Published again on purpose, b is a place to return to once more.
+    publish.rollback(b.version)
+    pipeline.train()
+    _, current = publish.rollback()
+    assert current.version == b.version
+    assert c.version != current.version
+
+
 def test_old_versions_are_pruned(app, campus):
     app.config["RECS_KEEP_VERSIONS"] = 1
     versions = [pipeline.train().version for _ in range(3)]

@@ -29,6 +29,17 @@ def text_rows(*rows: str) -> list[tuple[int, list[str]]]:
     return [(line, row.split(",")) for line, row in enumerate(rows, start=2)]
 
 
+def test_ids_are_ascii_digits_only():
+    report = ImportReport()
+    kept = validate_rows(
+        text_rows("1_0,10,0.5", "\u0661,10,0.5", "1,1_0,0.5", "1,\u0661\u0660,0.5", "2,20,1"),
+        CATALOGUE,
+        report,
+    )
+    assert kept == [(2, 20, 1.0)]
+    assert report.bad == {"user_id not an integer": 2, "challenge_id not an integer": 2}
+
+
 def test_each_bad_row_gets_the_first_reason_that_applies():
     report = ImportReport()
     kept = validate_rows(
