@@ -55,6 +55,9 @@ class DefaultConfig:
     RECS_TOP_N = 30
     RECS_KEEP_VERSIONS = 5
     RECS_IMPORT_MAX_BAD_SHARE = 0.01
+    # `flask recs import` refuses a file covering fewer students than this share of those the
+    # published version covers (a file cut short, or still being written) unless told otherwise.
+    RECS_IMPORT_MIN_STUDENT_SHARE = 0.5
     RECS_EASE_MAX_ITEMS = 20000
     RECS_HOLDOUT_FRACTION = 0.2  # share of the most recent interactions held out by the gate
     # Students ranked when evaluating (held-out split) and tuning (validation split); beyond
@@ -100,5 +103,5 @@ def database_url_from_env() -> str | None:
     # Heroku-style URLs name the dialect "postgres"; SQLAlchemy wants psycopg 3 spelled out.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url

@@ -22,7 +22,44 @@ from app.recs.models import CANDIDATES
 from app.recs.publish import PublishError, published_run, rollback
 
 log = logging.getLogger(__name__)
-recs_cli = AppGroup("recs", help="Train, evaluate, publish and schedule recommendation models.")
+
+
+class RecsGroup(AppGroup):
+    """Every ``flask recs`` command ends the same way on failure: one ``Error:`` line for the
+    operator, the same line in the log, and no traceback for a database that is missing, not
+    migrated or unreachable."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError:
+            raise  # a mistyped command line: click's usage message says it all
+        except click.ClickException as exc:
+            command = ctx.invoked_subcommand or "?"
+            log.warning("flask recs %s refused: %s", command, exc.format_message())
+            raise
+        except SQLAlchemyError as exc:
+            command = ctx.invoked_subcommand or "?"
+            log.warning("flask recs %s: database error: %s", command, _first_line(exc))
+            log.debug("database error in flask recs %s", command, exc_info=True)
+            raise click.ClickException(
+                f"database error: {_first_line(exc)} (is DATABASE_URL right, is the database "
+                "running, and has `flask db upgrade` been run?)"
+            ) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or ["unknown"])[0]
+
+
+def _not_blank(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # An empty value is most often an unset shell variable: never read it as "the default".
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty (leave the option out for the default)")
+    return value
+
+
+recs_cli = RecsGroup("recs", help="Train, evaluate, publish and schedule recommendation models.")
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
@@ -38,8 +75,8 @@ def _pipeline_lock() -> Iterator[None]:
         try:
             yield
         except SQLAlchemyError as exc:
-            log.exception("recommendation command stopped by a database error")
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            log.debug("recommendation command stopped by a database error", exc_info=True)
+            reason = _first_line(exc)
             raise click.ClickException(
                 f"database error: {reason}. Nothing half-written is served; "
                 "`flask recs status` shows the published version"
@@ -95,10 +132,14 @@ def _run_training(interactions=None, trigger: str = "cli") -> None:
             f"Published version {result.version} ({result.import_report.accepted} recommendations)."
         )
     elif result.status == "rejected":
-        click.echo(f"Version {result.version} rejected: {result.reason}. Serving is unchanged.")
+        click.echo(
+            f"Version {result.version} rejected: {str(result.reason).rstrip('.')}. "
+            "Serving is unchanged."
+        )
     else:
         raise click.ClickException(
-            f"version {result.version} failed: {result.reason}. Serving is unchanged."
+            f"version {result.version} failed: {str(result.reason).rstrip('.')}. "
+            "Serving is unchanged."
         )
 
 
@@ -118,12 +159,18 @@ def train_command(input_path: Path | None) -> None:
             interactions = read_csv(input_path)
         except DataError as exc:
             raise click.ClickException(str(exc)) from exc
+        if not (interactions.weights > 0).any():
+            # Nothing to learn from is a mistake in the file, not a run for the gate to reject.
+            raise click.ClickException(
+                f"{input_path}: no interaction with a positive weight to train on "
+                f"({len(interactions)} rows read)"
+            )
     with _pipeline_lock():
         _run_training(interactions)
 
 
 @recs_cli.command("generate")
-@click.option("--version", help="Model version [default: the published one].")
+@click.option("--version", callback=_not_blank, help="Model version [default: the published one].")
 @click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option(
     "--output",
@@ -150,13 +197,20 @@ def generate_command(version: str | None, k: int, output: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV user_id,challenge_id,score [default: instance/recommendations/model_output.csv].",
 )
-def import_command(path: Path | None) -> None:
+@click.option(
+    "--allow-fewer-students",
+    is_flag=True,
+    help="Publish even when the file covers fewer than RECS_IMPORT_MIN_STUDENT_SHARE of the "
+    "students the published version covers.",
+)
+def import_command(path: Path | None, allow_fewer_students: bool) -> None:
     """Validate recommendations made by any tool and publish them as a new version. Bad rows are
     reported by reason; above RECS_IMPORT_MAX_BAD_SHARE the whole file is refused (exit 1) and
-    nothing changes."""
+    nothing changes, and so is a file covering far fewer students than the published version
+    (one cut short or still being written) unless --allow-fewer-students is given."""
     path = path or _recommendations_dir() / "model_output.csv"
     with _pipeline_lock():
-        report = pipeline.import_file(path)
+        report = pipeline.import_file(path, allow_fewer_students)
     click.echo(report.describe())
     if report.refused:
         raise click.ClickException(f"import refused; the published version is unchanged ({path})")
@@ -178,7 +232,12 @@ def pipeline_command(if_unpublished: bool) -> None:
 
 
 @recs_cli.command("rollback")
-@click.option("--to", "to_version", help="Version to publish again [default: the previous one].")
+@click.option(
+    "--to",
+    "to_version",
+    callback=_not_blank,
+    help="Version to publish again [default: the previous one].",
+)
 def rollback_command(to_version: str | None) -> None:
     """Publish an earlier version again (its rows are kept for the last RECS_KEEP_VERSIONS)."""
     with _pipeline_lock():
@@ -247,13 +306,17 @@ def _describe_status(summary: dict) -> str:
     )
     lines.append("Recent runs:")
     for run in summary["runs"]:
+        status = run["status"]
+        if status == "running" and run["version"] != progress.get("version"):
+            # No process holds the lock for it: one that ended without finishing it.
+            status = "interrupted (the next run cleans it up)"
         detail = run["error"] or (
             f"NDCG@10 {run['ndcg']} vs {run['heuristic_ndcg']}"
             if run["ndcg"] is not None
             else f"{run['rows']} rows"
         )
         lines.append(
-            f"  {run['version']}  {run['kind']:<6} {run['status']:<10} "
+            f"  {run['version']}  {run['kind']:<6} {status:<10} "
             f"{run['algorithm'] or '-':<8} {run['started_at'][:19]}  {detail}"
         )
     return "\n".join(lines)
@@ -284,7 +347,13 @@ def _describe_status(summary: dict) -> str:
     help="random: per-user 80/20; time: the latest 20% held out.",
 )
 @click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the random split.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=42,
+    show_default=True,
+    help="Seed of the random split.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def evaluate_command(
     input_path: Path, fmt: str, split: str, k: int, seed: int, as_json: bool

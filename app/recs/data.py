@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -518,11 +519,17 @@ def read_movielens(path: str | Path) -> Interactions:
     """MovieLens ``u.data`` (user, item, rating, timestamp; tab-separated): every rating counts as
     implicit feedback of weight 1, as in the usual top-N protocol."""
     try:
-        raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns about an empty file; we say so below
+            raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from exc
     except ValueError as exc:
-        raise DataError(f"{path}: not a MovieLens ratings file: {exc}") from exc
+        # numpy's first sentence names the row and column; what follows is advice for its API.
+        reason = str(exc).split(". ")[0].rstrip(".")
+        raise DataError(f"{path}: not a MovieLens ratings file: {reason}") from exc
+    if raw.size == 0:
+        raise DataError(f"{path}: no ratings in the file")
     if raw.shape[1] != 4:
         raise DataError(f"{path}: expected 4 columns (user, item, rating, timestamp)")
     return Interactions(

@@ -7,9 +7,11 @@ files, and without text in between when its ids are numeric."""
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 import resource
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,10 +22,18 @@ from typing import TextIO
 import numpy as np
 from flask import current_app
 from scipy import sparse
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, distinct, func, select
 
 from app.extensions import db
-from app.models import Challenge, ModelRun, RecommendationEvent, Role, User, utcnow
+from app.models import (
+    Challenge,
+    ModelRun,
+    RecommendationEvent,
+    Role,
+    User,
+    UserRecommendation,
+    utcnow,
+)
 from app.recs import eligibility, metrics
 from app.recs.data import (
     DataError,
@@ -112,21 +122,37 @@ def export_interactions(
 
 
 class _atomic_text_file:
-    """Write a sibling temp file, then rename it over the target: readers never see half a file."""
+    """Write a sibling temp file, then rename it over the target: readers never see half a file.
+    A symbolic link is followed (the file it points at is replaced, the link stays), an existing
+    file keeps its permissions (an export readable by its owner only stays so), and anything but
+    a regular file (a device, a pipe) is refused rather than replaced."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.target = self.path.resolve() if self.path.is_symlink() else self.path
+        self.temp = self.target.with_name(f".{self.target.name}.{os.getpid()}.tmp")
 
     def __enter__(self) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            existing = self.target.stat()
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file; name a file to write", str(self.path))
+        self.target.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.temp, "w", newline="", encoding="utf-8")
+        if existing is not None:
+            try:
+                os.chmod(self.temp, stat.S_IMODE(existing.st_mode))
+            except OSError:
+                self.__exit__(OSError, None, None)
+                raise
         return self.fh
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.fh.close()
         if exc_type is None:
-            os.replace(self.temp, self.path)
+            os.replace(self.temp, self.target)
         else:
             self.temp.unlink(missing_ok=True)
 
@@ -216,7 +242,10 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     numeric = data.users.ids.dtype.kind == data.items.ids.dtype.kind == "i"
     # Pseudonymized ids (a file from `export --pseudonymize`) are resolved by the validation.
     students = _student_ids() if data.users.ids.dtype.kind == "i" else None
-    users, challenges, scores = generate_arrays(artifact, top_n(), user_ids=students)
+    # Rows can only be published for challenges this database has (an input file may name others).
+    users, challenges, scores = generate_arrays(
+        artifact, top_n(), user_ids=students, known_only=numeric
+    )
 
     _stage(run, "publishing", progress)
     if numeric:
@@ -329,15 +358,20 @@ def generate_rows(
 
 
 def generate_arrays(
-    artifact: Artifact, k: int, user_ids: Iterable | None = None, now: datetime | None = None
+    artifact: Artifact,
+    k: int,
+    user_ids: Iterable | None = None,
+    now: datetime | None = None,
+    known_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``generate_rows`` as three columns (user ids, challenge ids, scores), best first per user.
     A score of exactly 0 is no evidence at all (e.g. item-kNN when none of the student's challenges
     has it as a neighbour): such a challenge is left out rather than shown as the model's choice,
-    and serving tops the student's slate up from the other sources."""
+    and serving tops the student's slate up from the other sources. ``known_only``: only
+    challenges this database has (rows to publish here), not every id the model was trained on."""
     data = artifact.data
     users = np.arange(len(data.users)) if user_ids is None else _known(data.users, user_ids)
-    candidates = _recommendable(data.items, now or utcnow())
+    candidates = _recommendable(data.items, now or utcnow(), known_only)
     exclude = data.matrix[users] + _excluded_by_eligibility(data, users)
     ranked, scores = top_k(
         artifact.model, data.matrix[users], k, exclude=exclude, candidates=candidates
@@ -352,14 +386,17 @@ def _known(users: IdMap, user_ids: Iterable) -> np.ndarray:
     return np.unique(index[index >= 0])
 
 
-def _recommendable(items: IdMap, now: datetime) -> np.ndarray:
+def _recommendable(items: IdMap, now: datetime, known_only: bool = False) -> np.ndarray:
     """Eligible challenges; ids the database does not know (an artifact trained on an outside
-    file) stay candidates, since nothing says they are closed."""
+    file) stay candidates unless ``known_only``, since nothing says they are closed."""
     if items.ids.dtype.kind != "i":
         return np.ones(len(items), dtype=bool)
     known = set(db.session.scalars(select(Challenge.id)))
     eligible = {c.id for c in db.session.scalars(eligibility.eligible_challenges(now))}
-    return np.array([i not in known or i in eligible for i in items.ids.tolist()], dtype=bool)
+    return np.array(
+        [i in eligible or (i not in known and not known_only) for i in items.ids.tolist()],
+        dtype=bool,
+    )
 
 
 def _excluded_by_eligibility(data: InteractionMatrix, users: np.ndarray) -> sparse.csr_matrix:
@@ -429,15 +466,19 @@ def _as_lines(rows: Iterable[tuple]) -> Iterable[tuple[int, list[str]]]:
     )
 
 
-def import_file(path: Path) -> ImportReport:
+def import_file(path: Path, allow_fewer_students: bool = False) -> ImportReport:
     """Validate a ``user_id,challenge_id,score`` file and publish it as a new version, unless it
-    is refused (unreadable, bad header, no rows, or too many bad rows): then nothing changes."""
+    is refused (unreadable, bad header, no rows, too many bad rows, or, unless allowed, far fewer
+    students than the published version covers): then nothing changes."""
     report = ImportReport()
+    min_share = None if allow_fewer_students else float(_config("RECS_IMPORT_MIN_STUDENT_SHARE"))
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             lines = read_output_csv(fh, report)
             if lines is not None:
-                return import_rows(lines, report=report, source=str(path))
+                return import_rows(
+                    lines, report=report, source=str(path), min_student_share=min_share
+                )
     except (OSError, UnicodeDecodeError, csv.Error, DataError) as exc:
         report.refused = f"cannot read {path}: {exc}"
     log.warning("import of %s refused: %s", path, report.refused)
@@ -449,12 +490,15 @@ def import_rows(
     run: ModelRun | None = None,
     report: ImportReport | None = None,
     source: str = "pipeline",
+    min_student_share: float | None = None,
 ) -> ImportReport:
     """Validate rows and publish the good ones under ``run`` (or a new import run). A refused
-    input changes nothing, except that a given run is recorded as failed."""
+    input changes nothing, except that a given run is recorded as failed. ``min_student_share``:
+    refuse rows covering fewer students than this share of the published version's."""
     report = report or ImportReport()
     catalogue = Catalogue.load(pseudonym_key())
-    return _import(parse_rows(lines, catalogue, report), catalogue, run, report, source)
+    rows = parse_rows(lines, catalogue, report)
+    return _import(rows, catalogue, run, report, source, min_student_share)
 
 
 def import_scored(
@@ -471,9 +515,12 @@ def _import(
     run: ModelRun | None,
     report: ImportReport,
     source: str,
+    min_student_share: float | None = None,
 ) -> ImportReport:
     kept = check_rows(rows, catalogue, report)
     report.refused = _refusal(report, float(_config("RECS_IMPORT_MAX_BAD_SHARE")))
+    if not report.refused and min_student_share is not None:
+        report.refused = _too_few_students(kept, min_student_share)
     if report.refused:
         log.warning(
             "recommendations from %s refused: %s; %s", source, report.refused, dict(report.bad)
@@ -491,6 +538,27 @@ def _import(
     if run.kind == "import":
         prune_versions(int(_config("RECS_KEEP_VERSIONS")), model_dir())
     return report
+
+
+def _too_few_students(kept: ScoredRows, min_share: float) -> str | None:
+    """Why rows covering far fewer students than the published version should not replace it: a
+    file cut short (a copy interrupted, a file still being written) looks valid row by row."""
+    current = published_run()
+    if current is None:
+        return None
+    covered = db.session.scalar(
+        select(func.count(distinct(UserRecommendation.user_id))).where(
+            UserRecommendation.model_run_id == current.id
+        )
+    )
+    students = len(np.unique(kept.user_ids))
+    if not covered or students >= min_share * covered:
+        return None
+    return (
+        f"the file has rows for {students} students, fewer than {min_share:.0%} of the {covered} "
+        f"the published version {current.version} covers (cut short, or still being written?); "
+        "pass --allow-fewer-students to publish it anyway"
+    )
 
 
 def _refusal(report: ImportReport, max_bad_share: float) -> str | None:
@@ -541,6 +609,12 @@ def evaluate_file(
             if kind == "random"
             else time_split(interactions, settings.holdout_fraction)
         )
+        if not len(split.eval_users):
+            # Every metric would read 0 and the "best" model would be the first one listed.
+            raise ValueError(
+                f"{path}: on the {kind} split no student has interactions both to train on and "
+                f"to hold out ({len(interactions)} interactions); the file is too small to evaluate"
+            )
         comparisons.append(compare(split, features_for(split.train.items), settings, progress))
     return comparisons
 

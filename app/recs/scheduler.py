@@ -245,9 +245,8 @@ def retrain_progress(app: Flask) -> dict:
     """{running, started_at, stage, version, last_result, next_run_at}, read from the database and
     the lock, so it is right whichever worker asks."""
     with app.app_context():
-        latest = db.session.scalar(
-            select(ModelRun).where(ModelRun.kind == "train").order_by(ModelRun.id.desc()).limit(1)
-        )
+        # Any kind: an import holds the same lock while it writes its version.
+        latest = db.session.scalar(select(ModelRun).order_by(ModelRun.id.desc()).limit(1))
         finished = db.session.scalar(
             select(ModelRun)
             .where(ModelRun.kind == "train", ModelRun.status != "running")

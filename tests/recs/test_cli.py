@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import ModelRun, RecommendationEvent, utcnow
+from app.models import ModelRun, RecommendationEvent, UserRecommendation, utcnow
 from app.recs import metrics, publish, scheduler
 from app.recs.data import pseudonym, write_csv
 from tests.recs.planted_data import add_event, planted_interactions, seed_planted_campus
@@ -281,3 +281,99 @@ def test_commands_refuse_to_overlap_a_running_pipeline(app, runner, campus):
         assert "another recommendation run is in progress" in invoke(runner, "pipeline", code=1)
         assert "in progress" in invoke(runner, "import", code=1)
     invoke(runner, "pipeline")
+
+
+@pytest.mark.parametrize(
+    "args", [("rollback", "--to", ""), ("generate", "--version", " "), ("evaluate", "--seed", "-1")]
+)
+def test_blank_or_negative_options_are_usage_errors(runner, tmp_path, args):
+    (tmp_path / "f.csv").write_text("user_id,challenge_id,event,weight,timestamp\n")
+    extra = ("--input", str(tmp_path / "f.csv")) if args[0] == "evaluate" else ()
+    output = invoke(runner, *args, *extra, code=2)
+    assert "must not be empty" in output or "-1 is not in the range" in output
+
+
+def test_refusals_are_logged_and_database_errors_are_one_line(runner, campus, monkeypatch, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    from app.recs import pipeline
+
+    caplog.set_level("WARNING", logger="app.recs.cli")
+    invoke(runner, "rollback", code=1)
+    assert "flask recs rollback refused: no earlier version to roll back to" in caplog.text
+
+    def missing_table(*args, **kwargs):
+        raise OperationalError("SELECT ...", {}, Exception("no such table: model_runs"))
+
+    monkeypatch.setattr(pipeline, "status_summary", missing_table)
+    output = invoke(runner, "status", code=1)
+    assert "Error: database error: no such table: model_runs" in output
+    assert "flask db upgrade" in output and "Traceback" not in output
+    assert "flask recs status: database error: no such table: model_runs" in caplog.text
+
+
+def test_a_file_too_small_to_evaluate_is_an_error(runner, tmp_path):
+    (tmp_path / "u.data").write_text("1\t2\t4\t100\n1\t3\t4\t200\n")
+    output = invoke(
+        runner, "evaluate", "--input", str(tmp_path / "u.data"), "--format", "movielens", code=1
+    )
+    assert "too small to evaluate" in output
+
+
+def test_train_refuses_a_file_with_nothing_to_learn(runner, campus, tmp_path):
+    header = "user_id,challenge_id,event,weight,timestamp\n"
+    for name, text in (("empty.csv", header), ("negative.csv", header + "1,2,dismiss,-2,0\n")):
+        (tmp_path / name).write_text(text)
+        output = invoke(runner, "train", "--input", str(tmp_path / name), code=1)
+        assert "no interaction with a positive weight" in output
+    assert db.session.scalar(select(func.count(ModelRun.id))) == 0
+
+
+def test_status_names_a_run_its_process_left_unfinished(runner, campus):
+    invoke(runner, "pipeline")
+    orphan = publish.start_run(kind="train")
+    output = invoke(runner, "status")
+    assert f"{orphan.version}" in output and "interrupted (the next run cleans it up)" in output
+
+
+def test_import_refuses_a_file_covering_far_fewer_students(runner, campus, tmp_path, caplog):
+    invoke(runner, "pipeline")
+    full = tmp_path / "full.csv"
+    invoke(runner, "generate", "--output", str(full))
+    lines = full.read_text().splitlines()
+    cut = tmp_path / "cut.csv"
+    cut.write_text("\n".join(lines[: len(lines) // 4]) + "\n")  # a copy interrupted early
+    before = publish.published_run().version
+    caplog.set_level("WARNING")
+    output = invoke(runner, "import", "--path", str(cut), code=1)
+    assert "fewer than 50% of the" in output and "--allow-fewer-students" in output
+    assert publish.published_run().version == before
+    assert "refused" in caplog.text
+    assert "Published version" in invoke(
+        runner, "import", "--path", str(cut), "--allow-fewer-students"
+    )
+    # The whole file covers as many students as the published version: no flag needed.
+    assert "Published version" in invoke(runner, "import", "--path", str(full))
+
+
+def test_training_on_a_file_naming_challenges_the_database_lacks_publishes_the_rest(
+    runner, campus, tmp_path
+):
+    path = tmp_path / "interactions.csv"
+    invoke(runner, "export", "--output", str(path))
+    header, *rows = path.read_text().splitlines()
+    users = sorted({row.split(",")[0] for row in rows})
+    stamp = rows[0].split(",")[4]
+    # Half the students joined three challenges we do not have: popular, so a model would
+    # recommend them to the other half, and those rows could not be published.
+    rows += [f"{u},{999_001 + n},join,3,{stamp}" for u in users[::2] for n in range(3)]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    assert "Published version" in invoke(runner, "train", "--input", str(path))
+    published = publish.published_run()
+    assert publish.count_rows(published.id) > 0
+    assert not db.session.scalar(
+        select(func.count())
+        .select_from(UserRecommendation)
+        .where(UserRecommendation.model_run_id == published.id)
+        .where(UserRecommendation.challenge_id >= 999_001)
+    )

@@ -174,7 +174,10 @@ def test_movielens_files(tmp_path):
 
 def test_movielens_rejects_other_files(tmp_path):
     (tmp_path / "u.data").write_text("a,b\n")
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="not a MovieLens ratings file: could not convert"):
+        read_movielens(tmp_path / "u.data")
+    (tmp_path / "u.data").write_text("")
+    with pytest.raises(DataError, match="no ratings in the file"):
         read_movielens(tmp_path / "u.data")
 
 

@@ -311,3 +311,23 @@ def test_state_row_is_created_on_first_publish(app, campus):
     assert db.session.get(RecommendationState, 1) is None
     pipeline.train()
     assert db.session.get(RecommendationState, 1).published_run_id == publish.published_run().id
+
+
+def test_export_follows_a_link_keeps_permissions_and_refuses_devices(app, campus, tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "private.csv"
+    target.write_text("old\n")
+    target.chmod(0o600)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    pipeline.export_interactions(link)
+    assert link.is_symlink() and target.read_text().startswith("user_id,")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        pipeline.export_interactions(fifo)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert not list(tmp_path.glob(".*.tmp"))
