@@ -184,7 +184,12 @@ def train(
     try:
         result = _train(run, interactions, progress or (lambda stage: None))
     except Exception as exc:
-        log.exception("training run %s failed", version)
+        if isinstance(exc, OSError):
+            # The machine's state (a full disk, a folder without permission), not a bug: the
+            # reason is the message, and a traceback would bury it.
+            log.error("training run %s failed: %s", version, exc)
+        else:
+            log.exception("training run %s failed", version)
         fail_run(run_id, f"{type(exc).__name__}: {exc}")
         result = PipelineResult(version, "failed", str(exc))
     _record_resources(run_id, time.perf_counter() - started)
@@ -438,7 +443,9 @@ def write_output_csv(rows: Iterable[tuple], out: TextIO) -> int:
 def generate_file(run: ModelRun, k: int, output: Path) -> int:
     artifact = load_artifact(Path(run.artifact_path))
     with _atomic_text_file(output) as fh:
-        return write_output_csv(generate_rows(artifact, k), fh)
+        count = write_output_csv(generate_rows(artifact, k), fh)
+    log.info("generated %d recommendations of version %s to %s", count, run.version, output)
+    return count
 
 
 def run_with_artifact(version: str | None) -> ModelRun | None:
