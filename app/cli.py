@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from app.extensions import db
 from app.models import (
     ROLES,
+    Challenge,
     RecommendationEvent,
     RecommendationSlate,
     Role,
@@ -78,8 +79,16 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
         click.confirm(f"Delete {email} and all of their activity{handover}?", abort=True)
     from app.challenges.service import delete_participations_of
 
-    for challenge in owned:
-        challenge.owner = heir
+    if owned:
+        # One SQL update: it cannot trip over an edit saved while the prompt waited, and the
+        # version bump tells any edit form still open on these challenges that the owner changed.
+        db.session.execute(
+            update(Challenge)
+            .where(Challenge.owner_id == user.id)
+            .values(owner_id=heir.id, version=Challenge.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.expire(user, ["challenges"])
     delete_participations_of(user.id)
     for model in (RecommendationEvent, RecommendationSlate, UserRecommendation):
         db.session.execute(delete(model).where(model.user_id == user.id))

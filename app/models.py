@@ -147,6 +147,9 @@ class User(UserMixin, db.Model):
         return f"<User {self.id} {self.email} {self.role}>"
 
 
+CATEGORY_KEY_LENGTH = 320
+
+
 def category_name_key(name: str) -> str:
     """What two category names must not share: compared case-insensitively in any script, with
     compatibility forms and composed or decomposed accents alike, invisible format characters
@@ -167,7 +170,7 @@ class Category(db.Model):
     # Unique, so two admins creating look-alike names at the same moment cannot both succeed.
     # Case folding can lengthen a name (ß -> ss), hence the room. The validator below sets it; a
     # row written without it gets "", and a second such row is refused like any duplicate.
-    name_key: Mapped[str] = mapped_column(String(320), server_default="")
+    name_key: Mapped[str] = mapped_column(String(CATEGORY_KEY_LENGTH), server_default="")
 
     challenges: Mapped[list[Challenge]] = relationship(back_populates="category")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from wtforms.validators import ValidationError
+
 _INVISIBLE = dict.fromkeys(
     map(ord, "\u200b\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 )
@@ -24,3 +26,19 @@ def clean_line(value: str | None) -> str | None:
     """``clean_text`` for one-line fields, with every run of white space as one space."""
     cleaned = clean_text(value)
     return " ".join(cleaned.split()) if cleaned is not None else None
+
+
+def has_visible(value: str | None) -> bool:
+    """Whether any character shows: not only spaces, controls, joiners, marks of direction or
+    soft hyphens (Unicode categories Z* and C*)."""
+    return any(not unicodedata.category(c).startswith(("C", "Z")) for c in value or "")
+
+
+class Visible:
+    """Form validator: a name or a title must show something, or it cannot be told apart."""
+
+    message = "Write at least one visible character."
+
+    def __call__(self, form, field) -> None:
+        if field.data and not has_visible(field.data):
+            raise ValidationError(self.message)

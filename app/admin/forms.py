@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
-from app.text import clean_line
+from app.models import CATEGORY_KEY_LENGTH, category_name_key
+from app.text import Visible, clean_line
 
 
 class CategoryForm(FlaskForm):
     name = StringField(
         "Category name",
         filters=[clean_line],
-        validators=[DataRequired(), Length(min=2, max=80)],
+        validators=[DataRequired(), Visible(), Length(min=2, max=80)],
     )
+
+    def validate_name(self, field) -> None:
+        # A few characters spell out into many when compared (e.g. one ligature into 18 letters).
+        if len(category_name_key(field.data)) > CATEGORY_KEY_LENGTH:
+            raise ValidationError("This name is too long once its characters are spelled out.")

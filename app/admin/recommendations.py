@@ -137,15 +137,15 @@ def _age_text(age: timedelta) -> str:
 
 
 def _rollback_choices() -> list[ModelRun]:
-    """Superseded versions whose rows are still kept (newest first): what ``publish.rollback``
-    accepts."""
-    return list(
-        db.session.scalars(
-            select(ModelRun)
-            .where(ModelRun.status == "superseded", ModelRun.rows_count > 0)
-            .order_by(ModelRun.id.desc())
-        )
+    """Superseded versions whose rows are still kept: what ``publish.rollback`` accepts. Newest
+    first, except that versions serving was rolled back from come last (the form preselects the
+    first, and a plain ``flask recs rollback`` would not return to those either)."""
+    kept = db.session.scalars(
+        select(ModelRun)
+        .where(ModelRun.status == "superseded", ModelRun.rows_count > 0)
+        .order_by(ModelRun.id.desc())
     )
+    return sorted(kept, key=lambda run: publish.ROLLED_BACK_AT in (run.report or {}))
 
 
 @_admin_route("/recommendations")
@@ -156,7 +156,7 @@ def recommendations():
 def _dashboard(status: int = 200):
     published = publish.published_run()
     kept = _rollback_choices()
-    health = _health(utcnow(), published, kept)
+    health = _health(utcnow(), published, sorted(kept, key=lambda run: -run.id))
     return render_template(
         "admin/recommendations.html",
         health=health,

@@ -18,7 +18,7 @@ from wtforms.validators import (
 )
 
 from app.models import CHALLENGE_STATUSES
-from app.text import clean_line, clean_text
+from app.text import Visible, clean_line, clean_text
 
 # The browser widget submits "YYYY-MM-DDTHH:MM"; the first format is also the one rendered back.
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
@@ -28,9 +28,13 @@ UTC_HELP = "Date and time in UTC (not your local time zone)."
 
 
 class ChallengeForm(FlaskForm):
-    title = StringField("Title", filters=[clean_line], validators=[DataRequired(), Length(max=200)])
+    title = StringField(
+        "Title", filters=[clean_line], validators=[DataRequired(), Visible(), Length(max=200)]
+    )
     description = TextAreaField(
-        "Description", filters=[clean_text], validators=[DataRequired(), Length(max=10_000)]
+        "Description",
+        filters=[clean_text],
+        validators=[DataRequired(), Visible(), Length(max=10_000)],
     )
     category_id = SelectField("Category", coerce=int, validators=[InputRequired()])
     reward_points = IntegerField(

@@ -164,10 +164,22 @@ def _token(form: ChallengeForm) -> str | None:
         return None
 
 
-def _created_from(token: str | None) -> Challenge | None:
+def _created_from(token: str | None, form: ChallengeForm) -> Challenge | None:
+    """The challenge this very form already created, if it did. A form sent back with other
+    content (Back, change the title, submit) is a new challenge, not a repeat."""
     if token is None:
         return None
-    return db.session.scalar(select(Challenge).where(Challenge.creation_token == token))
+    earlier = db.session.scalar(select(Challenge).where(Challenge.creation_token == token))
+    if earlier is None:
+        return None
+    same = (earlier.title, earlier.category_id) == (form.title.data, form.category_id.data)
+    return earlier if same else None
+
+
+def _token_in_use(token: str | None) -> bool:
+    return token is not None and (
+        db.session.scalar(select(Challenge.id).where(Challenge.creation_token == token)) is not None
+    )
 
 
 def _already_created(challenge: Challenge):
@@ -314,16 +326,19 @@ def new_challenge():
         log.info("challenge create rejected user_id=%s errors=%s", current_user.id, form.errors)
         return _render_form(form, None, 400)
     token = _token(form)
-    earlier = _created_from(token)
+    earlier = _created_from(token, form)
     if earlier is not None:
         return _already_created(earlier)
+    if _token_in_use(token):
+        token = None  # the form was reused for another challenge: nothing to deduplicate
     challenge = Challenge(owner_id=current_user.id, participations_count=0, creation_token=token)
     _apply_form(challenge, form)
     db.session.add(challenge)
     if not _save(form):
         # The same form submitted twice at once: the other request created it.
-        earlier = _created_from(token)
+        earlier = _created_from(token, form)
         if earlier is not None:
+            form.form_errors.clear()
             return _already_created(earlier)
         return _render_form(form, None, 400)
     log.info(

@@ -36,7 +36,7 @@ class RecsGroup(AppGroup):
             raise  # a mistyped command line: click's usage message says it all
         except click.ClickException as exc:
             command = ctx.invoked_subcommand or "?"
-            log.warning("flask recs %s refused: %s", command, exc.format_message())
+            log.warning("flask recs %s: %s", command, exc.format_message())
             raise
         except SQLAlchemyError as exc:
             command = ctx.invoked_subcommand or "?"
@@ -264,6 +264,11 @@ def status_command(as_json: bool) -> None:
         },
         "progress": scheduler.retrain_progress(app),
     }
+    for run in summary["runs"]:
+        # Running, yet no process holds the lock for it: one that ended without finishing it.
+        run["interrupted"] = (
+            run["status"] == "running" and run["version"] != summary["progress"]["version"]
+        )
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -306,17 +311,22 @@ def _describe_status(summary: dict) -> str:
     )
     lines.append("Recent runs:")
     for run in summary["runs"]:
-        status = run["status"]
-        if status == "running" and run["version"] != progress.get("version"):
-            # No process holds the lock for it: one that ended without finishing it.
-            status = "interrupted (the next run cleans it up)"
-        detail = run["error"] or (
-            f"NDCG@10 {run['ndcg']} vs {run['heuristic_ndcg']}"
-            if run["ndcg"] is not None
-            else f"{run['rows']} rows"
+        status = "interrupted" if run["interrupted"] else run["status"]
+        detail = (
+            run["error"]
+            or (
+                "the process ended before the run finished; the next run cleans it up"
+                if run["interrupted"]
+                else None
+            )
+            or (
+                f"NDCG@10 {run['ndcg']} vs {run['heuristic_ndcg']}"
+                if run["ndcg"] is not None
+                else f"{run['rows']} rows"
+            )
         )
         lines.append(
-            f"  {run['version']}  {run['kind']:<6} {status:<10} "
+            f"  {run['version']}  {run['kind']:<6} {status:<11} "
             f"{run['algorithm'] or '-':<8} {run['started_at'][:19]}  {detail}"
         )
     return "\n".join(lines)

@@ -249,7 +249,7 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     students = _student_ids() if data.users.ids.dtype.kind == "i" else None
     # Rows can only be published for challenges this database has (an input file may name others).
     users, challenges, scores = generate_arrays(
-        artifact, top_n(), user_ids=students, known_only=numeric
+        artifact, top_n(), user_ids=students, known_only=True
     )
 
     _stage(run, "publishing", progress)

@@ -186,7 +186,9 @@ class Catalogue:
             return self.pseudonyms.get(cell, "unknown student")
         user_id = ascii_int(cell)
         if user_id is None:
-            return "user_id not an integer"
+            # More digits than any table's id holds is a number still, of no student of ours.
+            digits = cell.isascii() and cell.isdigit()
+            return "unknown student" if digits else "user_id not an integer"
         return user_id if user_id in self.student_ids else "unknown student"
 
     def student_array(self) -> np.ndarray:

@@ -7,9 +7,10 @@ Challenge versions, create-form tokens, category name keys, one running experime
 - ``challenges.creation_token``: the create form's one-time token, unique, so a form submitted
   twice (a double click, a resubmit) creates one challenge.
 - ``categories.name_key``: the name as duplicates are judged (case-folded, compatibility forms,
-  invisible format characters left out), unique, so two look-alike names created at the same
-  moment cannot both be stored. Existing look-alikes, which only such a race could have made,
-  are kept as they are: the later ones get their id appended to the key.
+  invisible format characters left out, spaces squashed), unique, so two look-alike names created
+  at the same moment cannot both be stored. Existing names that this stricter rule finds alike
+  (e.g. one with a zero-width space) are kept as they are: the later ones get their id appended
+  to the key, and so does a key too long for the column.
 - ``uq_experiments_one_running``: at most one running experiment. Where two were started at the
   same moment, the older is stopped without a winner; serving already followed the newest.
 
@@ -63,8 +64,8 @@ def upgrade():
         sa.select(categories.c.id, categories.c.name).order_by(categories.c.id)
     ).all():
         key = _name_key(name)
-        if key in taken:
-            key = f"{key}#{category_id}"
+        if key in taken or len(key) > 320:
+            key = f"{key[:300]}#{category_id}"
         taken.add(key)
         connection.execute(
             categories.update().where(categories.c.id == category_id).values(name_key=key)

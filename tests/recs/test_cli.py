@@ -300,7 +300,7 @@ def test_refusals_are_logged_and_database_errors_are_one_line(runner, campus, mo
 
     caplog.set_level("WARNING", logger="app.recs.cli")
     invoke(runner, "rollback", code=1)
-    assert "flask recs rollback refused: no earlier version to roll back to" in caplog.text
+    assert "flask recs rollback: no earlier version to roll back to" in caplog.text
 
     def missing_table(*args, **kwargs):
         raise OperationalError("SELECT ...", {}, Exception("no such table: model_runs"))
@@ -333,7 +333,11 @@ def test_status_names_a_run_its_process_left_unfinished(runner, campus):
     invoke(runner, "pipeline")
     orphan = publish.start_run(kind="train")
     output = invoke(runner, "status")
-    assert f"{orphan.version}" in output and "interrupted (the next run cleans it up)" in output
+    line = next(line for line in output.splitlines() if orphan.version in line)
+    assert "interrupted" in line and "the next run cleans it up" in line
+    runs = json.loads(invoke(runner, "status", "--json", stdout_only=True))["runs"]
+    assert [r["interrupted"] for r in runs if r["version"] == orphan.version] == [True]
+    assert not any(r["interrupted"] for r in runs if r["version"] != orphan.version)
 
 
 def test_import_refuses_a_file_covering_far_fewer_students(runner, campus, tmp_path, caplog):
@@ -356,11 +360,12 @@ def test_import_refuses_a_file_covering_far_fewer_students(runner, campus, tmp_p
     assert "Published version" in invoke(runner, "import", "--path", str(full))
 
 
+@pytest.mark.parametrize("export_options", [(), ("--pseudonymize",)])
 def test_training_on_a_file_naming_challenges_the_database_lacks_publishes_the_rest(
-    runner, campus, tmp_path
+    runner, campus, tmp_path, export_options
 ):
     path = tmp_path / "interactions.csv"
-    invoke(runner, "export", "--output", str(path))
+    invoke(runner, "export", "--output", str(path), *export_options)
     header, *rows = path.read_text().splitlines()
     users = sorted({row.split(",")[0] for row in rows})
     stamp = rows[0].split(",")[4]

@@ -177,3 +177,10 @@ def test_a_refused_rename_is_reported_on_its_row_not_in_the_new_category_form(ad
     assert clash.status_code == 409
     assert "“Physics” was not renamed: a category named “MATHS” already exists." in page
     assert 'value="MATHS"' not in page  # the New category field stays empty
+
+
+def test_a_name_too_long_once_spelled_out_is_refused(admin_client):
+    # U+FDFA is one character that compares as 18 letters.
+    response = admin_client.post("/admin/categories", data={"name": "\ufdfa" * 40})
+    assert response.status_code == 400
+    assert "too long once its characters are spelled out" in response.get_data(as_text=True)

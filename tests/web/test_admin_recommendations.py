@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import (
+    Challenge,
     Experiment,
     ModelRun,
     RecommendationEvent,
@@ -383,6 +384,27 @@ def test_rollback_and_forward_through_the_page(admin_client):
         == 303
     )
     assert published_run().version == "v-new"
+
+
+def test_the_rollback_form_offers_a_version_rolled_back_from_last(admin_client):
+    old, new = _two_versions()
+    assert (
+        admin_client.post("/admin/recommendations/rollback", data={"version": "v-old"}).status_code
+        == 303
+    )  # v-new was bad
+    third = _published_run("v-third", algorithm="svd", metrics=_metrics(0.33))
+    _with_rows(third, [make_user()], db.session.get(Challenge, _first_challenge_id()))
+    old.status = "superseded"
+    db.session.commit()
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    form = page[page.index('<select id="version"') : page.index("</select>")]
+    assert form.index('value="v-old"') < form.index('value="v-new"')
+    assert "rolled back from" in form[form.index('value="v-new"') :]
+    assert "rolled back from" not in form[: form.index('value="v-new"')]
+
+
+def _first_challenge_id() -> int:
+    return db.session.scalar(select(func.min(Challenge.id)))
 
 
 def test_rollback_waits_for_a_running_retrain(admin_client, app):

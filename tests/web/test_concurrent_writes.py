@@ -52,7 +52,8 @@ def test_a_save_from_an_older_copy_is_refused_and_keeps_both_versions(
     opened_at = challenge.version
     url = f"/professor/challenges/{challenge.id}/edit"
     # The admin saves a new title while the professor's form is open.
-    assert admin_client.post(url, data=edit_form(challenge, opened_at, title="Admin's title"))
+    saved = admin_client.post(url, data=edit_form(challenge, opened_at, title="Admin's title"))
+    assert saved.status_code == 303
     db.session.refresh(challenge)
     assert challenge.title == "Admin's title" and challenge.version == opened_at + 1
 
@@ -229,18 +230,31 @@ def test_two_submits_at_the_same_moment_create_one_challenge(professor_client, m
     refuses its insert, and it answers as the repeat it is."""
     category = make_category()
     token = str(uuid.uuid4())
-    make_challenge(owner=professor_client.user, category=category, creation_token=token)
+    make_challenge(
+        owner=professor_client.user, category=category, creation_token=token, title="Twice"
+    )
     created_from = professor_routes._created_from
     calls = []
 
-    def not_yet_committed_on_first_look(value):
+    def not_yet_committed_on_first_look(value, form):
         calls.append(value)
-        return None if len(calls) == 1 else created_from(value)
+        return None if len(calls) == 1 else created_from(value, form)
 
     monkeypatch.setattr(professor_routes, "_created_from", not_yet_committed_on_first_look)
+    monkeypatch.setattr(professor_routes, "_token_in_use", lambda token: False)
     response = professor_client.post("/professor/challenges/new", data=create_form(category, token))
     assert response.status_code == 303
     assert count(Challenge) == 1 and len(calls) == 2
+
+
+def test_a_form_sent_back_with_other_content_creates_a_second_challenge(professor_client):
+    category = make_category()
+    token = str(uuid.uuid4())
+    first = professor_client.post("/professor/challenges/new", data=create_form(category, token))
+    other = {**create_form(category, token), "title": "Another one"}
+    second = professor_client.post("/professor/challenges/new", data=other)
+    assert (first.status_code, second.status_code) == (303, 303)
+    assert sorted(db.session.scalars(select(Challenge.title))) == ["Another one", "Twice"]
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-token", "x" * 36])
@@ -272,8 +286,13 @@ def test_look_alike_categories_cannot_both_be_stored_even_past_the_check(admin_c
 def test_invisible_characters_are_left_out_of_names_and_titles(
     admin_client, professor_client, student_client
 ):
-    assert admin_client.post("/admin/categories", data={"name": "\u200bRobo\u202etics\ufeff"})
+    created = admin_client.post("/admin/categories", data={"name": "\u200bRobo\u202etics\ufeff"})
+    assert created.status_code == 303
     assert db.session.scalar(select(Category.name)) == "Robotics"
+    for invisible in ("\u200e\u200e", "\u00ad\u200d", "\u200f \u2060"):
+        refused = admin_client.post("/admin/categories", data={"name": invisible})
+        assert refused.status_code == 400, repr(invisible)
+        assert "Write at least one visible character." in refused.get_data(as_text=True)
     category = db.session.scalar(select(Category))
     form = create_form(category, None)
     response = professor_client.post(
@@ -281,11 +300,17 @@ def test_invisible_characters_are_left_out_of_names_and_titles(
     )
     assert response.status_code == 400
     assert "This field is required." in response.get_data(as_text=True)
+    response = professor_client.post(
+        "/professor/challenges/new", data={**form, "title": "\u00ad\u200d"}
+    )
+    assert response.status_code == 400
+    assert "Write at least one visible character." in response.get_data(as_text=True)
     # A title typed with a combining accent is stored composed, so a search for "é" finds it.
-    assert professor_client.post(
+    created = professor_client.post(
         "/professor/challenges/new",
         data={**form, "title": "Cafe\u0301 night", "status": "published"},
     )
+    assert created.status_code == 303
     assert db.session.scalar(select(Challenge.title)) == "Caf\u00e9 night"
     for query in ("café", "CAFE\u0301"):
         page = student_client.get("/challenges", query_string={"q": query}).get_data(as_text=True)

@@ -56,7 +56,7 @@ def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experimen
     stay (their keys made distinct), and of two running experiments the newest, the one serving
     already followed, keeps running. Downgrading keeps every row."""
     from flask_migrate import downgrade, upgrade
-    from sqlalchemy import text
+    from sqlalchemy import inspect, text
 
     from app import create_app
     from tests.conftest import _test_config
@@ -94,4 +94,19 @@ def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experimen
         with db.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM categories")).scalar() == 4
             assert connection.execute(text("SELECT count(*) FROM experiments")).scalar() == 2
+        schema = inspect(db.engine)
+        assert "name_key" not in {c["name"] for c in schema.get_columns("categories")}
+        assert not {"version", "creation_token"} & {
+            c["name"] for c in schema.get_columns("challenges")
+        }
+        indexes = {
+            i["name"]
+            for t in ("categories", "challenges", "experiments")
+            for i in schema.get_indexes(t)
+        }
+        assert not indexes & {
+            "uq_categories_name_key",
+            "uq_challenges_creation_token",
+            "uq_experiments_one_running",
+        }
         db.engine.dispose()

@@ -91,6 +91,33 @@ def test_users_delete_hands_a_professors_challenges_to_another_and_keeps_partici
     assert footprint(student.id)["participations"] == 1
 
 
+def test_users_delete_hands_over_challenges_edited_while_it_asked(app, runner, monkeypatch):
+    import click
+    from sqlalchemy import update
+
+    leaving, heir = make_user("professor"), make_user("professor")
+    challenge = make_challenge(owner=leaving, title="Before")
+    challenge_id, opened_at, heir_id = challenge.id, challenge.version, heir.id
+
+    def edited_meanwhile(*args, **kwargs):
+        with db.engine.begin() as connection:  # an admin saves the challenge during the prompt
+            connection.execute(
+                update(Challenge)
+                .where(Challenge.id == challenge_id)
+                .values(title="Edited", version=Challenge.version + 1)
+            )
+        return True
+
+    monkeypatch.setattr(click, "confirm", edited_meanwhile)
+    result = runner.invoke(
+        args=["users", "delete", "--email", leaving.email, "--reassign-to", heir.email]
+    )
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    moved = db.session.get(Challenge, challenge_id)
+    assert (moved.owner_id, moved.title, moved.version) == (heir_id, "Edited", opened_at + 2)
+
+
 def test_users_delete_refuses_an_heir_who_cannot_own_challenges(app, runner):
     leaving = make_user("professor")
     challenge = make_challenge(owner=leaving)
