@@ -161,6 +161,17 @@ def category_name_key(name: str) -> str:
     return " ".join(visible.casefold().split())
 
 
+# Keeps a key apart from every other: category_name_key drops format characters, so no name's key
+# contains this one (U+2063, invisible separator), and ids are unique.
+_KEY_SEPARATOR = "\u2063"
+
+
+def distinct_category_key(key: str, category_id: int) -> str:
+    """A key for a category whose name is alike to an older one's (the older keeps the plain
+    key), or too long for the column."""
+    return f"{key[: CATEGORY_KEY_LENGTH - 12]}{_KEY_SEPARATOR}{category_id}"
+
+
 class Category(db.Model):
     __tablename__ = "categories"
     __table_args__ = (Index("uq_categories_name_key", "name_key", unique=True),)
@@ -168,9 +179,10 @@ class Category(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
     # Unique, so two admins creating look-alike names at the same moment cannot both succeed.
-    # Case folding can lengthen a name (ß -> ss), hence the room. The validator below sets it; a
-    # row written without it gets "", and a second such row is refused like any duplicate.
-    name_key: Mapped[str] = mapped_column(String(CATEGORY_KEY_LENGTH), server_default="")
+    # Case folding can lengthen a name (ß -> ss), hence the room. The validator below sets it. A
+    # row written without one (by the previous release, still serving while the migration that
+    # added the column ran) has none until the category pages fill it in (app/admin/routes.py).
+    name_key: Mapped[str | None] = mapped_column(String(CATEGORY_KEY_LENGTH))
 
     challenges: Mapped[list[Challenge]] = relationship(back_populates="category")
 

@@ -15,6 +15,7 @@ from app.admin.forms import CategoryForm
 from app.auth import role_required
 from app.extensions import db
 from app.models import (
+    CATEGORY_KEY_LENGTH,
     CHALLENGE_STATUSES,
     PARTICIPATION_STATUSES,
     ROLES,
@@ -23,6 +24,7 @@ from app.models import (
     Participation,
     User,
     category_name_key,
+    distinct_category_key,
 )
 from app.text import clean_line
 
@@ -64,6 +66,20 @@ def _categories_page(form: CategoryForm | None = None, status: int = 200):
     return render_template("admin/categories.html", rows=rows, form=form), status
 
 
+def _fill_missing_keys() -> None:
+    """Give a name key to categories written without one: by the previous release, serving while
+    the migration that added the column ran. Until then the duplicate check cannot see them."""
+    missing = db.session.scalars(select(Category).where(Category.name_key.is_(None))).all()
+    for category in missing:
+        key = category_name_key(category.name)
+        taken = db.session.scalar(select(Category.id).where(Category.name_key == key).limit(1))
+        too_long = len(key) > CATEGORY_KEY_LENGTH
+        category.name_key = distinct_category_key(key, category.id) if taken or too_long else key
+        log.info("category_id=%s given its name key", category.id)
+    if missing and not _commit_category():
+        log.info("category name keys filled by a concurrent request")
+
+
 def _name_taken(name: str, except_id: int | None = None) -> bool:
     # The unique name key decides (see category_name_key); this check only gives the common case
     # its friendly message before the insert, which a concurrent request can still beat.
@@ -100,6 +116,7 @@ def _commit_category() -> bool:
 def categories():
     if request.method == "GET":
         return _categories_page()
+    _fill_missing_keys()
     form = CategoryForm()
     if not form.validate_on_submit():
         flash("The category was not created: " + _first_error(form), "error")
@@ -123,6 +140,7 @@ def categories():
 @bp.route("/categories/<int:category_id>/rename", methods=["POST"])
 @role_required("admin")
 def rename_category(category_id: int):
+    _fill_missing_keys()
     category = db.get_or_404(Category, category_id)
     form = CategoryForm()
     if not form.validate_on_submit():

@@ -10,7 +10,8 @@ Challenge versions, create-form tokens, category name keys, one running experime
   invisible format characters left out, spaces squashed), unique, so two look-alike names created
   at the same moment cannot both be stored. Existing names that this stricter rule finds alike
   (e.g. one with a zero-width space) are kept as they are: the later ones get their id appended
-  to the key, and so does a key too long for the column.
+  to the key after an invisible separator no name's key can contain, and so does a key too long
+  for the column.
 - ``uq_experiments_one_running``: at most one running experiment. Where two were started at the
   same moment, the older is stopped without a winner; serving already followed the newest.
 
@@ -44,18 +45,28 @@ def _name_key(name):
     return " ".join(visible.casefold().split())
 
 
+def _add_column(table, column):
+    # SQLite does not roll back DDL: after an attempt that stopped halfway, a second run goes on
+    # from where the first stopped instead of failing on what already exists.
+    if column.name not in {c['name'] for c in sa.inspect(op.get_bind()).get_columns(table)}:
+        op.add_column(table, column)
+
+
+def _create_index(table, name, columns, **kw):
+    if name not in {i['name'] for i in sa.inspect(op.get_bind()).get_indexes(table)}:
+        op.create_index(name, table, columns, **kw)
+
+
 def upgrade():
     # Only what SQLite can do in place (ADD COLUMN, CREATE INDEX): rebuilding a table that other
     # tables reference is what its batch mode would do otherwise.
-    with op.batch_alter_table('challenges', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('version', sa.Integer(), server_default='1', nullable=False))
-        batch_op.add_column(sa.Column('creation_token', sa.String(length=36), nullable=True))
-        batch_op.create_index('uq_challenges_creation_token', ['creation_token'], unique=True)
+    _add_column('challenges', sa.Column('version', sa.Integer(), server_default='1', nullable=False))
+    _add_column('challenges', sa.Column('creation_token', sa.String(length=36), nullable=True))
+    _create_index('challenges', 'uq_challenges_creation_token', ['creation_token'], unique=True)
 
-    with op.batch_alter_table('categories', schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column('name_key', sa.String(length=320), server_default='', nullable=False)
-        )
+    # Nullable, with no default: the previous release, still serving while this runs, writes new
+    # categories without a key, and the category pages fill those in (app/admin/routes.py).
+    _add_column('categories', sa.Column('name_key', sa.String(length=320), nullable=True))
     connection = op.get_bind()
     categories = sa.table('categories', sa.column('id', sa.Integer), sa.column('name', sa.String),
                           sa.column('name_key', sa.String))
@@ -65,13 +76,13 @@ def upgrade():
     ).all():
         key = _name_key(name)
         if key in taken or len(key) > 320:
-            key = f"{key[:300]}#{category_id}"
+            # U+2063 is a format character, which no name's key contains: no collision possible.
+            key = f"{key[:308]}\u2063{category_id}"
         taken.add(key)
         connection.execute(
             categories.update().where(categories.c.id == category_id).values(name_key=key)
         )
-    with op.batch_alter_table('categories', schema=None) as batch_op:
-        batch_op.create_index('uq_categories_name_key', ['name_key'], unique=True)
+    _create_index('categories', 'uq_categories_name_key', ['name_key'], unique=True)
 
     experiments = sa.table('experiments', sa.column('id', sa.Integer),
                            sa.column('status', sa.String), sa.column('stopped_at', sa.DateTime))
@@ -87,9 +98,8 @@ def upgrade():
             .where(experiments.c.status == 'running', experiments.c.id < newest)
             .values(status='stopped', stopped_at=now)
         )
-    with op.batch_alter_table('experiments', schema=None) as batch_op:
-        batch_op.create_index('uq_experiments_one_running', ['status'], unique=True,
-                              sqlite_where=RUNNING, postgresql_where=RUNNING)
+    _create_index('experiments', 'uq_experiments_one_running', ['status'], unique=True,
+                  sqlite_where=RUNNING, postgresql_where=RUNNING)
 
 
 def downgrade():

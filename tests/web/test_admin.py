@@ -184,3 +184,18 @@ def test_a_name_too_long_once_spelled_out_is_refused(admin_client):
     response = admin_client.post("/admin/categories", data={"name": "\ufdfa" * 40})
     assert response.status_code == 400
     assert "too long once its characters are spelled out" in response.get_data(as_text=True)
+
+
+def test_categories_written_without_a_key_get_one_before_names_are_compared(admin_client):
+    """The previous release, still serving while the migration ran, writes no name key."""
+    from sqlalchemy import insert
+
+    make_category("Chemistry Lab")
+    for name in ("Biology Lab", "CHEMISTRY LAB"):
+        db.session.execute(insert(Category.__table__).values(name=name))
+    db.session.commit()
+    response = admin_client.post("/admin/categories", data={"name": "biology lab"})
+    assert response.status_code == 409
+    keys = dict(db.session.execute(select(Category.name, Category.name_key)).all())
+    assert keys["Biology Lab"] == "biology lab"
+    assert keys["CHEMISTRY LAB"].startswith("chemistry lab\u2063")  # alike to an older one

@@ -66,7 +66,7 @@ def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experimen
     with app.app_context():
         upgrade(directory=str(MIGRATIONS), revision="0002_serving_indexes")
         with db.engine.begin() as connection:
-            for name in ("Robotics", "ROBOTICS", "Ro\u200bbotics", "Design"):
+            for name in ("Robotics", "ROBOTICS", "Ro\u200bbotics", "Design", "Robotics#3"):
                 connection.execute(text("INSERT INTO categories (name) VALUES (:n)"), {"n": name})
             for name in ("older", "newer"):
                 connection.execute(
@@ -80,11 +80,14 @@ def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experimen
         upgrade(directory=str(MIGRATIONS))
         with db.engine.connect() as connection:
             keys = connection.execute(text("SELECT name, name_key FROM categories ORDER BY id"))
+            # The later look-alikes' keys carry their id after U+2063, which no name's key can
+            # contain: a category really named "Robotics#3" keeps its own key.
             assert keys.all() == [
                 ("Robotics", "robotics"),
-                ("ROBOTICS", "robotics#2"),
-                ("Ro\u200bbotics", "robotics#3"),
+                ("ROBOTICS", "robotics\u20632"),
+                ("Ro\u200bbotics", "robotics\u20633"),
                 ("Design", "design"),
+                ("Robotics#3", "robotics#3"),
             ]
             experiments = connection.execute(
                 text("SELECT name, status, stopped_at IS NOT NULL FROM experiments ORDER BY id")
@@ -92,7 +95,7 @@ def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experimen
             assert experiments.all() == [("older", "stopped", 1), ("newer", "running", 0)]
         downgrade(directory=str(MIGRATIONS), revision="0002_serving_indexes")
         with db.engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM categories")).scalar() == 4
+            assert connection.execute(text("SELECT count(*) FROM categories")).scalar() == 5
             assert connection.execute(text("SELECT count(*) FROM experiments")).scalar() == 2
         schema = inspect(db.engine)
         assert "name_key" not in {c["name"] for c in schema.get_columns("categories")}
@@ -108,5 +111,31 @@ def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experimen
             "uq_categories_name_key",
             "uq_challenges_creation_token",
             "uq_experiments_one_running",
+        }
+        db.engine.dispose()
+
+
+def test_0003_finishes_an_attempt_that_stopped_halfway_on_sqlite(tmp_path):
+    """SQLite keeps the DDL of a migration that failed midway; a second run must go on."""
+    from flask_migrate import upgrade
+    from sqlalchemy import inspect, text
+
+    from app import create_app
+    from tests.conftest import _test_config
+
+    url = "sqlite:///" + str(tmp_path / "halfway.db")
+    app = create_app(_test_config(url, tmp_path))
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS), revision="0002_serving_indexes")
+        with db.engine.begin() as connection:  # what the first attempt had done
+            connection.execute(
+                text("ALTER TABLE challenges ADD COLUMN version INTEGER DEFAULT '1' NOT NULL")
+            )
+            connection.execute(text("ALTER TABLE categories ADD COLUMN name_key VARCHAR(320)"))
+        upgrade(directory=str(MIGRATIONS))
+        schema = inspect(db.engine)
+        assert "creation_token" in {c["name"] for c in schema.get_columns("challenges")}
+        assert "uq_experiments_one_running" in {
+            i["name"] for i in schema.get_indexes("experiments")
         }
         db.engine.dispose()
