@@ -45,6 +45,9 @@ def _manageable_or_abort(challenge_id: int) -> Challenge:
             challenge.id,
             challenge.owner_id,
         )
+        if request.method == "POST":
+            # Typically a form opened before an admin handed the challenge to someone else.
+            abort(403, "You no longer manage this challenge, so nothing was saved.")
         abort(403)
     return challenge
 

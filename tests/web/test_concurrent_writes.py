@@ -133,6 +133,27 @@ def test_a_change_between_the_check_and_the_write_is_refused_too(professor_clien
     assert challenge.title == "Kept"  # the whole transaction was rolled back
 
 
+def test_a_form_for_a_challenge_handed_over_meanwhile_says_why_nothing_was_saved(
+    professor_client, admin_client
+):
+    from tests.helpers import make_user
+
+    challenge = make_challenge(owner=professor_client.user, title="Kept")
+    opened_at = challenge.version
+    challenge.owner = make_user("professor")
+    db.session.commit()
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=edit_form(challenge, opened_at, title="Mine"),
+    )
+    assert response.status_code == 403
+    assert "You no longer manage this challenge, so nothing was saved." in response.get_data(
+        as_text=True
+    )
+    db.session.refresh(challenge)
+    assert challenge.title == "Kept"
+
+
 def test_joins_do_not_count_as_edits(professor_client, student_client):
     challenge = make_challenge(owner=professor_client.user)
     opened_at = challenge.version
