@@ -134,7 +134,7 @@ def test_a_change_between_the_check_and_the_write_is_refused_too(professor_clien
 
 
 def test_a_form_for_a_challenge_handed_over_meanwhile_says_why_nothing_was_saved(
-    professor_client, admin_client
+    professor_client,
 ):
     from tests.helpers import make_user
 
