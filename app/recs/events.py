@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import and_, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from app.extensions import db
 from app.models import (
@@ -76,17 +77,32 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
     return True
 
 
+_CLICK = aliased(RecommendationEvent)
+
+
 def attribution_for_join(user_id: int, challenge_id: int) -> tuple[str | None, str | None]:
-    """The slate (and its card's source) of the student's latest recent click on this challenge."""
-    row = db.session.execute(
-        select(RecommendationEvent.slate_id, RecommendationEvent.source)
+    """The slate (and its card's source) of the student's latest recent click on this challenge
+    that no join was credited to yet: leaving and joining again on one click is one join of it."""
+    credited = (
+        select(RecommendationEvent.id)
         .where(
             RecommendationEvent.user_id == user_id,
             RecommendationEvent.challenge_id == challenge_id,
-            RecommendationEvent.type == "click",
-            RecommendationEvent.created_at >= utcnow() - ATTRIBUTION_WINDOW,
+            RecommendationEvent.type == "join",
+            RecommendationEvent.slate_id == _CLICK.slate_id,
         )
-        .order_by(RecommendationEvent.created_at.desc(), RecommendationEvent.id.desc())
+        .exists()
+    )
+    row = db.session.execute(
+        select(_CLICK.slate_id, _CLICK.source)
+        .where(
+            _CLICK.user_id == user_id,
+            _CLICK.challenge_id == challenge_id,
+            _CLICK.type == "click",
+            _CLICK.created_at >= utcnow() - ATTRIBUTION_WINDOW,
+            ~credited,
+        )
+        .order_by(_CLICK.created_at.desc(), _CLICK.id.desc())
         .limit(1)
     ).first()
     return (row.slate_id, row.source) if row else (None, None)

@@ -11,14 +11,17 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Experiment, RecommendationEvent, utcnow
+from app.models import Experiment, RecommendationEvent, RecommendationSlate, utcnow
 
 ARMS = ("model", "heuristic")
 
 
 def running_experiment() -> Experiment | None:
     return db.session.scalar(
-        select(Experiment).where(Experiment.status == "running").order_by(Experiment.id.desc()).limit(1)
+        select(Experiment)
+        .where(Experiment.status == "running")
+        .order_by(Experiment.id.desc())
+        .limit(1)
     )
 
 
@@ -71,7 +74,9 @@ def start_experiment(name: str, allocation_percent: int, salt: str | None = None
 
 def stop_experiment(experiment: Experiment, winner: str | None) -> None:
     if winner is not None and winner not in (experiment.control_arm, experiment.treatment_arm):
-        raise ValueError(f"winner must be {experiment.control_arm!r} or {experiment.treatment_arm!r}")
+        raise ValueError(
+            f"winner must be {experiment.control_arm!r} or {experiment.treatment_arm!r}"
+        )
     experiment.status = "stopped"
     experiment.winner = winner
     experiment.stopped_at = utcnow()
@@ -135,14 +140,21 @@ def arm_stats(experiment: Experiment) -> dict[str, ArmStats]:
     end = experiment.stopped_at or utcnow()
     rows = db.session.execute(
         select(RecommendationEvent.arm, *counts.values())
+        .join(RecommendationSlate, RecommendationSlate.id == RecommendationEvent.slate_id)
         .where(
             RecommendationEvent.arm.in_((experiment.control_arm, experiment.treatment_arm)),
             RecommendationEvent.created_at >= experiment.started_at,
             RecommendationEvent.created_at <= end,
+            # A slate begun before the experiment carries the arm (or winner) of its own time:
+            # its later pages and clicks are not this experiment's.
+            RecommendationSlate.created_at >= experiment.started_at,
         )
         .group_by(RecommendationEvent.arm)
     ).all()
-    found = {row[0]: ArmStats(row[0], int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)) for row in rows}
+    found = {
+        row[0]: ArmStats(row[0], int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))
+        for row in rows
+    }
     return {
         arm: found.get(arm, ArmStats(arm, 0, 0, 0))
         for arm in (experiment.treatment_arm, experiment.control_arm)

@@ -1,10 +1,11 @@
 import math
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
 from app.extensions import db
-from app.models import RecommendationEvent
+from app.models import RecommendationEvent, RecommendationSlate, utcnow
 from app.recs.experiment import (
     Proportion,
     arm_stats,
@@ -58,16 +59,27 @@ def test_arm_stats_counts_events_per_arm(app):
     experiment = start_experiment("m vs h", 50, salt="s")
     student = make_user()
     challenge = make_challenge()
-    def event(kind, arm, n):
+    now = utcnow()
+    slates = {
+        when: RecommendationSlate(id=f"slate-{when}", user_id=student.id, source="model",
+                                  created_at=created)
+        for when, created in (("during", now), ("before", experiment.started_at - timedelta(hours=1)))
+    }
+    db.session.add_all(slates.values())
+
+    def event(kind, arm, n, slate="during"):
         for i in range(n):
             db.session.add(RecommendationEvent(
-                event_id=f"{kind}-{arm}-{i}", user_id=student.id, challenge_id=challenge.id,
-                type=kind, arm=arm, source=arm))
+                event_id=f"{kind}-{arm}-{slate}-{i}", user_id=student.id, challenge_id=challenge.id,
+                type=kind, arm=arm, source=arm, slate_id=slates[slate].id, created_at=now))
     event("impression", "model", 10)
     event("click", "model", 3)
     event("join", "model", 1)
     event("impression", "heuristic", 8)
     event("click", "heuristic", 1)
+    # "Show more" on a slate begun before the experiment: its arm is of another time.
+    event("impression", "model", 6, slate="before")
+    event("click", "model", 2, slate="before")
     db.session.commit()
     stats = arm_stats(experiment)
     assert (stats["model"].impressions, stats["model"].clicks, stats["model"].joins) == (10, 3, 1)

@@ -192,8 +192,11 @@ def test_experiment_start_show_and_stop(admin_client):
     )
 
     student, challenge = make_user(), make_challenge()
+    slate = RecommendationSlate(id="slate-exp", user_id=student.id, source="model", arm="model")
+    db.session.add(slate)
+    db.session.commit()
     for kind in ["impression"] * 10 + ["click"]:
-        make_event(student, challenge, kind, arm="model")
+        make_event(student, challenge, kind, arm="model", slate_id=slate.id)
     page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
     assert "<td>model</td><td>10</td><td>1</td><td>10.00%</td>" in page
     assert "Stop experiment" in page
@@ -515,3 +518,22 @@ def test_a_rolled_back_version_keeps_its_age(admin_client, app):
     page = admin_client.get("/admin/recommendations").get_data(as_text=True)
     assert "The published model is stale" in page
     assert f"trained {trained.strftime('%Y-%m-%d %H:%M')}" in page
+
+
+def test_an_arm_without_impressions_shows_no_rate_rather_than_zero(admin_client):
+    start_experiment("fresh", 50)
+    page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
+    row = " ".join(page[page.index("<td>model</td>") :].split("</tr>")[0].split())
+    assert (
+        row
+        == "<td>model</td><td>0</td><td>0</td><td>—</td> <td>—</td><td>0</td><td>—</td> <td>—</td>"
+    )
+    assert "0.00% – 0.00%" not in page
+
+
+def test_rates_without_impressions_read_as_no_data_on_every_page(professor_client, admin_client):
+    make_challenge(owner=professor_client.user, title="Unseen")
+    stats = professor_client.get("/professor/stats").get_data(as_text=True)
+    assert "CTR —" in stats and "join rate —" in stats and "0.0%" not in stats
+    online = admin_client.get("/admin/recommendations/online").get_data(as_text=True)
+    assert "0.0%" not in online

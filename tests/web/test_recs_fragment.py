@@ -115,6 +115,11 @@ def test_click_is_recorded_once_and_the_join_is_attributed(student_client, chall
     assert (participation.slate_id, participation.source) == (slate_id, "heuristic")
     [join] = events("join")
     assert (join.slate_id, join.user_id) == (slate_id, student_client.user.id)
+    # Leaving and joining again on that one click is not a second join credited to the slate.
+    assert student_client.post(f"/challenges/{target}/leave").status_code == 303
+    assert student_client.post(f"/challenges/{target}/join").status_code == 303
+    credited = [j for j in events("join") if j.slate_id is not None]
+    assert len(events("join")) == 2 and len(credited) == 1
 
 
 def test_not_interested_removes_the_card_for_good(student_client, challenges):
