@@ -368,6 +368,24 @@ class RecommendationSlate(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RecommendationSlateCard(db.Model):
+    """A card the JSON API served in a slate. The API records no impressions (its clients report
+    what they display), so these are what the event endpoint checks a client's events against,
+    and where a card's position and source come from. Fragment slates need none: the server's
+    own impressions say the same."""
+
+    __tablename__ = "recommendation_slate_cards"
+
+    slate_id: Mapped[str] = mapped_column(
+        ForeignKey("recommendation_slates.id", ondelete="CASCADE"), primary_key=True
+    )
+    challenge_id: Mapped[int] = mapped_column(
+        ForeignKey("challenges.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+
+
 class RecommendationEvent(db.Model):
     __tablename__ = "recommendation_events"
     __table_args__ = (

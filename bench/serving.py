@@ -43,6 +43,8 @@ GUNICORN_ARGS = ["-w", "2", "-k", "gthread", "--threads", "4"]
 SESSIONS = 64
 SLATES_PER_SESSION = 200
 EVENT_BATCH = 10
+# Cards per benchmark slate (a page's worth): events are about these, twelve per slate.
+EVENT_CARDS = 6
 HEURISTIC_CHALLENGES = 5_000
 LUA_SCRIPT = REPO / "bench" / "wrk_session.lua"
 # Flask-Login's "strong" session protection ties a session to the client's address and user agent,
@@ -70,8 +72,8 @@ def prepare_model_campus(folder: Path) -> dict:
         result = pipeline.train(trigger="bench")
         if result.status != "published":
             raise RuntimeError(f"the pipeline did not publish: {result.status} {result.reason}")
-        _add_slates(SESSIONS, SLATES_PER_SESSION)
         challenges = _event_challenges()
+        _add_slates(SESSIONS, SLATES_PER_SESSION, challenges)
     return {
         "config": config,
         "students": summary.students,
@@ -104,23 +106,30 @@ def prepare_heuristic_campus(folder: Path) -> dict:
     }
 
 
-def _add_slates(sessions: int, per_session: int) -> None:
-    """Slates owned by the first students, as if each had been shown that many fragments."""
+def _add_slates(sessions: int, per_session: int, cards: list[int]) -> None:
+    """Slates owned by the first students, as if each had been served that many API pages of
+    ``cards``: the event endpoint accepts events about the cards a slate served."""
     from sqlalchemy import insert, select
 
     from app.demo import student_email
     from app.extensions import db
-    from app.models import RecommendationSlate, User, utcnow
+    from app.models import RecommendationSlate, RecommendationSlateCard, User, utcnow
 
     emails = [student_email(n) for n in range(1, sessions + 1)]
     users = db.session.scalars(select(User.id).where(User.email.in_(emails))).all()
     now = utcnow()
+    slates = [
+        {"id": _uuid(), "user_id": user_id, "source": "model", "created_at": now}
+        for user_id in users
+        for _ in range(per_session)
+    ]
+    db.session.execute(insert(RecommendationSlate), slates)
     db.session.execute(
-        insert(RecommendationSlate),
+        insert(RecommendationSlateCard),
         [
-            {"id": _uuid(), "user_id": user_id, "source": "model", "created_at": now}
-            for user_id in users
-            for _ in range(per_session)
+            {"slate_id": slate["id"], "challenge_id": challenge, "position": n, "source": "model"}
+            for slate in slates
+            for n, challenge in enumerate(cards)
         ],
     )
     db.session.commit()
@@ -143,6 +152,7 @@ def _event_challenges() -> list[int]:
             select(Challenge.id)
             .where(Challenge.status != ChallengeStatus.DRAFT.value)
             .order_by(Challenge.id)
+            .limit(EVENT_CARDS)
         )
     )
 

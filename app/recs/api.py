@@ -2,7 +2,7 @@
 
 The slate is the one the fragment shows (``serving.get_recommendations``). The API records no
 impressions: clients report what they display through ``POST /recommendations/event``, which is
-why a student's slate row is stored before it is returned.
+why a student's slate row, and the cards each page served, are stored before they are returned.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flask_login import current_user
 from app.auth import role_required
 from app.extensions import db
 from app.models import Role, User
-from app.recs import serving
+from app.recs import events, serving
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -42,9 +42,11 @@ def recommendations():
         if user is None:
             return _problem(problem, status)
         # An admin's read is a preview: storing a slate the student never saw would skew metrics.
-        slate = serving.get_recommendations(
-            user, k=k, offset=offset, slate_id=slate_id, record=user.id == current_user.id
-        )
+        own = user.id == current_user.id
+        slate = serving.get_recommendations(user, k=k, offset=offset, slate_id=slate_id, record=own)
+        if own:
+            # What this page served: the events its client reports are checked against it.
+            events.save_cards(slate)
     except BadParameter as exc:
         return _problem(str(exc), 400)
     except serving.UnknownSlate:

@@ -23,6 +23,7 @@ from app.models import (
     ChallengeStatus,
     RecommendationEvent,
     RecommendationSlate,
+    RecommendationSlateCard,
     utcnow,
 )
 
@@ -55,6 +56,9 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
     if already is not None:
         return False
     shown = _impression(slate.id, challenge_id)
+    if shown is None:
+        log.info("click ignored: challenge %s was not served in slate %s", challenge_id, slate.id)
+        return False
     db.session.add(
         RecommendationEvent(
             # Deterministic id: two racing requests for the same click collapse on the unique key.
@@ -63,8 +67,8 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
             challenge_id=challenge_id,
             type="click",
             slate_id=slate.id,
-            position=shown.position if shown else None,
-            source=shown.source if shown else slate.source,
+            position=shown.position,
+            source=shown.source,
             model_version=slate.model_version,
             arm=slate.arm,
         )
@@ -258,6 +262,8 @@ def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None)
     """Record "not interested" once per (student, challenge), with the slate if it is theirs."""
     slate = owned_slate(user_id, slate_id)
     shown = _impression(slate.id, challenge_id) if slate else None
+    if shown is None:
+        slate = None  # not a card of that slate: the dismissal stands, credited to no slate
     row = {
         "event_id": natural_event_id("dismiss", user_id, challenge_id),
         "user_id": user_id,
@@ -265,7 +271,7 @@ def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None)
         "type": "dismiss",
         "slate_id": slate.id if slate else None,
         "position": shown.position if shown else None,
-        "source": shown.source if shown else (slate.source if slate else None),
+        "source": shown.source if shown else None,
         "model_version": slate.model_version if slate else None,
         "arm": slate.arm if slate else None,
         "created_at": utcnow(),
@@ -274,19 +280,51 @@ def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None)
 
 
 def _impression(slate_id: str, challenge_id: int):
-    return db.session.execute(
+    """(position, source) of a card the server served in this slate, or None. The server's own
+    impression (its id is keyed with the app's secret, so no client can have written it) or the
+    card the JSON API stored; never an impression a client reported."""
+    shown = db.session.execute(
         select(RecommendationEvent.position, RecommendationEvent.source).where(
-            RecommendationEvent.slate_id == slate_id,
-            RecommendationEvent.type == "impression",
-            RecommendationEvent.challenge_id == challenge_id,
+            RecommendationEvent.event_id == natural_event_id("impression", slate_id, challenge_id)
         )
     ).first()
+    if shown is not None:
+        return shown
+    return db.session.execute(
+        select(RecommendationSlateCard.position, RecommendationSlateCard.source).where(
+            RecommendationSlateCard.slate_id == slate_id,
+            RecommendationSlateCard.challenge_id == challenge_id,
+        )
+    ).first()
+
+
+def save_cards(slate) -> int:
+    """Store the cards of a JSON API page (``serving.Slate``), once each; returns how many new."""
+    rows = [
+        {
+            "slate_id": slate.slate_id,
+            "challenge_id": item.challenge_id,
+            "position": item.position,
+            "source": item.source,
+        }
+        for item in slate.items
+    ]
+    if not rows:
+        return 0
+    table = RecommendationSlateCard.__table__
+    dialect_insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+    statement = dialect_insert(table).on_conflict_do_nothing(
+        index_elements=[table.c.slate_id, table.c.challenge_id]
+    )
+    result = db.session.execute(statement, rows)
+    db.session.commit()
+    return int(result.rowcount or 0)
 
 
 # --- POST /recommendations/event: validation and the all-or-nothing batch insert -----------------
 
 CLIENT_EVENT_TYPES = ("impression", "click", "dismiss")
-# ``source``: the card's, as an API client read it (the API records no impressions of its own).
+# ``position`` and ``source`` are accepted, but the card as the server served it is what is stored.
 EVENT_FIELDS = ("event_id", "type", "challenge_id", "slate_id", "position", "source")
 REQUIRED_FIELDS = ("event_id", "type", "challenge_id", "slate_id")
 MAX_ROW_ID = (
@@ -438,6 +476,7 @@ def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
             RecommendationEvent.challenge_id,
             RecommendationEvent.position,
             RecommendationEvent.source.label("card_source"),
+            RecommendationEvent.event_id,
         )
         .outerjoin(
             RecommendationEvent,
@@ -462,12 +501,27 @@ def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
         challenge_id,
         position,
         card_source,
+        event_id,
     ) in db.session.execute(shown):
         found.slates[slate_id] = (source, version, arm)
         if type_ is not None:
             found.keys.add((type_, slate_id, challenge_id))
-        if type_ == "impression":
+        # Only the server's own impressions say what a slate showed; a client's could say anything.
+        if type_ == "impression" and event_id == natural_event_id(
+            "impression", slate_id, challenge_id
+        ):
             found.impressions[(slate_id, challenge_id)] = (position, card_source)
+    cards = select(
+        RecommendationSlateCard.slate_id,
+        RecommendationSlateCard.challenge_id,
+        RecommendationSlateCard.position,
+        RecommendationSlateCard.source,
+    ).where(
+        RecommendationSlateCard.slate_id.in_(found.slates),
+        RecommendationSlateCard.challenge_id.in_(challenge_ids),
+    )
+    for slate_id, challenge_id, position, card_source in db.session.execute(cards):
+        found.impressions.setdefault((slate_id, challenge_id), (position, card_source))
     if any(e.type == "dismiss" for e in incoming):
         dismissed = db.session.scalars(
             select(RecommendationEvent.challenge_id).where(
@@ -480,7 +534,7 @@ def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
     return found
 
 
-def _check_references(incoming: list[IncomingEvent], slates: dict[str, tuple]) -> None:
+def _check_references(incoming: list[IncomingEvent], recorded: _Recorded) -> None:
     challenges = set(
         db.session.scalars(
             select(Challenge.id).where(
@@ -491,10 +545,15 @@ def _check_references(incoming: list[IncomingEvent], slates: dict[str, tuple]) -
     )
     problems = []
     for e in incoming:
-        if e.slate_id not in slates:
+        if e.slate_id not in recorded.slates:
             problems.append(f"{e.where}slate_id: no slate {e.slate_id} was shown to you")
-        if e.challenge_id not in challenges:
+        elif e.challenge_id not in challenges:
             problems.append(f"{e.where}challenge_id: no challenge {e.challenge_id}")
+        elif (e.slate_id, e.challenge_id) not in recorded.impressions:
+            problems.append(
+                f"{e.where}challenge_id: challenge {e.challenge_id} is not a card of slate "
+                f"{e.slate_id}"
+            )
     if problems:
         raise InvalidEvents(problems)
 
@@ -505,19 +564,17 @@ def _natural_key(event: IncomingEvent) -> tuple:
 
 
 def _event_row(user_id: int, e: IncomingEvent, recorded: _Recorded, now: datetime) -> dict:
-    source, model_version, arm = recorded.slates[e.slate_id]
-    shown_position, shown_source = recorded.impressions.get(
-        (e.slate_id, e.challenge_id), (None, None)
-    )
+    _, model_version, arm = recorded.slates[e.slate_id]
+    # Where the server put the card, and where it came from: not what the client says.
+    shown_position, shown_source = recorded.impressions[(e.slate_id, e.challenge_id)]
     return {
         "event_id": e.event_id,
         "user_id": user_id,
         "challenge_id": e.challenge_id,
         "type": e.type,
         "slate_id": e.slate_id,
-        "position": e.position if e.position is not None else shown_position,
-        # The server's own impression knows the card's source best.
-        "source": shown_source or e.source or source,
+        "position": shown_position,
+        "source": shown_source,
         "model_version": model_version,
         "arm": arm,
         "created_at": now,
@@ -531,7 +588,7 @@ def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]
     not exist. Duplicates are events whose ``event_id`` or natural key is already stored.
     """
     recorded = _recorded(user_id, incoming)
-    _check_references(incoming, recorded.slates)
+    _check_references(incoming, recorded)
     now, rows = utcnow(), []
     for e in incoming:
         if _natural_key(e) in recorded.keys:

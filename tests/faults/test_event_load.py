@@ -177,14 +177,15 @@ def event(type_: str, slate: str, challenge: int) -> dict:
 
 
 def planned_events(student: Student) -> list[dict]:
-    """Clicks on the page's cards; impressions and clicks of API slates; a dismiss of each card."""
+    """Clicks on the page's cards; impressions and clicks of API slates; a dismiss of each card,
+    reported with a slate that served it."""
     slate, cards = student.fragment_slate()
-    events, shown = [event("click", slate, c) for c in cards], set(cards)
+    events, shown = [event("click", slate, c) for c in cards], {c: slate for c in cards}
     for _ in range(API_SLATES):
         api_slate, items = student.api_slate()
         events += [event(kind, api_slate, c) for c in items for kind in ("impression", "click")]
-        shown.update(items)
-    return events + [event("dismiss", slate, c) for c in sorted(shown)]
+        shown.update({c: api_slate for c in items if c not in shown})
+    return events + [event("dismiss", served_by, c) for c, served_by in sorted(shown.items())]
 
 
 def post_all(student: Student, foreign_slate: str, seed: int) -> None:

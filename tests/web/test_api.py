@@ -59,20 +59,41 @@ def test_the_api_serves_the_fragments_ranking(student_client, challenges):
 def test_events_about_an_api_slate_are_accepted_with_the_cards_source(student_client, challenges):
     body = student_client.get(URL + "?k=2").get_json()
     card = body["items"][1]
-    response = student_client.post(
-        "/recommendations/event",
-        json={
-            "event_id": str(uuid.uuid4()),
-            "type": "impression",
-            "challenge_id": card["challenge_id"],
-            "slate_id": body["slate_id"],
-            "position": card["position"],
-            "source": "content",
-        },
-    )
+
+    def report(challenge_id, type_="impression", **claimed):
+        return student_client.post(
+            "/recommendations/event",
+            json={
+                "event_id": str(uuid.uuid4()),
+                "type": type_,
+                "challenge_id": challenge_id,
+                "slate_id": body["slate_id"],
+                **claimed,
+            },
+        )
+
+    # What the client claims about the card's place and origin does not count: the served card does.
+    response = report(card["challenge_id"], position=0, source="model")
     assert response.status_code == 201, response.get_json()
     stored = db.session.scalar(select(RecommendationEvent))
-    assert (stored.slate_id, stored.position, stored.source) == (body["slate_id"], 1, "content")
+    assert (stored.slate_id, stored.position, stored.source) == (
+        body["slate_id"],
+        card["position"],
+        card["source"],
+    )
+    # A card the slate never had cannot be reported, nor clicked through its link.
+    other = next(c.id for c in challenges if c.id not in {i["challenge_id"] for i in body["items"]})
+    refused = report(other, "click")
+    assert refused.status_code == 400
+    assert f"challenge {other} is not a card of slate" in refused.get_json()["error"]
+    student_client.get(f"/challenges/{other}?slate={body['slate_id']}")
+    assert db.session.scalar(select(func.count()).select_from(RecommendationEvent)) == 1
+    # Clicking the served card's link credits the card's own source, not the slate's.
+    student_client.get(card["url"])
+    click = db.session.scalar(
+        select(RecommendationEvent).where(RecommendationEvent.type == "click")
+    )
+    assert (click.position, click.source) == (card["position"], card["source"])
 
 
 def test_the_next_page_continues_the_slate(student_client, challenges):
