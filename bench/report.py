@@ -93,14 +93,15 @@ KNOWN_COSTS = {
     "app/recs/events.py:_recorded": (
         "one query for the batch's slates (this student's only) joined to their impressions and "
         "clicks of the batch's challenges (natural-key duplicates, the card's position and "
-        "source); a second one only when the batch holds a dismiss."
+        "source), one for the cards API pages served, and one more only when the batch holds a "
+        "dismiss."
     ),
     "app/recs/eligibility.py:load_user_history": (
         "one query per request for the student's participations, clicks and dismissals (with the "
         "titles the reasons quote), clicks grouped per challenge in SQL, then a Python pass over "
-        "one row per challenge and event. In the profiling pass each student carries some 500 "
-        "of the event pass's clicks: what remains (`fetchone`) is SQLite reading and grouping "
-        "them; the rows Python converts no longer grow with clicks."
+        "one row per challenge and event. In the profiling pass each student carries a few "
+        "hundred of the event pass's clicks: what remains (`fetchone`) is SQLite reading and "
+        "grouping them; the rows Python converts no longer grow with clicks."
     ),
     "app/recs/content.py:Catalogue.cold_matches": (
         "compares the open cold challenges (most of a 5,000-challenge catalogue has fewer than "
@@ -597,7 +598,8 @@ def serving_section(serving: dict | None) -> str:
         f"Server: `{serving['server']}` on 127.0.0.1 (the production command), "
         f"`RECS_SCHEDULER_ENABLED=false`, SQLite in WAL mode. Load: {serving['load']} "
         f"(`bench/wrk_session.lua`: each request takes the next session's cookie; event batches "
-        f"carry the session's CSRF token in `X-CSRFToken` and unique event ids), "
+        f"carry the session's CSRF token in `X-CSRFToken` and unique event ids, an impression "
+        f"and a click of each of the 6 cards a slate served), "
         f"{serving['duration']} s per route, routes one after another against the same server. "
         f"Databases: the demo campus ({model['students']} students, {model['challenges']} "
         f"challenges) with a published model; the demo campus with {heuristic['challenges']:,} "
