@@ -373,8 +373,11 @@ def _positions_chart() -> bytes:
         "Position bias: rates by slate position (1 = first card)",
         [str(position + 1) for position in positions],
         {
-            "CTR": [counts.ctr for counts in positions.values()],
-            "Join rate": [counts.join_rate for counts in positions.values()],
+            # No impressions at a position: no bar, rather than a 0% one.
+            "CTR": [counts.ctr if counts.impressions else None for counts in positions.values()],
+            "Join rate": [
+                counts.join_rate if counts.impressions else None for counts in positions.values()
+            ],
         },
         percent=True,
     )

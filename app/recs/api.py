@@ -18,7 +18,7 @@ from flask_login import current_user
 
 from app.auth import role_required
 from app.extensions import db
-from app.models import Role, User
+from app.models import Role, User, utcnow
 from app.recs import events, serving
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,18 @@ def recommendations():
         user, status, problem = _subject()
         if user is None:
             return _problem(problem, status)
-        # An admin's read is a preview: storing a slate the student never saw would skew metrics.
-        own = user.id == current_user.id
-        slate = serving.get_recommendations(user, k=k, offset=offset, slate_id=slate_id, record=own)
-        if own:
-            # What this page served: the events its client reports are checked against it.
-            events.save_cards(slate)
+        now = utcnow()
+        slate = serving.get_recommendations(user, k=k, offset=offset, slate_id=slate_id, now=now)
     except BadParameter as exc:
         return _problem(str(exc), 400)
     except serving.UnknownSlate:
         return _problem("slate_id: no such slate for this student", 404)
+    # Built before the write: its commit would expire the challenges, and reloading each is a query.
     response = jsonify(_slate_json(slate))
+    # An admin's read is a preview: storing a slate the student never saw would skew metrics. A
+    # student's page stores what it served, which the client's events are checked against.
+    if user.id == current_user.id and slate.items:
+        events.save_api_page(user.id, slate, new_slate=slate_id is None, created_at=now)
     # Personal and different on every call.
     response.headers["Cache-Control"] = "no-store"
     return response

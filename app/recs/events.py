@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -81,32 +81,33 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
     return True
 
 
-_CLICK = aliased(RecommendationEvent)
+# The impressions of the outer query's slate, in a correlated EXISTS.
+_SHOWN = aliased(RecommendationEvent)
 
 
 def attribution_for_join(user_id: int, challenge_id: int) -> tuple[str | None, str | None]:
     """The slate (and its card's source) of the student's latest recent click on this challenge
-    that no join was credited to yet: leaving and joining again on one click is one join of it."""
-    credited = (
-        select(RecommendationEvent.id)
+    since they last joined it: leaving and joining again without a new click credits no slate,
+    however many slates the student clicked the card in before."""
+    last_join = (
+        select(func.max(RecommendationEvent.created_at))
         .where(
             RecommendationEvent.user_id == user_id,
             RecommendationEvent.challenge_id == challenge_id,
             RecommendationEvent.type == "join",
-            RecommendationEvent.slate_id == _CLICK.slate_id,
         )
-        .exists()
+        .scalar_subquery()
     )
     row = db.session.execute(
-        select(_CLICK.slate_id, _CLICK.source)
+        select(RecommendationEvent.slate_id, RecommendationEvent.source)
         .where(
-            _CLICK.user_id == user_id,
-            _CLICK.challenge_id == challenge_id,
-            _CLICK.type == "click",
-            _CLICK.created_at >= utcnow() - ATTRIBUTION_WINDOW,
-            ~credited,
+            RecommendationEvent.user_id == user_id,
+            RecommendationEvent.challenge_id == challenge_id,
+            RecommendationEvent.type == "click",
+            RecommendationEvent.created_at >= utcnow() - ATTRIBUTION_WINDOW,
+            or_(last_join.is_(None), RecommendationEvent.created_at > last_join),
         )
-        .order_by(_CLICK.created_at.desc(), _CLICK.id.desc())
+        .order_by(RecommendationEvent.created_at.desc(), RecommendationEvent.id.desc())
         .limit(1)
     ).first()
     return (row.slate_id, row.source) if row else (None, None)
@@ -146,15 +147,17 @@ def shown_in_slate(slate_id: str, before_position: int) -> set[int]:
     """Challenges this slate already showed at positions before ``before_position``."""
     if before_position <= 0:
         return set()
-    return set(
-        db.session.scalars(
-            select(RecommendationEvent.challenge_id).where(
-                RecommendationEvent.slate_id == slate_id,
-                RecommendationEvent.type == "impression",
-                RecommendationEvent.position < before_position,
-            )
-        )
+    impressions = select(RecommendationEvent.challenge_id).where(
+        RecommendationEvent.slate_id == slate_id,
+        RecommendationEvent.type == "impression",
+        RecommendationEvent.position < before_position,
     )
+    # An API client may not have reported its impressions (yet): what the pages served counts.
+    served = select(RecommendationSlateCard.challenge_id).where(
+        RecommendationSlateCard.slate_id == slate_id,
+        RecommendationSlateCard.position < before_position,
+    )
+    return set(db.session.scalars(impressions.union(served)))
 
 
 # Dialects whose INSERT can skip rows that hit a unique key (``ON CONFLICT DO NOTHING``).
@@ -298,8 +301,20 @@ def _impression(slate_id: str, challenge_id: int):
     ).first()
 
 
+def save_api_page(user_id: int, slate, new_slate: bool, created_at: datetime) -> None:
+    """A JSON API page: the slate's row when the page starts it, and the cards it served (what
+    the client's events are checked against), in one transaction."""
+    if new_slate:
+        db.session.execute(
+            insert(RecommendationSlate.__table__), [_slate_row(user_id, slate, created_at)]
+        )
+    save_cards(slate)
+    db.session.commit()
+
+
 def save_cards(slate) -> int:
-    """Store the cards of a JSON API page (``serving.Slate``), once each; returns how many new."""
+    """Add the cards of a JSON API page (``serving.Slate``), once each, to the session's
+    transaction (the caller commits); returns how many are new."""
     rows = [
         {
             "slate_id": slate.slate_id,
@@ -312,13 +327,21 @@ def save_cards(slate) -> int:
     if not rows:
         return 0
     table = RecommendationSlateCard.__table__
-    dialect_insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+    dialect_insert = _INSERTS_IGNORING_DUPLICATES.get(db.session.get_bind().dialect.name)
+    if dialect_insert is None:  # other databases: insert only the cards not stored yet
+        stored = set(
+            db.session.scalars(
+                select(table.c.challenge_id).where(table.c.slate_id == slate.slate_id)
+            )
+        )
+        rows = [row for row in rows if row["challenge_id"] not in stored]
+        if rows:
+            db.session.execute(insert(table), rows)
+        return len(rows)
     statement = dialect_insert(table).on_conflict_do_nothing(
         index_elements=[table.c.slate_id, table.c.challenge_id]
     )
-    result = db.session.execute(statement, rows)
-    db.session.commit()
-    return int(result.rowcount or 0)
+    return int(db.session.execute(statement, rows).rowcount or 0)
 
 
 # --- POST /recommendations/event: validation and the all-or-nothing batch insert -----------------
@@ -460,18 +483,32 @@ class _Recorded:
     slates: dict[str, tuple]
     keys: set[tuple]
     impressions: dict[tuple, tuple]
+    unchecked: set[str]  # slates with nothing to check events against (see _recorded)
 
 
 def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
     """The batch's slates (this student's only) with their impressions and clicks of the batch's
-    challenges, in one query; the student's dismissals only when the batch dismisses."""
+    challenges, in one query; the cards API pages served only for pairs the server's impressions
+    do not cover; the student's dismissals only when the batch dismisses."""
     challenge_ids = {e.challenge_id for e in incoming}
+    has_cards = (
+        select(RecommendationSlateCard.slate_id)
+        .where(RecommendationSlateCard.slate_id == RecommendationSlate.id)
+        .exists()
+    )
+    has_impressions = (
+        select(_SHOWN.id)
+        .where(_SHOWN.slate_id == RecommendationSlate.id, _SHOWN.type == "impression")
+        .exists()
+    )
     shown = (
         select(
             RecommendationSlate.id,
             RecommendationSlate.source,
             RecommendationSlate.model_version,
             RecommendationSlate.arm,
+            has_cards.label("has_cards"),
+            has_impressions.label("has_impressions"),
             RecommendationEvent.type,
             RecommendationEvent.challenge_id,
             RecommendationEvent.position,
@@ -491,37 +528,42 @@ def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
             RecommendationSlate.user_id == user_id,
         )
     )
-    found = _Recorded({}, set(), {})
-    for (
-        slate_id,
-        source,
-        version,
-        arm,
-        type_,
-        challenge_id,
-        position,
-        card_source,
-        event_id,
-    ) in db.session.execute(shown):
-        found.slates[slate_id] = (source, version, arm)
-        if type_ is not None:
-            found.keys.add((type_, slate_id, challenge_id))
+    found = _Recorded({}, set(), {}, set())
+    with_cards, with_impressions = set(), set()
+    for row in db.session.execute(shown):
+        slate_id, challenge_id = row.id, row.challenge_id
+        found.slates[slate_id] = (row.source, row.model_version, row.arm)
+        if row.has_cards:
+            with_cards.add(slate_id)
+        if row.has_impressions:
+            with_impressions.add(slate_id)
+        if row.type is not None:
+            found.keys.add((row.type, slate_id, challenge_id))
         # Only the server's own impressions say what a slate showed; a client's could say anything.
-        if type_ == "impression" and event_id == natural_event_id(
+        if row.type == "impression" and row.event_id == natural_event_id(
             "impression", slate_id, challenge_id
         ):
-            found.impressions[(slate_id, challenge_id)] = (position, card_source)
-    cards = select(
-        RecommendationSlateCard.slate_id,
-        RecommendationSlateCard.challenge_id,
-        RecommendationSlateCard.position,
-        RecommendationSlateCard.source,
-    ).where(
-        RecommendationSlateCard.slate_id.in_(found.slates),
-        RecommendationSlateCard.challenge_id.in_(challenge_ids),
-    )
-    for slate_id, challenge_id, position, card_source in db.session.execute(cards):
-        found.impressions.setdefault((slate_id, challenge_id), (position, card_source))
+            found.impressions[(slate_id, challenge_id)] = (row.position, row.card_source)
+    # Served before the server kept what API pages served, and shown nowhere since: nothing to
+    # check the events against, so they are taken as before, without a position or source.
+    found.unchecked.update(set(found.slates) - with_cards - with_impressions)
+    missing = {
+        (e.slate_id, e.challenge_id)
+        for e in incoming
+        if e.slate_id in with_cards and (e.slate_id, e.challenge_id) not in found.impressions
+    }
+    if missing:
+        cards = select(
+            RecommendationSlateCard.slate_id,
+            RecommendationSlateCard.challenge_id,
+            RecommendationSlateCard.position,
+            RecommendationSlateCard.source,
+        ).where(
+            RecommendationSlateCard.slate_id.in_({slate for slate, _ in missing}),
+            RecommendationSlateCard.challenge_id.in_({challenge for _, challenge in missing}),
+        )
+        for slate_id, challenge_id, position, card_source in db.session.execute(cards):
+            found.impressions.setdefault((slate_id, challenge_id), (position, card_source))
     if any(e.type == "dismiss" for e in incoming):
         dismissed = db.session.scalars(
             select(RecommendationEvent.challenge_id).where(
@@ -549,7 +591,12 @@ def _check_references(incoming: list[IncomingEvent], recorded: _Recorded) -> Non
             problems.append(f"{e.where}slate_id: no slate {e.slate_id} was shown to you")
         elif e.challenge_id not in challenges:
             problems.append(f"{e.where}challenge_id: no challenge {e.challenge_id}")
-        elif (e.slate_id, e.challenge_id) not in recorded.impressions:
+        elif (
+            (e.slate_id, e.challenge_id) not in recorded.impressions
+            and e.slate_id not in recorded.unchecked
+            # "Not interested" stands whatever slate it names; it is just not credited to one.
+            and e.type != "dismiss"
+        ):
             problems.append(
                 f"{e.where}challenge_id: challenge {e.challenge_id} is not a card of slate "
                 f"{e.slate_id}"
@@ -566,17 +613,19 @@ def _natural_key(event: IncomingEvent) -> tuple:
 def _event_row(user_id: int, e: IncomingEvent, recorded: _Recorded, now: datetime) -> dict:
     _, model_version, arm = recorded.slates[e.slate_id]
     # Where the server put the card, and where it came from: not what the client says.
-    shown_position, shown_source = recorded.impressions[(e.slate_id, e.challenge_id)]
+    served = recorded.impressions.get((e.slate_id, e.challenge_id))
+    slate_id = e.slate_id if served is not None or e.slate_id in recorded.unchecked else None
+    shown_position, shown_source = served or (None, None)
     return {
         "event_id": e.event_id,
         "user_id": user_id,
         "challenge_id": e.challenge_id,
         "type": e.type,
-        "slate_id": e.slate_id,
+        "slate_id": slate_id,
         "position": shown_position,
         "source": shown_source,
-        "model_version": model_version,
-        "arm": arm,
+        "model_version": model_version if slate_id else None,
+        "arm": arm if slate_id else None,
         "created_at": now,
     }
 

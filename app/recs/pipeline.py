@@ -29,6 +29,8 @@ from app.models import (
     Challenge,
     ModelRun,
     RecommendationEvent,
+    RecommendationSlate,
+    RecommendationSlateCard,
     Role,
     User,
     UserRecommendation,
@@ -688,6 +690,14 @@ def purge_events(days: int, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - timedelta(days=days)
     result = db.session.execute(
         delete(RecommendationEvent).where(RecommendationEvent.created_at < cutoff)
+    )
+    # What old API pages served (and where) goes with their events.
+    db.session.execute(
+        delete(RecommendationSlateCard).where(
+            RecommendationSlateCard.slate_id.in_(
+                select(RecommendationSlate.id).where(RecommendationSlate.created_at < cutoff)
+            )
+        )
     )
     db.session.commit()
     log.info("purged %d recommendation events older than %s", result.rowcount, cutoff.isoformat())

@@ -307,6 +307,30 @@ def test_purge_events_deletes_only_old_events(app, campus):
     assert db.session.scalar(select(RecommendationEvent.type)) == "click"
 
 
+def test_purge_drops_the_cards_of_old_api_slates(app, campus):
+    from app.models import RecommendationSlate, RecommendationSlateCard, utcnow
+
+    student, challenge = campus["students"][0], campus["challenges"][0]
+    for name, age in (("old", 400), ("new", 10)):
+        db.session.add(
+            RecommendationSlate(
+                id=name,
+                user_id=student.id,
+                source="model",
+                created_at=utcnow() - timedelta(days=age),
+            )
+        )
+        db.session.flush()
+        db.session.add(
+            RecommendationSlateCard(
+                slate_id=name, challenge_id=challenge.id, position=0, source="model"
+            )
+        )
+    db.session.commit()
+    pipeline.purge_events(365)
+    assert db.session.scalars(select(RecommendationSlateCard.slate_id)).all() == ["new"]
+
+
 def test_state_row_is_created_on_first_publish(app, campus):
     assert db.session.get(RecommendationState, 1) is None
     pipeline.train()

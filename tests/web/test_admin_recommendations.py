@@ -529,6 +529,7 @@ def test_an_arm_without_impressions_shows_no_rate_rather_than_zero(admin_client)
         == "<td>model</td><td>0</td><td>0</td><td>—</td> <td>—</td><td>0</td><td>—</td> <td>—</td>"
     )
     assert "0.00% – 0.00%" not in page
+    assert "no impressions in an arm yet" in page and "not significant" not in page
 
 
 def test_rates_without_impressions_read_as_no_data_on_every_page(professor_client, admin_client):

@@ -73,7 +73,8 @@ def test_events_about_an_api_slate_are_accepted_with_the_cards_source(student_cl
         )
 
     # What the client claims about the card's place and origin does not count: the served card does.
-    response = report(card["challenge_id"], position=0, source="model")
+    claimed = next(source for source in SOURCES if source != card["source"])
+    response = report(card["challenge_id"], position=0, source=claimed)
     assert response.status_code == 201, response.get_json()
     stored = db.session.scalar(select(RecommendationEvent))
     assert (stored.slate_id, stored.position, stored.source) == (
@@ -252,3 +253,63 @@ def test_the_api_conforms_to_its_openapi_document(api_schema, student_cookie, me
     conforms()
     if method == "GET" and mode == POSITIVE:
         assert 200 in statuses, statuses  # the session works: this is not a run of 401s
+
+
+def test_api_pages_are_stored_in_one_write_and_continue_past_what_they_served(
+    student_client, challenges
+):
+    first = student_client.get(URL + "?k=3").get_json()
+    served = [item["challenge_id"] for item in first["items"]]
+    # "Not interested" on a served card, before any impression was reported: page two must not
+    # shift and serve a card of page one again, nor skip one.
+    assert student_client.post(
+        f"/challenges/recommended/{served[0]}/dismiss", data={"slate": first["slate_id"]}
+    ).status_code in (200, 303)
+    second = student_client.get(
+        f"{URL}?k=3&offset={first['next_offset']}&slate_id={first['slate_id']}"
+    ).get_json()
+    again = {item["challenge_id"] for item in second["items"]} & set(served)
+    assert not again and [i["position"] for i in second["items"]] == [3, 4, 5]
+
+
+def test_events_about_a_slate_served_before_cards_were_kept_are_taken_as_before(
+    student_client, challenges
+):
+    """An API slate from before the upgrade has no stored cards and no impressions."""
+    slate = RecommendationSlate(
+        id=str(uuid.uuid4()), user_id=student_client.user.id, source="model"
+    )
+    db.session.add(slate)
+    db.session.commit()
+    response = student_client.post(
+        "/recommendations/event",
+        json={
+            "event_id": str(uuid.uuid4()),
+            "type": "click",
+            "challenge_id": challenges[0].id,
+            "slate_id": slate.id,
+            "source": "model",
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    stored = db.session.scalar(select(RecommendationEvent))
+    assert (stored.slate_id, stored.position, stored.source) == (slate.id, None, None)
+
+
+def test_not_interested_about_a_card_of_another_slate_stands_without_credit(
+    student_client, challenges
+):
+    body = student_client.get(URL + "?k=2").get_json()
+    other = next(c.id for c in challenges if c.id not in {i["challenge_id"] for i in body["items"]})
+    response = student_client.post(
+        "/recommendations/event",
+        json={
+            "event_id": str(uuid.uuid4()),
+            "type": "dismiss",
+            "challenge_id": other,
+            "slate_id": body["slate_id"],
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    dismiss = db.session.scalar(select(RecommendationEvent))
+    assert (dismiss.challenge_id, dismiss.slate_id, dismiss.source) == (other, None, None)

@@ -11,6 +11,7 @@ from app.models import (
     Participation,
     RecommendationEvent,
     RecommendationSlate,
+    RecommendationSlateCard,
     User,
     UserRecommendation,
 )
@@ -19,18 +20,32 @@ from tests.helpers import make_challenge, make_event, make_participation, make_u
 
 
 def footprint(user_id: int) -> dict[str, int]:
-    return {
+    counts = {
         model.__tablename__: db.session.scalar(
             select(func.count()).select_from(model).where(model.user_id == user_id)
         )
         for model in (Participation, RecommendationEvent, RecommendationSlate, UserRecommendation)
     }
+    # The cards an API page served the student: theirs through the slate.
+    counts["recommendation_slate_cards"] = db.session.scalar(
+        select(func.count())
+        .select_from(RecommendationSlateCard)
+        .join(RecommendationSlate, RecommendationSlate.id == RecommendationSlateCard.slate_id)
+        .where(RecommendationSlate.user_id == user_id)
+    )
+    return counts
 
 
 def active_student(challenge, run, slate_id: str) -> User:
     student = make_user()
     make_participation(student, challenge)
     db.session.add(RecommendationSlate(id=slate_id, user_id=student.id, source="model"))
+    db.session.flush()
+    db.session.add(
+        RecommendationSlateCard(
+            slate_id=slate_id, challenge_id=challenge.id, position=0, source="model"
+        )
+    )
     db.session.commit()
     make_event(student, challenge, "impression", slate_id=slate_id)
     make_event(student, challenge, "click", slate_id=slate_id)

@@ -122,6 +122,22 @@ def test_click_is_recorded_once_and_the_join_is_attributed(student_client, chall
     assert len(events("join")) == 2 and len(credited) == 1
 
 
+def test_a_rejoin_is_not_credited_to_an_older_click_in_another_slate(student_client, challenges):
+    pages = [
+        student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+        for _ in range(2)
+    ]
+    target = card_ids(pages[0])[0]
+    assert target in card_ids(pages[1])
+    for page in pages:  # the same card clicked from two slates, then joined
+        assert student_client.get(f"/challenges/{target}?slate={slate_of(page)}").status_code == 200
+    assert student_client.post(f"/challenges/{target}/join").status_code == 303
+    assert student_client.post(f"/challenges/{target}/leave").status_code == 303
+    assert student_client.post(f"/challenges/{target}/join").status_code == 303
+    credited = [j.slate_id for j in events("join") if j.slate_id is not None]
+    assert credited == [slate_of(pages[1])]
+
+
 def test_not_interested_removes_the_card_for_good(student_client, challenges):
     html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
     slate_id, target = slate_of(html), card_ids(html)[0]
