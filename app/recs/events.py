@@ -14,7 +14,6 @@ from flask import current_app
 from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
 from app.extensions import db
 from app.models import (
@@ -79,10 +78,6 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
         db.session.rollback()
         return False
     return True
-
-
-# The impressions of the outer query's slate, in a correlated EXISTS.
-_SHOWN = aliased(RecommendationEvent)
 
 
 def attribution_for_join(user_id: int, challenge_id: int) -> tuple[str | None, str | None]:
@@ -488,27 +483,16 @@ class _Recorded:
 
 def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
     """The batch's slates (this student's only) with their impressions and clicks of the batch's
-    challenges, in one query; the cards API pages served only for pairs the server's impressions
-    do not cover; the student's dismissals only when the batch dismisses."""
+    challenges, in one query. Only for pairs the server's impressions do not cover: the cards
+    API pages served, then whether a slate without cards ever had a server impression. The
+    student's dismissals only when the batch dismisses."""
     challenge_ids = {e.challenge_id for e in incoming}
-    has_cards = (
-        select(RecommendationSlateCard.slate_id)
-        .where(RecommendationSlateCard.slate_id == RecommendationSlate.id)
-        .exists()
-    )
-    has_impressions = (
-        select(_SHOWN.id)
-        .where(_SHOWN.slate_id == RecommendationSlate.id, _SHOWN.type == "impression")
-        .exists()
-    )
     shown = (
         select(
             RecommendationSlate.id,
             RecommendationSlate.source,
             RecommendationSlate.model_version,
             RecommendationSlate.arm,
-            has_cards.label("has_cards"),
-            has_impressions.label("has_impressions"),
             RecommendationEvent.type,
             RecommendationEvent.challenge_id,
             RecommendationEvent.position,
@@ -529,41 +513,18 @@ def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
         )
     )
     found = _Recorded({}, set(), {}, set())
-    with_cards, with_impressions = set(), set()
     for row in db.session.execute(shown):
         slate_id, challenge_id = row.id, row.challenge_id
         found.slates[slate_id] = (row.source, row.model_version, row.arm)
-        if row.has_cards:
-            with_cards.add(slate_id)
-        if row.has_impressions:
-            with_impressions.add(slate_id)
         if row.type is not None:
             found.keys.add((row.type, slate_id, challenge_id))
         # Only the server's own impressions say what a slate showed; a client's could say anything.
-        if row.type == "impression" and row.event_id == natural_event_id(
-            "impression", slate_id, challenge_id
-        ):
+        if row.type == "impression" and _is_servers(row.event_id, slate_id, challenge_id):
             found.impressions[(slate_id, challenge_id)] = (row.position, row.card_source)
-    # Served before the server kept what API pages served, and shown nowhere since: nothing to
-    # check the events against, so they are taken as before, without a position or source.
-    found.unchecked.update(set(found.slates) - with_cards - with_impressions)
-    missing = {
-        (e.slate_id, e.challenge_id)
-        for e in incoming
-        if e.slate_id in with_cards and (e.slate_id, e.challenge_id) not in found.impressions
-    }
-    if missing:
-        cards = select(
-            RecommendationSlateCard.slate_id,
-            RecommendationSlateCard.challenge_id,
-            RecommendationSlateCard.position,
-            RecommendationSlateCard.source,
-        ).where(
-            RecommendationSlateCard.slate_id.in_({slate for slate, _ in missing}),
-            RecommendationSlateCard.challenge_id.in_({challenge for _, challenge in missing}),
-        )
-        for slate_id, challenge_id, position, card_source in db.session.execute(cards):
-            found.impressions.setdefault((slate_id, challenge_id), (position, card_source))
+    uncovered = _uncovered(incoming, found)
+    if uncovered:
+        _add_api_cards(found, uncovered)
+        _mark_unchecked(found, {slate for slate, _ in _uncovered(incoming, found)})
     if any(e.type == "dismiss" for e in incoming):
         dismissed = db.session.scalars(
             select(RecommendationEvent.challenge_id).where(
@@ -574,6 +535,60 @@ def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
         )
         found.keys.update(("dismiss", None, challenge_id) for challenge_id in dismissed)
     return found
+
+
+def _is_servers(event_id: str, slate_id: str, challenge_id: int) -> bool:
+    return event_id == natural_event_id("impression", slate_id, challenge_id)
+
+
+def _uncovered(incoming: list[IncomingEvent], found: _Recorded) -> set[tuple[str, int]]:
+    return {
+        (e.slate_id, e.challenge_id)
+        for e in incoming
+        if e.slate_id in found.slates and (e.slate_id, e.challenge_id) not in found.impressions
+    }
+
+
+def _add_api_cards(found: _Recorded, pairs: set[tuple[str, int]]) -> None:
+    cards = select(
+        RecommendationSlateCard.slate_id,
+        RecommendationSlateCard.challenge_id,
+        RecommendationSlateCard.position,
+        RecommendationSlateCard.source,
+    ).where(
+        RecommendationSlateCard.slate_id.in_({slate for slate, _ in pairs}),
+        RecommendationSlateCard.challenge_id.in_({challenge for _, challenge in pairs}),
+    )
+    for slate_id, challenge_id, position, card_source in db.session.execute(cards):
+        found.impressions[(slate_id, challenge_id)] = (position, card_source)
+
+
+def _mark_unchecked(found: _Recorded, slates: set[str]) -> None:
+    """Slates served before the server kept what API pages served: no stored card and no
+    impression of the server's own. Nothing to check their events against, so they are taken
+    as before, without a position or source. (A page slate has the server's impressions; a
+    newer API slate has cards.)"""
+    if not slates:
+        return
+    has_cards = set(
+        db.session.scalars(
+            select(RecommendationSlateCard.slate_id)
+            .where(RecommendationSlateCard.slate_id.in_(slates))
+            .distinct()
+        )
+    )
+    shown = db.session.execute(
+        select(
+            RecommendationEvent.slate_id,
+            RecommendationEvent.challenge_id,
+            RecommendationEvent.event_id,
+        ).where(
+            RecommendationEvent.slate_id.in_(slates - has_cards),
+            RecommendationEvent.type == "impression",
+        )
+    )
+    servers = {slate for slate, challenge, event in shown if _is_servers(event, slate, challenge)}
+    found.unchecked.update(slates - has_cards - servers)
 
 
 def _check_references(incoming: list[IncomingEvent], recorded: _Recorded) -> None:

@@ -281,19 +281,26 @@ def test_events_about_a_slate_served_before_cards_were_kept_are_taken_as_before(
     )
     db.session.add(slate)
     db.session.commit()
-    response = student_client.post(
-        "/recommendations/event",
-        json={
-            "event_id": str(uuid.uuid4()),
-            "type": "click",
-            "challenge_id": challenges[0].id,
-            "slate_id": slate.id,
-            "source": "model",
-        },
-    )
-    assert response.status_code == 201, response.get_json()
-    stored = db.session.scalar(select(RecommendationEvent))
-    assert (stored.slate_id, stored.position, stored.source) == (slate.id, None, None)
+    # Its client reports what it showed, then a click: both are taken, the click after the
+    # client's own impression too (a client's impression proves nothing, nor refuses anything).
+    for type_ in ("impression", "click"):
+        response = student_client.post(
+            "/recommendations/event",
+            json={
+                "event_id": str(uuid.uuid4()),
+                "type": type_,
+                "challenge_id": challenges[0].id,
+                "slate_id": slate.id,
+                "source": "model",
+            },
+        )
+        assert response.status_code == 201, response.get_json()
+    rows = db.session.execute(
+        select(
+            RecommendationEvent.slate_id, RecommendationEvent.position, RecommendationEvent.source
+        )
+    ).all()
+    assert rows == [(slate.id, None, None)] * 2
 
 
 def test_not_interested_about_a_card_of_another_slate_stands_without_credit(
