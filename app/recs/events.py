@@ -233,14 +233,6 @@ def _slate_row(user_id: int, slate, created_at: datetime) -> dict:
     }
 
 
-def save_slate(user_id: int, slate, created_at: datetime) -> None:
-    """Store and commit a ``serving.Slate``'s row (a recorded slate whose page the caller shows)."""
-    db.session.execute(
-        insert(RecommendationSlate.__table__), [_slate_row(user_id, slate, created_at)]
-    )
-    db.session.commit()
-
-
 def record_page(user_id: int, slate, new_slate: bool) -> int:
     """A rendered page: the slate's row when the page starts a slate (and shows something), and
     one impression per card, in one transaction; returns the number of new impressions."""

@@ -495,8 +495,9 @@ def get_recommendations(
 
     With ``slate_id`` (which must be this student's, else ``UnknownSlate``) the page continues that
     slate: cards it already showed before ``offset`` are skipped, so a card dismissed on page one
-    does not shift page two. ``record=True`` commits the new slate's row (nothing else); recording
-    impressions is the caller's job, so an admin preview can render a slate without any writes.
+    does not shift page two. ``record=True`` commits the new slate's row and the cards of this
+    page (nothing else); recording impressions is the caller's job, so an admin preview can render
+    a slate without any writes.
     """
     user_id = user if isinstance(user, int) else user.id
     k = current_app.config["RECS_SLATE_SIZE"] if k is None else k
@@ -548,4 +549,5 @@ def get_recommendations(
 
 
 def _save_slate(user_id: int, slate: Slate, now: datetime) -> None:
-    events.save_slate(user_id, slate, now)
+    # With the cards it served: a slate whose events could not be checked would take any.
+    events.save_api_page(user_id, slate, new_slate=True, created_at=now)
