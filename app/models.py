@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
+from app.text import BLANK_CHARACTERS
 
 
 def utcnow() -> datetime:
@@ -153,10 +154,13 @@ CATEGORY_KEY_LENGTH = 320
 def category_name_key(name: str) -> str:
     """What two category names must not share: compared case-insensitively in any script, with
     compatibility forms and composed or decomposed accents alike, invisible format characters
-    (zero-width spaces, direction marks) left out and runs of spaces as one. So "Robotics",
+    (zero-width spaces, direction marks) and blank letters (Hangul fillers and the like) left out
+    and runs of spaces as one. So "Robotics",
     "robotics", "ROBOTICS " and "Ro\u200bbotics" are one name."""
     visible = "".join(
-        c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c) != "Cf"
+        c
+        for c in unicodedata.normalize("NFKC", name)
+        if unicodedata.category(c) != "Cf" and c not in BLANK_CHARACTERS
     )
     return " ".join(visible.casefold().split())
 
@@ -375,6 +379,11 @@ class RecommendationSlateCard(db.Model):
     own impressions say the same."""
 
     __tablename__ = "recommendation_slate_cards"
+    # One card per place: a page asked for again after a dismissal must not put a second card
+    # where one was already served.
+    __table_args__ = (
+        Index("uq_recommendation_slate_cards_position", "slate_id", "position", unique=True),
+    )
 
     slate_id: Mapped[str] = mapped_column(
         ForeignKey("recommendation_slates.id", ondelete="CASCADE"), primary_key=True

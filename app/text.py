@@ -28,10 +28,23 @@ def clean_line(value: str | None) -> str | None:
     return " ".join(cleaned.split()) if cleaned is not None else None
 
 
+# Letters and marks Unicode counts as such that nonetheless show nothing (default-ignorable or
+# blank): Hangul fillers, the braille blank, variation selectors, the combining grapheme joiner.
+BLANK_CHARACTERS = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u2800\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
+
+
+def is_blank(character: str) -> bool:
+    return character in BLANK_CHARACTERS or unicodedata.category(character).startswith(("C", "Z"))
+
+
 def has_visible(value: str | None) -> bool:
-    """Whether any character shows: not only spaces, controls, joiners, marks of direction or
-    soft hyphens (Unicode categories Z* and C*)."""
-    return any(not unicodedata.category(c).startswith(("C", "Z")) for c in value or "")
+    """Whether any character shows: not only spaces, controls, joiners, marks of direction, soft
+    hyphens (Unicode categories Z* and C*) or the blank letters above."""
+    return any(not is_blank(c) for c in value or "")
 
 
 class Visible:

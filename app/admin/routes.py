@@ -67,17 +67,42 @@ def _categories_page(form: CategoryForm | None = None, status: int = 200):
 
 
 def _fill_missing_keys() -> None:
-    """Give a name key to categories written without one: by the previous release, serving while
-    the migration that added the column ran. Until then the duplicate check cannot see them."""
-    missing = db.session.scalars(select(Category).where(Category.name_key.is_(None))).all()
-    for category in missing:
-        key = category_name_key(category.name)
-        taken = db.session.scalar(select(Category.id).where(Category.name_key == key).limit(1))
-        too_long = len(key) > CATEGORY_KEY_LENGTH
-        category.name_key = distinct_category_key(key, category.id) if taken or too_long else key
-        log.info("category_id=%s given its name key", category.id)
-    if missing and not _commit_category():
-        log.info("category name keys filled by a concurrent request")
+    """Bring every category's name key in line with its name. Keys go missing or stale when the
+    previous release writes or renames categories while the migration that added them runs, or
+    when the rule itself grows; until mended the duplicate check cannot see those names. The
+    list is an admin's, short: all of it is read."""
+    stale = [
+        category
+        for category in db.session.scalars(select(Category).order_by(Category.id))
+        if not _key_matches(category)
+    ]
+    if not stale:
+        return
+    try:
+        for category in stale:
+            category.name_key = None  # out of the way while the others are given theirs
+        db.session.flush()
+        for category in stale:
+            key = category_name_key(category.name)
+            taken = db.session.scalar(select(Category.id).where(Category.name_key == key).limit(1))
+            too_long = len(key) > CATEGORY_KEY_LENGTH
+            category.name_key = (
+                distinct_category_key(key, category.id) if taken or too_long else key
+            )
+            db.session.flush()
+            log.info("category_id=%s given its name key", category.id)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.info("category name keys mended by a concurrent request")
+
+
+def _key_matches(category: Category) -> bool:
+    key = category_name_key(category.name)
+    stored = category.name_key
+    return stored is not None and (
+        stored == key or stored == distinct_category_key(key, category.id)
+    )
 
 
 def _name_taken(name: str, except_id: int | None = None) -> bool:

@@ -175,7 +175,12 @@ def _created_from(token: str | None, form: ChallengeForm) -> Challenge | None:
     earlier = db.session.scalar(select(Challenge).where(Challenge.creation_token == token))
     if earlier is None:
         return None
-    same = (earlier.title, earlier.category_id) == (form.title.data, form.category_id.data)
+    owner = form.owner_id.data if "owner_id" in form else current_user.id
+    same = (earlier.title, earlier.category_id, earlier.owner_id) == (
+        form.title.data,
+        form.category_id.data,
+        owner,
+    )
     return earlier if same else None
 
 

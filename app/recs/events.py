@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # A join counts as coming from a slate when the student clicked that slate's card this recently.
 ATTRIBUTION_WINDOW = timedelta(hours=24)
+# How long after the upgrade an API slate served before it (no stored cards) still takes events.
+UNCHECKED_SLATE_WINDOW = timedelta(hours=24)
 
 
 def owned_slate(user_id: int, slate_id: str | None) -> RecommendationSlate | None:
@@ -58,6 +60,26 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
     if shown is None:
         log.info("click ignored: challenge %s was not served in slate %s", challenge_id, slate.id)
         return False
+    # A card link of an API page whose impression its client never reported: clicked, so shown.
+    db.session.execute(
+        _INSERTS_IGNORING_DUPLICATES.get(db.session.get_bind().dialect.name, postgresql.insert)(
+            _EVENTS
+        ).on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id]),
+        [
+            {
+                "event_id": natural_event_id("impression", slate.id, challenge_id),
+                "user_id": user_id,
+                "challenge_id": challenge_id,
+                "type": "impression",
+                "slate_id": slate.id,
+                "position": shown.position,
+                "source": shown.source,
+                "model_version": slate.model_version,
+                "arm": slate.arm,
+                "created_at": utcnow(),
+            }
+        ],
+    )
     db.session.add(
         RecommendationEvent(
             # Deterministic id: two racing requests for the same click collapse on the unique key.
@@ -177,6 +199,8 @@ def _insert_new(rows: list[dict]) -> int:
 
 
 def _insert_ignoring_duplicates(rows: list[dict]) -> int:
+    if not rows:
+        return 0
     dialect_insert = _INSERTS_IGNORING_DUPLICATES.get(db.session.get_bind().dialect.name)
     if dialect_insert is None:
         existing = set(
@@ -321,13 +345,19 @@ def save_cards(slate) -> int:
                 select(table.c.challenge_id).where(table.c.slate_id == slate.slate_id)
             )
         )
-        rows = [row for row in rows if row["challenge_id"] not in stored]
+        taken = set(
+            db.session.scalars(select(table.c.position).where(table.c.slate_id == slate.slate_id))
+        )
+        rows = [
+            row
+            for row in rows
+            if row["challenge_id"] not in stored and row["position"] not in taken
+        ]
         if rows:
             db.session.execute(insert(table), rows)
         return len(rows)
-    statement = dialect_insert(table).on_conflict_do_nothing(
-        index_elements=[table.c.slate_id, table.c.challenge_id]
-    )
+    # Skips a card already stored, and a card for a place already taken.
+    statement = dialect_insert(table).on_conflict_do_nothing()
     return int(db.session.execute(statement, rows).rowcount or 0)
 
 
@@ -556,10 +586,24 @@ def _add_api_cards(found: _Recorded, pairs: set[tuple[str, int]]) -> None:
 
 
 def _mark_unchecked(found: _Recorded, slates: set[str]) -> None:
-    """Slates served before the server kept what API pages served: no stored card and no
-    impression of the server's own. Nothing to check their events against, so they are taken
-    as before, without a position or source. (A page slate has the server's impressions; a
-    newer API slate has cards.)"""
+    """Slates served, in the last day, before the server kept what API pages served: no stored
+    card and no impression of the server's own. Nothing to check their events against, so they
+    are taken as before, without a position or source. (A page slate has the server's
+    impressions; a newer API slate has cards.)"""
+    # Only slates of the last day: a slate from before the upgrade is stale after that, and one
+    # whose events were purged must not become a slate that takes anything.
+    recent = utcnow() - UNCHECKED_SLATE_WINDOW
+    slates = (
+        set(
+            db.session.scalars(
+                select(RecommendationSlate.id).where(
+                    RecommendationSlate.id.in_(slates), RecommendationSlate.created_at >= recent
+                )
+            )
+        )
+        if slates
+        else set()
+    )
     if not slates:
         return
     has_cards = set(
@@ -645,11 +689,36 @@ def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]
     """
     recorded = _recorded(user_id, incoming)
     _check_references(incoming, recorded)
-    now, rows = utcnow(), []
+    now, rows, implied = utcnow(), [], []
     for e in incoming:
         if _natural_key(e) in recorded.keys:
             continue
         recorded.keys.add(_natural_key(e))
-        rows.append(_event_row(user_id, e, recorded, now))
+        row = _event_row(user_id, e, recorded, now)
+        rows.append(row)
+        if e.type == "click" and row["position"] is not None:
+            implied.extend(_implied_impression(row, recorded))
+    try:
+        # Not counted in the answer: the client did not send them.
+        _insert_ignoring_duplicates(implied)
+    except IntegrityError:
+        db.session.rollback()
     stored = _insert_new(rows)
     return stored, len(incoming) - stored
+
+
+def _implied_impression(click: dict, recorded: _Recorded) -> list[dict]:
+    """A click on a served card whose impression was never reported (an API client that skipped
+    it) shows the card was displayed: its impression is stored too, under the server's own id, so
+    clicks never outnumber impressions."""
+    key = ("impression", click["slate_id"], click["challenge_id"])
+    if key in recorded.keys:
+        return []
+    recorded.keys.add(key)
+    return [
+        {
+            **click,
+            "event_id": natural_event_id("impression", click["slate_id"], click["challenge_id"]),
+            "type": "impression",
+        }
+    ]

@@ -90,7 +90,9 @@ class Proportion:
 
     @property
     def rate(self) -> float:
-        return self.successes / self.trials if self.trials else 0.0
+        # At most 1: a count of clicks above its impressions (which should not happen) must not
+        # break the interval's square root nor read as a rate above 100%.
+        return min(1.0, self.successes / self.trials) if self.trials else 0.0
 
     def wilson_interval(self, z: float = 1.959964) -> tuple[float, float]:
         """95% Wilson score interval: sensible for small counts and rates near 0, unlike Wald."""
@@ -107,7 +109,7 @@ def two_proportion_test(a: Proportion, b: Proportion) -> tuple[float, float]:
     """Pooled two-proportion z-test; returns (z, two-sided p-value)."""
     if a.trials == 0 or b.trials == 0:
         return (0.0, 1.0)
-    pooled = (a.successes + b.successes) / (a.trials + b.trials)
+    pooled = min(1.0, (a.successes + b.successes) / (a.trials + b.trials))
     se = math.sqrt(pooled * (1 - pooled) * (1 / a.trials + 1 / b.trials))
     if se == 0:
         return (0.0, 1.0)

@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -125,36 +126,47 @@ def export_interactions(
 
 class _atomic_text_file:
     """Write a sibling temp file, then rename it over the target: readers never see half a file.
-    A symbolic link is followed (the file it points at is replaced, the link stays), an existing
-    file keeps its permissions (an export readable by its owner only stays so), and anything but
-    a regular file (a device, a pipe) is refused rather than replaced."""
+
+    The files hold personal data and may be written into folders others can write to, so:
+    - a target that is a symbolic link, a device or a pipe is refused, never followed or
+      replaced (a planted link must not redirect the export onto another file);
+    - the temp file is created new and private (``mkstemp``: exclusive, mode 0600), so nothing
+      planted under its name is written through;
+    - an existing file of the operator's keeps its permissions; a new one stays 0600."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.target = self.path.resolve() if self.path.is_symlink() else self.path
-        self.temp = self.target.with_name(f".{self.target.name}.{os.getpid()}.tmp")
 
     def __enter__(self) -> TextIO:
         try:
-            existing = self.target.stat()
+            existing = self.path.lstat()
         except FileNotFoundError:
             existing = None
         if existing is not None and not stat.S_ISREG(existing.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file; name a file to write", str(self.path))
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.temp, "w", newline="", encoding="utf-8")
-        if existing is not None:
-            try:
-                os.chmod(self.temp, stat.S_IMODE(existing.st_mode))
-            except OSError:
-                self.__exit__(OSError, None, None)
-                raise
+            raise OSError(
+                errno.EINVAL,
+                "not a regular file (a link, a device or a pipe); name a file to write",
+                str(self.path),
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self.temp = Path(temp)
+        try:
+            if existing is not None and existing.st_uid == os.getuid():
+                os.fchmod(descriptor, stat.S_IMODE(existing.st_mode))
+            self.fh = open(descriptor, "w", newline="", encoding="utf-8")
+        except OSError:
+            os.close(descriptor)
+            self.temp.unlink(missing_ok=True)
+            raise
         return self.fh
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.fh.close()
         if exc_type is None:
-            os.replace(self.temp, self.target)
+            os.replace(self.temp, self.path)
         else:
             self.temp.unlink(missing_ok=True)
 

@@ -39,7 +39,14 @@ def upgrade():
             'slate_id', 'challenge_id', name=op.f('pk_recommendation_slate_cards')
         ),
     )
+    op.create_index(
+        'uq_recommendation_slate_cards_position',
+        'recommendation_slate_cards',
+        ['slate_id', 'position'],
+        unique=True,
+    )
 
 
 def downgrade():
+    op.drop_index('uq_recommendation_slate_cards_position', table_name='recommendation_slate_cards')
     op.drop_table('recommendation_slate_cards')

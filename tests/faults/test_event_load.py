@@ -240,6 +240,12 @@ def assert_stored_exactly_once(ledger: dict, refused: set, challenge_ids: set) -
         )
     ).all()
     stored = {row.event_id: (row.type, row.slate_id, row.challenge_id) for row in rows}
+    # An impression a click of another batch implied first is stored under the server's id, and
+    # the client's own report of it is acknowledged as a duplicate: stored, by what it says.
+    said = {(row.type, row.slate_id, row.challenge_id) for row in rows}
+    ledger = {
+        k: v for k, v in ledger.items() if k in stored or not (v[0] == "impression" and v in said)
+    }
     lost = set(ledger) - set(stored)
     assert not lost, f"{len(lost)} acknowledged events are missing, e.g. {sorted(lost)[:3]}"
     assert {k: stored[k] for k in ledger} == ledger

@@ -85,3 +85,9 @@ def test_arm_stats_counts_events_per_arm(app):
     assert (stats["model"].impressions, stats["model"].clicks, stats["model"].joins) == (10, 3, 1)
     assert (stats["heuristic"].impressions, stats["heuristic"].clicks, stats["heuristic"].joins) == (8, 1, 0)
     assert stats["model"].ctr.rate == pytest.approx(0.3)
+
+
+def test_more_successes_than_trials_do_not_break_the_statistics():
+    odd = Proportion(6, 1)
+    assert odd.rate == 1.0 and odd.wilson_interval()[1] <= 1.0
+    assert two_proportion_test(odd, Proportion(1, 10))[1] <= 1.0

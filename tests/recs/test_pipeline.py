@@ -337,21 +337,32 @@ def test_state_row_is_created_on_first_publish(app, campus):
     assert db.session.get(RecommendationState, 1).published_run_id == publish.published_run().id
 
 
-def test_export_follows_a_link_keeps_permissions_and_refuses_devices(app, campus, tmp_path):
+def test_export_refuses_links_and_devices_and_keeps_an_owners_permissions(app, campus, tmp_path):
     import os
     import stat
 
-    target = tmp_path / "private.csv"
-    target.write_text("old\n")
-    target.chmod(0o600)
+    private = tmp_path / "private.csv"
+    private.write_text("old\n")
+    private.chmod(0o640)
+    pipeline.export_interactions(private)
+    assert private.read_text().startswith("user_id,")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o640
+    fresh = tmp_path / "fresh.csv"
+    pipeline.export_interactions(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600  # personal data: private until said
+    # A link planted where the export goes must not redirect it onto another file.
+    precious = tmp_path / "precious.db"
+    precious.write_text("keep me\n")
     link = tmp_path / "link.csv"
-    link.symlink_to(target)
-    pipeline.export_interactions(link)
-    assert link.is_symlink() and target.read_text().startswith("user_id,")
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    link.symlink_to(precious)
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    with pytest.raises(OSError, match="not a regular file"):
-        pipeline.export_interactions(fifo)
+    for target in (link, fifo, tmp_path / "dangling.csv"):
+        if target.name == "dangling.csv":
+            target.symlink_to(tmp_path / "somewhere" / "new.pth")
+        with pytest.raises(OSError, match="not a regular file"):
+            pipeline.export_interactions(target)
+    assert precious.read_text() == "keep me\n" and link.is_symlink()
+    assert not (tmp_path / "somewhere").exists()
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert not list(tmp_path.glob(".*.tmp"))

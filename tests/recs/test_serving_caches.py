@@ -133,5 +133,12 @@ def test_an_event_id_stored_by_another_writer_is_a_duplicate(campus):
     )
     db.session.commit()
     assert events.store_events(student.id, incoming) == (1, 1)
-    stored = db.session.scalars(select(RecommendationEvent.event_id)).all()
+    stored = db.session.scalars(
+        select(RecommendationEvent.event_id).where(RecommendationEvent.type != "impression")
+    ).all()
     assert sorted(stored) == sorted(ids)
+    # The clicked cards' impressions were never reported: the clicks imply them.
+    impressions = db.session.scalar(
+        select(func.count()).where(RecommendationEvent.type == "impression")
+    )
+    assert impressions == len(slate.items)

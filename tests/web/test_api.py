@@ -320,3 +320,65 @@ def test_not_interested_about_a_card_of_another_slate_stands_without_credit(
     assert response.status_code == 201, response.get_json()
     dismiss = db.session.scalar(select(RecommendationEvent))
     assert (dismiss.challenge_id, dismiss.slate_id, dismiss.source) == (other, None, None)
+
+
+def test_a_slate_older_than_a_day_without_cards_takes_no_events(student_client, challenges):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    slate = RecommendationSlate(
+        id=str(uuid.uuid4()),
+        user_id=student_client.user.id,
+        source="model",
+        created_at=utcnow() - timedelta(days=2),
+    )
+    db.session.add(slate)
+    db.session.commit()
+    response = student_client.post(
+        "/recommendations/event",
+        json={
+            "event_id": str(uuid.uuid4()),
+            "type": "click",
+            "challenge_id": challenges[0].id,
+            "slate_id": slate.id,
+        },
+    )
+    assert response.status_code == 400
+    assert db.session.scalar(select(func.count()).select_from(RecommendationEvent)) == 0
+
+
+def test_one_card_per_place_when_a_page_is_asked_for_again(student_client, challenges):
+    from app.models import RecommendationSlateCard
+
+    first = student_client.get(URL + "?k=3").get_json()
+    dismissed = first["items"][0]["challenge_id"]
+    student_client.post(
+        f"/challenges/recommended/{dismissed}/dismiss", data={"slate": first["slate_id"]}
+    )
+    student_client.get(f"{URL}?k=3&offset=0&slate_id={first['slate_id']}")
+    positions = db.session.scalars(
+        select(RecommendationSlateCard.position).where(
+            RecommendationSlateCard.slate_id == first["slate_id"]
+        )
+    ).all()
+    assert sorted(positions) == sorted(set(positions))
+
+
+def test_clicks_never_outnumber_impressions_on_an_api_card(student_client, challenges):
+    body = student_client.get(URL + "?k=2").get_json()
+    card = body["items"][0]
+    for _ in range(3):
+        student_client.post(
+            "/recommendations/event",
+            json={
+                "event_id": str(uuid.uuid4()),
+                "type": "click",
+                "challenge_id": card["challenge_id"],
+                "slate_id": body["slate_id"],
+            },
+        )
+    kinds = db.session.execute(
+        select(RecommendationEvent.type, func.count()).group_by(RecommendationEvent.type)
+    ).all()
+    assert dict(kinds) == {"click": 1, "impression": 1}

@@ -360,3 +360,47 @@ def test_only_one_experiment_can_run(app, monkeypatch):
     with pytest.raises(ValueError, match="already running"):
         experiments.start_experiment("third", 50)
     assert db.session.scalars(select(Experiment.name)).all() == ["first"]
+
+
+def test_a_create_token_is_only_ever_its_owners(professor_client, app):
+    from tests.helpers import login, make_user
+
+    category = make_category()
+    token = str(uuid.uuid4())
+    assert (
+        professor_client.post(
+            "/professor/challenges/new", data=create_form(category, token)
+        ).status_code
+        == 303
+    )
+    other = app.test_client()
+    login(other, make_user("professor"))
+    response = other.post("/professor/challenges/new", data=create_form(category, token))
+    assert response.status_code == 303
+    assert count(Challenge) == 2  # not told "already created", nor kept from creating
+
+
+def test_keys_stale_from_the_previous_release_are_mended_before_names_are_compared(admin_client):
+    robotics = make_category("Robotics")
+    # The previous release renames without touching the key.
+    db.session.execute(
+        Category.__table__.update().where(Category.__table__.c.id == robotics.id).values(name="Art")
+    )
+    db.session.commit()
+    assert admin_client.post("/admin/categories", data={"name": "Robotics"}).status_code == 303
+    assert admin_client.post("/admin/categories", data={"name": "ART"}).status_code == 409
+
+
+@pytest.mark.parametrize("blank", ["\u3164", "\u115f", "\uffa0", "\u2800", "\ufe0f", "\u034f"])
+def test_blank_letters_neither_make_a_name_nor_tell_two_apart(
+    admin_client, professor_client, blank
+):
+    category = make_category("Robotics")
+    alike = admin_client.post("/admin/categories", data={"name": "Robotics" + blank})
+    assert alike.status_code == 409
+    empty = admin_client.post("/admin/categories", data={"name": blank * 3})
+    assert empty.status_code == 400
+    title = professor_client.post(
+        "/professor/challenges/new", data={**create_form(category, None), "title": blank * 2}
+    )
+    assert title.status_code == 400
