@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,7 @@ from app.models import (
     RecommendationEvent,
     RecommendationSlate,
     RecommendationSlateCard,
+    User,
     utcnow,
 )
 
@@ -687,6 +688,7 @@ def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]
     Raises ``InvalidEvents`` (nothing stored) when a slate is not this student's or a challenge does
     not exist. Duplicates are events whose ``event_id`` or natural key is already stored.
     """
+    _serialize_student(user_id)
     recorded = _recorded(user_id, incoming)
     _check_references(incoming, recorded)
     now, rows, implied = utcnow(), [], []
@@ -705,6 +707,17 @@ def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]
         db.session.rollback()
     stored = _insert_new(rows)
     return stored, len(incoming) - stored
+
+
+def _serialize_student(user_id: int) -> None:
+    """Take the student's row lock before looking for duplicates: two batches of one student's
+    sent at once are then checked one after the other, so an event both carry (under different
+    ids) is stored once. On SQLite a no-op write takes the database's write lock, which the
+    batch's insert needs anyway."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    else:
+        db.session.execute(text("UPDATE users SET id = id WHERE id = :id"), {"id": user_id})
 
 
 def _implied_impression(click: dict, recorded: _Recorded) -> list[dict]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import RecommendationEvent, RecommendationSlate
@@ -264,3 +264,52 @@ def assert_stored_exactly_once(ledger: dict, refused: set, challenge_ids: set) -
     )
     assert all(row.slate_id in owners and owners[row.slate_id] == row.user_id for row in rows)
     assert {row.challenge_id for row in rows} <= challenge_ids
+
+
+def test_one_card_event_sent_twice_at_once_under_two_ids_is_stored_once(app):
+    """The duplicate check and the insert run under the student's lock, one batch after the
+    other: without it both batches pass the check and both insert."""
+    import threading
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.recs import events as recs_events
+    from app.recs import serving
+
+    owner, category = make_user("professor"), make_category()
+    for _ in range(3):
+        make_challenge(owner=owner, category=category)
+    student = make_user("student")
+    slate = serving.get_recommendations(student, k=2, record=True)
+    card = slate.items[0].challenge_id
+    student_id, slate_id = student.id, slate.slate_id
+    db.session.commit()
+    barrier = threading.Barrier(2)
+
+    def send() -> tuple[int, int]:
+        with app.app_context():
+            try:
+                batch = recs_events.parse_events(
+                    {
+                        "events": [
+                            {
+                                "event_id": str(uuid.uuid4()),
+                                "type": "click",
+                                "challenge_id": card,
+                                "slate_id": slate_id,
+                            }
+                        ]
+                    },
+                    limit=10,
+                )
+                barrier.wait(timeout=30)
+                return recs_events.store_events(student_id, batch)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = [f.result(timeout=60) for f in [pool.submit(send) for _ in range(2)]]
+    assert sorted(results) == [(0, 1), (1, 0)]
+    db.session.expire_all()
+    clicks = db.session.scalar(select(func.count()).where(RecommendationEvent.type == "click"))
+    assert clicks == 1
