@@ -12,7 +12,9 @@ _counter = itertools.count(1)
 PASSWORD = "password123"
 
 
-def make_user(role: str = "student", email: str | None = None, password: str = PASSWORD, **kw) -> User:
+def make_user(
+    role: str = "student", email: str | None = None, password: str = PASSWORD, **kw
+) -> User:
     n = next(_counter)
     user = User(
         email=User.normalize_email(email or f"{role}{n}@uni.test"),
@@ -51,7 +53,9 @@ def make_challenge(owner: User | None = None, category: Category | None = None, 
     return challenge
 
 
-def make_participation(user: User, challenge: Challenge, status: str = "joined", **kw) -> Participation:
+def make_participation(
+    user: User, challenge: Challenge, status: str = "joined", **kw
+) -> Participation:
     participation = Participation(user_id=user.id, challenge_id=challenge.id, status=status, **kw)
     db.session.add(participation)
     if status != "left":
@@ -80,3 +84,14 @@ def make_event(
 
 def login(client, user: User, password: str = PASSWORD):
     return client.post("/login", data={"email": user.email, "password": password})
+
+
+def recorded_slate(user: User, **kw):
+    """A slate served and stored as the JSON API stores it (its row and the cards it served),
+    without impressions: ``serving.get_recommendations`` writes nothing itself."""
+    from app.recs import events, serving
+
+    slate = serving.get_recommendations(user, **kw)
+    if slate.items:
+        events.save_api_page(user.id, slate, new_slate=True, created_at=utcnow())
+    return slate

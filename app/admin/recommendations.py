@@ -471,7 +471,7 @@ def _preview_of(student: User) -> dict:
     now = utcnow()
     history = load_user_history(student.id)
     published = serving.published_rows(student.id)
-    served = serving.get_recommendations(student, record=False, now=now)
+    served = serving.get_recommendations(student, now=now)
     return {
         "model_rows": _model_rows(published[:PREVIEW_ROWS], history, now),
         "model_rows_total": len(published),

@@ -167,26 +167,21 @@ def _token(form: ChallengeForm) -> str | None:
         return None
 
 
-def _created_from(token: str | None, form: ChallengeForm) -> Challenge | None:
-    """The challenge this very form already created, if it did. A form sent back with other
-    content (Back, change the title, submit) is a new challenge, not a repeat."""
+def _created_from(token: str | None) -> Challenge | None:
+    """The challenge created from the form that carried this token, if any."""
     if token is None:
         return None
-    earlier = db.session.scalar(select(Challenge).where(Challenge.creation_token == token))
-    if earlier is None:
-        return None
+    return db.session.scalar(select(Challenge).where(Challenge.creation_token == token))
+
+
+def _is_repeat(earlier: Challenge, form: ChallengeForm) -> bool:
+    """Whether the form is the one ``earlier`` was created from, sent again. A form sent back
+    with other content (Back, change the title, submit) is a new challenge, not a repeat."""
     owner = form.owner_id.data if "owner_id" in form else current_user.id
-    same = (earlier.title, earlier.category_id, earlier.owner_id) == (
+    return (earlier.title, earlier.category_id, earlier.owner_id) == (
         form.title.data,
         form.category_id.data,
         owner,
-    )
-    return earlier if same else None
-
-
-def _token_in_use(token: str | None) -> bool:
-    return token is not None and (
-        db.session.scalar(select(Challenge.id).where(Challenge.creation_token == token)) is not None
     )
 
 
@@ -334,18 +329,18 @@ def new_challenge():
         log.info("challenge create rejected user_id=%s errors=%s", current_user.id, form.errors)
         return _render_form(form, None, 400)
     token = _token(form)
-    earlier = _created_from(token, form)
+    earlier = _created_from(token)
     if earlier is not None:
-        return _already_created(earlier)
-    if _token_in_use(token):
+        if _is_repeat(earlier, form):
+            return _already_created(earlier)
         token = None  # the form was reused for another challenge: nothing to deduplicate
     challenge = Challenge(owner_id=current_user.id, participations_count=0, creation_token=token)
     _apply_form(challenge, form)
     db.session.add(challenge)
     if not _save(form):
         # The same form submitted twice at once: the other request created it.
-        earlier = _created_from(token, form)
-        if earlier is not None:
+        earlier = _created_from(token)
+        if earlier is not None and _is_repeat(earlier, form):
             form.form_errors.clear()
             return _already_created(earlier)
         return _render_form(form, None, 400)

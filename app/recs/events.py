@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import and_, func, insert, literal, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -61,40 +61,23 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
     if shown is None:
         log.info("click ignored: challenge %s was not served in slate %s", challenge_id, slate.id)
         return False
-    # A card link of an API page whose impression its client never reported: clicked, so shown.
-    db.session.execute(
-        _INSERTS_IGNORING_DUPLICATES.get(db.session.get_bind().dialect.name, postgresql.insert)(
-            _EVENTS
-        ).on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id]),
-        [
-            {
-                "event_id": natural_event_id("impression", slate.id, challenge_id),
-                "user_id": user_id,
-                "challenge_id": challenge_id,
-                "type": "impression",
-                "slate_id": slate.id,
-                "position": shown.position,
-                "source": shown.source,
-                "model_version": slate.model_version,
-                "arm": slate.arm,
-                "created_at": utcnow(),
-            }
-        ],
-    )
-    db.session.add(
-        RecommendationEvent(
-            # Deterministic id: two racing requests for the same click collapse on the unique key.
-            event_id=natural_event_id("click", slate.id, challenge_id),
-            user_id=user_id,
-            challenge_id=challenge_id,
-            type="click",
-            slate_id=slate.id,
-            position=shown.position,
-            source=shown.source,
-            model_version=slate.model_version,
-            arm=slate.arm,
-        )
-    )
+    click = {
+        # Deterministic id: two racing requests for the same click collapse on the unique key.
+        "event_id": natural_event_id("click", slate.id, challenge_id),
+        "user_id": user_id,
+        "challenge_id": challenge_id,
+        "type": "click",
+        "slate_id": slate.id,
+        "position": shown.position,
+        "source": shown.source,
+        "model_version": slate.model_version,
+        "arm": slate.arm,
+        "created_at": utcnow(),
+    }
+    if shown.api_card:
+        # An API page's card whose impression its client never reported: clicked, so shown.
+        _insert_ignoring_duplicates([_impression_of(click)])
+    db.session.add(RecommendationEvent(**click))
     try:
         db.session.commit()
     except IntegrityError:
@@ -295,18 +278,26 @@ def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None)
 
 
 def _impression(slate_id: str, challenge_id: int):
-    """(position, source) of a card the server served in this slate, or None. The server's own
-    impression (its id is keyed with the app's secret, so no client can have written it) or the
-    card the JSON API stored; never an impression a client reported."""
+    """(position, source, api_card) of a card the server served in this slate, or None: the
+    server's own impression (its id is keyed with the app's secret, so no client can have written
+    it), else the card the JSON API stored (``api_card``); never an impression a client reported."""
     shown = db.session.execute(
-        select(RecommendationEvent.position, RecommendationEvent.source).where(
+        select(
+            RecommendationEvent.position,
+            RecommendationEvent.source,
+            literal(False).label("api_card"),
+        ).where(
             RecommendationEvent.event_id == natural_event_id("impression", slate_id, challenge_id)
         )
     ).first()
     if shown is not None:
         return shown
     return db.session.execute(
-        select(RecommendationSlateCard.position, RecommendationSlateCard.source).where(
+        select(
+            RecommendationSlateCard.position,
+            RecommendationSlateCard.source,
+            literal(True).label("api_card"),
+        ).where(
             RecommendationSlateCard.slate_id == slate_id,
             RecommendationSlateCard.challenge_id == challenge_id,
         )
@@ -728,10 +719,13 @@ def _implied_impression(click: dict, recorded: _Recorded) -> list[dict]:
     if key in recorded.keys:
         return []
     recorded.keys.add(key)
-    return [
-        {
-            **click,
-            "event_id": natural_event_id("impression", click["slate_id"], click["challenge_id"]),
-            "type": "impression",
-        }
-    ]
+    return [_impression_of(click)]
+
+
+def _impression_of(click: dict) -> dict:
+    """The impression a click implies, under the server's own id."""
+    return {
+        **click,
+        "event_id": natural_event_id("impression", click["slate_id"], click["challenge_id"]),
+        "type": "impression",
+    }

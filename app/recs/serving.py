@@ -488,16 +488,14 @@ def get_recommendations(
     k: int | None = None,
     offset: int = 0,
     slate_id: str | None = None,
-    record: bool = False,
     now: datetime | None = None,
 ) -> Slate:
     """The next ``k`` cards of a slate, starting at absolute position ``offset``.
 
     With ``slate_id`` (which must be this student's, else ``UnknownSlate``) the page continues that
     slate: cards it already showed before ``offset`` are skipped, so a card dismissed on page one
-    does not shift page two. ``record=True`` commits the new slate's row and the cards of this
-    page (nothing else); recording impressions is the caller's job, so an admin preview can render
-    a slate without any writes.
+    does not shift page two. Nothing is written: the caller records what it shows (the page its
+    impressions, the JSON API its cards), so an admin preview renders a slate without any writes.
     """
     user_id = user if isinstance(user, int) else user.id
     k = current_app.config["RECS_SLATE_SIZE"] if k is None else k
@@ -543,11 +541,4 @@ def get_recommendations(
         offset,
         has_more,
     )
-    if record and page:
-        _save_slate(user_id, slate, now)
     return slate
-
-
-def _save_slate(user_id: int, slate: Slate, now: datetime) -> None:
-    # With the cards it served: a slate whose events could not be checked would take any.
-    events.save_api_page(user_id, slate, new_slate=True, created_at=now)

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import RecommendationEvent, RecommendationSlate
 from tests.faults.conftest import ROOT, process_env
-from tests.helpers import PASSWORD, make_category, make_challenge, make_user
+from tests.helpers import PASSWORD, make_category, make_challenge, make_user, recorded_slate
 
 STUDENTS = 8
 CHALLENGES = 40
@@ -274,13 +274,12 @@ def test_one_card_event_sent_twice_at_once_under_two_ids_is_stored_once(app):
     from concurrent.futures import ThreadPoolExecutor
 
     from app.recs import events as recs_events
-    from app.recs import serving
 
     owner, category = make_user("professor"), make_category()
     for _ in range(3):
         make_challenge(owner=owner, category=category)
     student = make_user("student")
-    slate = serving.get_recommendations(student, k=2, record=True)
+    slate = recorded_slate(student, k=2)
     card = slate.items[0].challenge_id
     student_id, slate_id = student.id, slate.slate_id
     db.session.commit()

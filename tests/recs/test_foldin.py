@@ -17,7 +17,7 @@ from app.recs.data import InteractionMatrix, read_database
 from app.recs.eligibility import load_user_history
 from app.recs.models import CANDIDATES, Artifact, load_artifact, save_artifact
 from app.recs.publish import rank_rows
-from tests.helpers import make_user
+from tests.helpers import make_user, recorded_slate
 from tests.recs.planted_data import (
     add_event,
     make_student,
@@ -241,7 +241,7 @@ def test_history_dates_changes_as_the_training_does(campus):
 
 def test_continuing_a_slate_of_an_older_version_never_loads_its_artifact(campus, app, monkeypatch):
     student = most_rows(campus)
-    first = serving.get_recommendations(student, k=2, record=True)
+    first = recorded_slate(student, k=2)
     assert first.model_version == campus["run"].version and from_model(first)
     assert pipeline.train().status == "published"  # a new version between two pages
     app.extensions.pop(foldin.EXTENSION_KEY, None)  # as in a freshly started worker

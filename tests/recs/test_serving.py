@@ -22,7 +22,13 @@ from app.recs.serving import (
     excluded_challenge_ids,
     get_recommendations,
 )
-from tests.helpers import make_category, make_challenge, make_participation, make_user
+from tests.helpers import (
+    make_category,
+    make_challenge,
+    make_participation,
+    make_user,
+    recorded_slate,
+)
 
 
 @pytest.fixture
@@ -149,7 +155,7 @@ def test_record_writes_the_slate_row_only_and_preview_writes_nothing(student, ne
     new_challenge()
     preview = get_recommendations(student, k=3)
     assert db.session.get(RecommendationSlate, preview.slate_id) is None
-    recorded = get_recommendations(student, k=3, record=True)
+    recorded = recorded_slate(student, k=3)
     row = db.session.get(RecommendationSlate, recorded.slate_id)
     assert (row.user_id, row.source) == (student.id, "heuristic")
     assert db.session.scalar(select(func.count(RecommendationEvent.id))) == 0
@@ -157,7 +163,7 @@ def test_record_writes_the_slate_row_only_and_preview_writes_nothing(student, ne
 
 def test_continuing_a_slate_skips_what_it_showed(student, new_challenge):
     challenges = [new_challenge() for _ in range(5)]
-    first = get_recommendations(student, k=2, record=True)
+    first = recorded_slate(student, k=2)
     events.record_impressions(student.id, first)
     events.record_dismiss(student.id, first.items[0].challenge_id, first.slate_id)
     second = get_recommendations(student, k=2, offset=2, slate_id=first.slate_id)
@@ -170,7 +176,7 @@ def test_continuing_a_slate_skips_what_it_showed(student, new_challenge):
 
 def test_a_slate_of_another_student_is_refused(student, new_challenge):
     new_challenge()
-    theirs = get_recommendations(make_user(), k=1, record=True)
+    theirs = recorded_slate(make_user(), k=1)
     with pytest.raises(UnknownSlate):
         get_recommendations(student, k=1, offset=1, slate_id=theirs.slate_id)
 
@@ -187,7 +193,7 @@ def test_eligibility_helpers(student, new_challenge):
 def test_a_continued_slate_keeps_the_version_it_started_with(student, new_challenge):
     challenges = [new_challenge() for _ in range(8)]
     old = publish(student, challenges[:6], version="v-old")
-    first = get_recommendations(student, k=2, record=True)
+    first = recorded_slate(student, k=2)
     assert first.model_version == "v-old" and ids(first) == [c.id for c in challenges[:2]]
     old.status = "superseded"
     publish(student, list(reversed(challenges)), version="v-new")  # published between two pages
@@ -201,7 +207,7 @@ def test_a_continued_slate_keeps_the_version_it_started_with(student, new_challe
 
 def test_a_slate_that_began_without_model_cards_goes_on_without_them(student, new_challenge):
     challenges = [new_challenge() for _ in range(6)]
-    first = get_recommendations(student, k=2, record=True)
+    first = recorded_slate(student, k=2)
     assert first.model_version is None and {i.source for i in first.items} == {"heuristic"}
     publish(student, challenges, version="v1")
     second = get_recommendations(student, k=2, offset=2, slate_id=first.slate_id)

@@ -11,7 +11,13 @@ from app.extensions import db
 from app.models import Challenge, RecommendationEvent, RecommendationSlate, utcnow
 from app.recs import eligibility, events, heuristic, serving
 from app.recs.eligibility import load_user_history, scoring_catalogue
-from tests.helpers import make_category, make_challenge, make_participation, make_user
+from tests.helpers import (
+    make_category,
+    make_challenge,
+    make_participation,
+    make_user,
+    recorded_slate,
+)
 
 WINDOW = timedelta(days=7)
 
@@ -105,7 +111,7 @@ def test_a_page_is_recorded_in_one_commit_and_a_reload_adds_nothing(campus):
 
 def test_an_event_id_stored_by_another_writer_is_a_duplicate(campus):
     student = campus["student"]
-    slate = serving.get_recommendations(student, k=2, record=True)
+    slate = recorded_slate(student, k=2)
     ids = ["0b5a3f3e-8a55-4a39-9d4c-6a1f7a1b2c3d", "5c1d2e3f-0a1b-4c2d-8e3f-4a5b6c7d8e9f"]
     incoming = events.parse_events(
         {
