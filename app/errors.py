@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -39,17 +40,81 @@ def render_error(status: int, message: str | None = None):
     return render_template("errors/error.html", status=status, message=message), status
 
 
+CSRF_MESSAGE = (
+    "Security token missing or invalid: the form had expired or was not sent from this site. "
+    "Reload the page and try again."
+)
+# Anonymous visitors may post these forms; any other form needs a login.
+ANONYMOUS_FORMS = frozenset({"auth.login", "auth.register"})
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def page_path() -> str | None:
+    """The same-site path of the page the request came from: for an HTMX request the page it was
+    made from, otherwise the referring page."""
+    from app.auth.routes import safe_next
+
+    source = request.headers.get("HX-Current-URL") or request.referrer
+    if not source:
+        return None
+    parts = urlsplit(source)
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
+def login_needed():
+    """A logged-out request to a page that needs a login: HTMX is sent to the login page (with
+    the page it was on to come back to), JSON callers get 401, a browser is redirected."""
+    if is_htmx():
+        response = jsonify(error=MESSAGES[401], status=401, problems=[MESSAGES[401]])
+        response.headers["HX-Redirect"] = url_for("auth.login", next=page_path())
+        return response, 401
+    if wants_json():
+        return jsonify(error=MESSAGES[401], status=401, problems=[MESSAGES[401]]), 401
+    return None
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError):
-        log.warning("CSRF failure path=%s address=%s reason=%s", request.path, request.remote_addr, exc.description)
-        return render_error(400, f"Security token missing or invalid ({exc.description}). Reload the page and try again.")
+        from flask_login import current_user
+
+        log.warning(
+            "CSRF failure path=%s address=%s logged_in=%s reason=%s",
+            request.path,
+            request.remote_addr,
+            current_user.is_authenticated,
+            exc.description,
+        )
+        if not current_user.is_authenticated and request.endpoint not in ANONYMOUS_FORMS:
+            # The session ended (expired, or logged out in another tab) while the page was
+            # open: what the form was for needs a login anyway, so say that and offer one.
+            answer = login_needed()
+            if answer is not None:
+                return answer
+            flash("Your session has ended. Log in and try again.", "info")
+            return redirect(url_for("auth.login", next=page_path()), 303)
+        if is_htmx():
+            # A page open since before the session changed: reload it with a fresh token.
+            flash("The page had expired, so it was reloaded. Try again.", "info")
+            response = jsonify(error=CSRF_MESSAGE, status=400, problems=[CSRF_MESSAGE])
+            response.headers["HX-Refresh"] = "true"
+            return response, 400
+        return render_error(400, CSRF_MESSAGE)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if exc.code and exc.code >= 500:
             log.error("HTTP %s on %s", exc.code, request.path)
-        description = exc.description if exc.code not in MESSAGES or exc.description != type(exc).description else None
+        description = (
+            exc.description
+            if exc.code not in MESSAGES or exc.description != type(exc).description
+            else None
+        )
         return render_error(exc.code or 500, description)
 
     @app.errorhandler(Exception)

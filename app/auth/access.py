@@ -30,12 +30,13 @@ def load_user(user_id: str) -> User | None:
 
 @login_manager.unauthorized_handler
 def _unauthorized():
-    from flask import jsonify, redirect, request, url_for
+    from flask import redirect, request, url_for
 
-    if request.is_json or request.path.startswith(("/api/", "/recommendations/")) or request.headers.get(
-        "HX-Request"
-    ):
-        return jsonify(error="authentication required"), 401
+    from app.errors import login_needed
+
+    answer = login_needed()
+    if answer is not None:
+        return answer
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 

@@ -36,33 +36,45 @@ def _is_htmx() -> bool:
 
 
 def _offset_arg() -> int:
+    """Where "Show more" continues: a whole number, past the slate's end means its end."""
     raw = request.args.get("offset", "0")
-    valid = raw.isascii() and raw.isdigit() and len(raw) < 6
-    return min(int(raw), serving.MAX_SLATE_ITEMS) if valid else 0
+    if not (raw.isascii() and raw.isdigit()):
+        log.info("bad recommendations offset %r from user_id=%s", raw[:40], current_user.id)
+        abort(400, "offset must be a whole number, 0 or more.")
+    # Any number of digits past the end is the end, without reading a huge one.
+    return min(int(raw[:9]) if len(raw) <= 9 else serving.MAX_SLATE_ITEMS, serving.MAX_SLATE_ITEMS)
 
 
 @bp.route("/challenges/recommended")
 @role_required("student")
 def fragment():
     """The student's slate; "Show more" passes ``slate`` and ``offset`` to continue it."""
-    slate, new_slate = _slate_page(request.args.get("slate") or None)
+    asked_for = request.args.get("slate") or None
+    offset = _offset_arg() if asked_for else 0
+    slate, new_slate = _slate_page(asked_for, offset)
+    # "Show more" of a slate that is gone (expired, or a forged id) starts a new one: it
+    # replaces the whole list instead of adding its first page under the old cards.
+    restarted = asked_for is not None and new_slate
     template = "_partials/recommendations.html" if _is_htmx() else "recs/recommended.html"
     # Rendered before the write: its commit would expire the cards, and reloading each is a query.
-    html = render_template(template, slate=slate, now=utcnow())
+    html = render_template(template, slate=slate, now=utcnow(), restarted=restarted)
     events.record_page(current_user.id, slate, new_slate)
     response = current_app.make_response(html)
+    if restarted and _is_htmx():
+        response.headers["HX-Retarget"] = "#recommended-slate"
+        response.headers["HX-Reswap"] = "innerHTML"
     # Each rendering records impressions, so no cache may answer in our place.
     response.headers["Cache-Control"] = "no-store"
     response.vary.add("HX-Request")
     return response
 
 
-def _slate_page(slate_id: str | None) -> tuple[serving.Slate, bool]:
+def _slate_page(slate_id: str | None, offset: int) -> tuple[serving.Slate, bool]:
     """The page to show, and whether it starts a new slate (whose row is then recorded)."""
     if slate_id is not None:
         try:
             return serving.get_recommendations(
-                current_user, offset=_offset_arg(), slate_id=slate_id
+                current_user, offset=offset, slate_id=slate_id
             ), False
         except serving.UnknownSlate:
             log.info(

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.models import Participation, RecommendationEvent
 from tests.e2e.pages import log_in, server_view
-from tests.helpers import make_category, make_challenge, make_user
+from tests.helpers import PASSWORD, make_category, make_challenge, make_user
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +133,31 @@ def test_show_more_appends_the_next_cards_and_focuses_the_first_of_them(page, st
     expect(
         cards.nth(6).get_by_role("button", name=re.compile("^Not interested in"))
     ).to_be_focused()
+
+
+def test_when_htmx_cannot_load_a_link_still_leads_to_the_list(open_page, student, htmx_js):
+    """A CDN out of reach or blocked (here: a copy the SRI check refuses) leaves the box with its
+    link, not an empty heading."""
+    page = open_page(htmx_body=htmx_js + b"\n/* not the pinned file */\n")
+    log_in(page, student)
+    link = page.locator("#recommended-slate").get_by_role("link", name="Open your recommendations")
+    expect(link).to_be_visible()
+    link.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Recommended for you")
+    expect(page.locator("#recommended-slate article")).to_have_count(6)
+
+
+def test_after_the_session_ends_not_interested_leads_to_the_login_and_back(page, student):
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards.first).to_be_visible()
+    page.context.clear_cookies()  # the session ended while the page was open
+    title = cards.first.locator("h3").inner_text()
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    expect(page).to_have_url(re.compile(r"/login\?next=/challenges$"))
+    page.get_by_label("Email").fill(student.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/challenges$"))
+    expect(cards.first).to_be_visible()
+    assert _events(student.id, "dismiss") == []  # nothing was done in the ended session

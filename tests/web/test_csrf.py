@@ -89,3 +89,57 @@ def test_professor_create_needs_the_token(csrf_app):
     response = professor.post("/professor/challenges/new", data={**data, "csrf_token": token})
     assert response.status_code == 303
     assert db.session.scalar(select(Challenge.title)) == "Tokened"
+
+
+# --- a page left open after the session ended ---------------------------------------------------
+
+
+def test_a_form_posted_after_the_session_ended_leads_to_the_login_page(csrf_app):
+    challenge = make_challenge()
+    client = csrf_app.test_client()  # no session: it expired, or logged out in another tab
+    page = f"http://localhost/challenges/{challenge.id}"
+    response = client.post(
+        f"/challenges/{challenge.id}/join", data={"csrf_token": "stale"}, headers={"Referer": page}
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/login?next=/challenges/{challenge.id}"
+    assert "Your session has ended" in client.get("/login").get_data(as_text=True)
+    assert db.session.scalar(select(Participation.id)) is None
+    # A referrer on another site is never where the login sends back to.
+    foreign = client.post(
+        f"/challenges/{challenge.id}/join", headers={"Referer": "https://evil.example/x"}
+    )
+    assert foreign.headers["Location"] == "/login"
+
+
+def test_htmx_after_the_session_ended_is_sent_to_log_in(csrf_app):
+    challenge = make_challenge()
+    response = csrf_app.test_client().post(
+        f"/challenges/recommended/{challenge.id}/dismiss",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://localhost/challenges"},
+    )
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/login?next=/challenges"
+
+
+def test_the_event_endpoint_logged_out_is_401_with_the_token_check_on(csrf_app):
+    response = csrf_app.test_client().post("/recommendations/event", json={})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "Please log in first."
+
+
+def test_a_stale_token_while_logged_in_is_a_clear_refusal(csrf_app):
+    student = logged_in(csrf_app, "student")
+    challenge = make_challenge()
+    refused = student.post(f"/challenges/{challenge.id}/join", data={"csrf_token": "stale"})
+    assert refused.status_code == 400
+    text = refused.get_data(as_text=True)
+    assert "Reload the page and try again" in text and "CSRF session token" not in text
+    # HTMX is told to reload the page, which brings a fresh token and says why.
+    htmx = student.post(
+        f"/challenges/recommended/{challenge.id}/dismiss",
+        headers={"HX-Request": "true", "X-CSRFToken": "stale"},
+    )
+    assert htmx.status_code == 400 and htmx.headers["HX-Refresh"] == "true"
+    assert "The page had expired" in student.get("/challenges").get_data(as_text=True)
+    assert db.session.scalar(select(Participation.id)) is None

@@ -92,7 +92,11 @@ def test_without_htmx_it_is_a_full_page(student_client, challenges):
 
 def test_index_page_lazy_loads_the_fragment(student_client):
     html = student_client.get("/challenges").get_data(as_text=True)
-    assert 'hx-get="/challenges/recommended"' in html and "<noscript>" in html
+    assert 'hx-get="/challenges/recommended"' in html
+    # Until the list replaces it, the box holds a link to it: the way in when the script is off,
+    # blocked or out of reach, or the fragment request fails.
+    slate_box = html.split('id="recommended-slate"', 1)[1].split("</section>", 1)[0]
+    assert 'href="/challenges/recommended"' in slate_box
     assert not events()  # nothing is counted until the block is actually loaded
 
 
@@ -193,6 +197,23 @@ def test_a_foreign_or_unknown_slate_starts_a_new_one(student_client, challenges,
     assert [e.position for e in events()] == list(range(6))
 
 
+def test_show_more_of_a_gone_slate_replaces_the_list(student_client, challenges):
+    """Its first page would otherwise land under the cards already shown, each card twice."""
+    gone = "/challenges/recommended?slate=11111111-2222-3333-4444-555555555555&offset=6"
+    response = student_client.get(gone, headers=HTMX)
+    assert response.status_code == 200
+    assert response.headers["HX-Retarget"] == "#recommended-slate"
+    assert response.headers["HX-Reswap"] == "innerHTML"
+    html = response.get_data(as_text=True)
+    assert "here is a fresh one" in html and len(card_ids(html)) == 6
+    # Continuing a slate that exists appends, as before.
+    more = student_client.get(more_link(html), headers=HTMX)
+    assert "HX-Retarget" not in more.headers and "fresh one" not in more.get_data(as_text=True)
+    # Without HTMX it is a whole page anyway; the note still says why it starts again.
+    page = student_client.get(gone).get_data(as_text=True)
+    assert "<html" in page and "here is a fresh one" in page and 'id="recommended-slate"' in page
+
+
 def test_nothing_to_recommend_writes_no_slate(student_client):
     html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
     assert "No recommendations right now" in html
@@ -205,7 +226,37 @@ def test_odd_offsets_are_harmless(student_client, challenges, offset):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("offset", ["-6", "abc", "1e3", "٣", " 6"])
+def test_a_bad_offset_of_a_slate_is_refused_clearly(student_client, challenges, offset):
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    before = len(events())
+    response = student_client.get(
+        "/challenges/recommended", query_string={"slate": slate_of(html), "offset": offset}
+    )
+    assert response.status_code == 400
+    assert "offset must be a whole number" in response.get_data(as_text=True)
+    assert len(events()) == before
+
+
+@pytest.mark.parametrize("offset", ["99999", "100000", "9" * 40])
+def test_an_offset_past_the_end_is_the_end(student_client, challenges, offset):
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    response = student_client.get(
+        "/challenges/recommended",
+        query_string={"slate": slate_of(html), "offset": offset},
+        headers=HTMX,
+    )
+    assert response.status_code == 200
+    assert "That is everything" in response.get_data(as_text=True)
+
+
 def test_only_students_get_recommendations(client, professor_client):
     assert professor_client.get("/challenges/recommended").status_code == 403
-    assert client.get("/challenges/recommended", headers=HTMX).status_code == 401
+    logged_out = client.get(
+        "/challenges/recommended",
+        headers={**HTMX, "HX-Current-URL": "http://localhost/challenges?page=2"},
+    )
+    # HTMX swaps nothing on a 401, so it is told to go to the login page and come back.
+    assert logged_out.status_code == 401
+    assert logged_out.headers["HX-Redirect"] == "/login?next=/challenges?page%3D2"
     assert client.get("/challenges/recommended").status_code == 302
