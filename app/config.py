@@ -48,6 +48,9 @@ class DefaultConfig:
     RECS_AFFINITY_SMOOTHING = 1.0
     RECS_POPULAR_WINDOW_DAYS = 7
     RECS_EVENT_BATCH_LIMIT = 100
+    # Requests per student and minute to the fragment, "Not interested", the event endpoint and
+    # the API, counted per worker process (app/recs/throttle.py); 0 turns the budget off.
+    RECS_REQUESTS_PER_MINUTE = 120
     RECS_INTERACTION_WEIGHTS = {"join": 3.0, "complete": 4.0, "click": 1.0, "dismiss": -2.0}
     RECS_MIN_STUDENTS = 20
     RECS_MIN_INTERACTIONS = 200
@@ -93,6 +96,7 @@ class TestConfig:
     WTF_CSRF_ENABLED = False
     RECS_SCHEDULER_ENABLED = False
     LOGIN_RATE_LIMIT = 1000
+    RECS_REQUESTS_PER_MINUTE = 0  # tests/web/test_throttle.py turns it on
     SQLITE_BUSY_TIMEOUT_MS = 30000
 
 

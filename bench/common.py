@@ -45,6 +45,9 @@ def app_config(workdir: Path) -> dict:
         "SECRET_KEY": secrets.token_hex(32),
         "RECS_MODEL_DIR": str(workdir / "models"),
         "RECS_SCHEDULER_ENABLED": False,
+        # A load generator is one client per session far past any person's pace: measured
+        # here is the server's throughput, not the per-student budget.
+        "RECS_REQUESTS_PER_MINUTE": 0,
         "LOG_LEVEL": "WARNING",
     }
 

@@ -20,6 +20,7 @@ from app.auth import role_required
 from app.extensions import db
 from app.models import Role, User, utcnow
 from app.recs import events, serving
+from app.recs.throttle import budgeted
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -34,6 +35,7 @@ class BadParameter(ValueError):
 
 @bp.route("/recommendations")
 @role_required(Role.STUDENT.value, Role.ADMIN.value)
+@budgeted
 def recommendations():
     """A page of a slate: the student's own, or (admins, ``user_id``) any student's."""
     try:

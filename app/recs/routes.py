@@ -24,6 +24,7 @@ from app.auth import role_required
 from app.extensions import db
 from app.models import Challenge, ChallengeStatus, utcnow
 from app.recs import events, serving
+from app.recs.throttle import budgeted
 
 log = logging.getLogger(__name__)
 bp = Blueprint("recs", __name__)
@@ -47,6 +48,7 @@ def _offset_arg() -> int:
 
 @bp.route("/challenges/recommended")
 @role_required("student")
+@budgeted
 def fragment():
     """The student's slate; "Show more" passes ``slate`` and ``offset`` to continue it."""
     asked_for = request.args.get("slate") or None
@@ -87,6 +89,7 @@ def _slate_page(slate_id: str | None, offset: int) -> tuple[serving.Slate, bool]
 
 @bp.route("/challenges/recommended/<int:challenge_id>/dismiss", methods=["POST"])
 @role_required("student")
+@budgeted
 def dismiss(challenge_id: int):
     """Not interested: the card goes away (HTMX), or the page reloads without it (no JS)."""
     challenge = db.session.get(Challenge, challenge_id)
@@ -144,6 +147,7 @@ def _rejected(reason: str, problems: list[str] | None = None, status: int = 400)
 
 @bp.route("/recommendations/event", methods=["POST"])
 @role_required("student")
+@budgeted
 def event():
     """Store one event or ``{"events": [...]}``: 201 stored, 200 all duplicates, 400 invalid
     (nothing stored), 401 logged out. The user is the session's, never the payload's."""

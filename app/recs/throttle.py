@@ -1,0 +1,103 @@
+"""A per-student request budget for the recommendation endpoints.
+
+Every fragment load writes a slate and its impressions, every event batch writes events and every
+API page writes its cards, so a script looping on them fills the database and skews the rates
+admins read. Each student gets ``RECS_REQUESTS_PER_MINUTE`` of these requests per clock minute
+(0 turns the budget off); past it the answer is 429 with ``Retry-After``, and nothing is written.
+
+The count lives in this process's memory: no query and no write per request, which the fragment's
+latency budget could not afford. Under gunicorn each worker keeps its own count, so a student can
+reach the budget once per worker; the budget is a brake on runaway clients, not an exact quota.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import wraps
+
+from flask import current_app
+from flask_login import current_user
+
+log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+# Students remembered at once; past it, counts of earlier minutes are dropped first.
+MAX_TRACKED = 100_000
+
+
+class RequestBudget:
+    """Fixed one-minute windows per key: ``spend(key)`` says whether this request is within the
+    budget, and if not, how many seconds remain until the next window."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[object, tuple[int, int]] = {}  # key -> (window, requests in it)
+
+    def spend(self, key: object) -> tuple[bool, int, bool]:
+        """(allowed, seconds until the budget renews, first refusal in this window)."""
+        now = self._clock()
+        window = int(now // WINDOW_SECONDS)
+        retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+        with self._lock:
+            seen_window, count = self._counts.get(key, (window, 0))
+            if seen_window != window:
+                count = 0
+            count += 1
+            self._counts[key] = (window, count)
+            if len(self._counts) > MAX_TRACKED:
+                self._forget_before(window)
+        return count <= self.per_minute, retry_after, count == self.per_minute + 1
+
+    def _forget_before(self, window: int) -> None:
+        for key in [k for k, (w, _) in self._counts.items() if w < window]:
+            del self._counts[key]
+        if len(self._counts) > MAX_TRACKED:  # all in this minute: start counting afresh
+            self._counts.clear()
+
+
+def _budget() -> RequestBudget | None:
+    per_minute = int(current_app.config.get("RECS_REQUESTS_PER_MINUTE") or 0)
+    if per_minute <= 0:
+        return None
+    budget = current_app.extensions.get("recs_request_budget")
+    if budget is None or budget.per_minute != per_minute:
+        budget = current_app.extensions["recs_request_budget"] = RequestBudget(per_minute)
+    return budget
+
+
+def budgeted(view):
+    """Counts the request against the logged-in student's budget (put it under the login
+    guard); over it, a 429 (JSON or HTML, as the route's other errors) before the view runs."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        budget = _budget()
+        if budget is not None:
+            allowed, retry_after, first_refusal = budget.spend(current_user.id)
+            if not allowed:
+                if first_refusal:  # one line per student and minute, not one per request
+                    log.warning(
+                        "request budget spent: user_id=%s made more than %s recommendation "
+                        "requests this minute; refusing until it renews in %s s",
+                        current_user.id,
+                        budget.per_minute,
+                        retry_after,
+                    )
+                from app.errors import render_error
+
+                response, status = render_error(
+                    429,
+                    "Too many recommendation requests from your account. "
+                    f"Wait {retry_after} seconds and try again.",
+                )
+                response = current_app.make_response((response, status))
+                response.headers["Retry-After"] = str(retry_after)
+                return response
+        return view(*args, **kwargs)
+
+    return wrapped

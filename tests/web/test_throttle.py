@@ -1,0 +1,100 @@
+"""The per-student budget of recommendation requests: past it, 429 and nothing written."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import RecommendationEvent, RecommendationSlate
+from app.recs import throttle
+from app.recs.throttle import RequestBudget
+from tests.conftest import _logged_in
+from tests.helpers import make_category, make_challenge, make_user
+
+HTMX = {"HX-Request": "true"}
+
+
+class Clock:
+    def __init__(self, now: float = 600.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_budget_renews_each_minute_and_says_when():
+    clock = Clock(600.0)
+    budget = RequestBudget(3, clock)
+    assert [budget.spend("a")[0] for _ in range(3)] == [True] * 3
+    clock.now = 640.5
+    allowed, retry_after, first = budget.spend("a")
+    assert (allowed, retry_after, first) == (False, 20, True)
+    assert budget.spend("a")[:1] == (False,) and budget.spend("a")[2] is False  # said once
+    assert budget.spend("b")[0] is True  # each key has its own count
+    clock.now = 660.0
+    assert budget.spend("a")[0] is True
+
+
+def test_earlier_minutes_are_forgotten_first(monkeypatch):
+    monkeypatch.setattr(throttle, "MAX_TRACKED", 3)
+    clock = Clock(0.0)
+    budget = RequestBudget(1, clock)
+    budget.spend("old")
+    clock.now = 60.0
+    for key in ("a", "b", "c"):
+        budget.spend(key)
+    assert set(budget._counts) == {"a", "b", "c"}
+    assert budget.spend("a")[0] is False  # this minute's counts are kept
+
+
+@pytest.fixture
+def challenges():
+    owner, category = make_user("professor"), make_category("Data Science")
+    return [make_challenge(owner=owner, category=category, title=f"C{i}") for i in range(8)]
+
+
+def _slates() -> int:
+    return db.session.scalar(select(func.count(RecommendationSlate.id)))
+
+
+def test_past_the_budget_a_student_gets_429_and_nothing_is_written(app, challenges, caplog):
+    app.config["RECS_REQUESTS_PER_MINUTE"] = 3
+    student = _logged_in(app, "student")
+    for _ in range(3):
+        assert student.get("/challenges/recommended", headers=HTMX).status_code == 200
+    slates, impressions = _slates(), db.session.scalar(select(func.count(RecommendationEvent.id)))
+    with caplog.at_level(logging.WARNING, logger="app.recs.throttle"):
+        refused = [
+            student.get("/challenges/recommended", headers=HTMX),
+            student.get("/api/v1/recommendations"),
+            student.post("/recommendations/event", json={}),
+            student.post(f"/challenges/recommended/{challenges[0].id}/dismiss"),
+        ]
+    assert [r.status_code for r in refused] == [429] * 4
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in refused)
+    assert "Wait" in refused[0].get_data(as_text=True)
+    assert refused[2].get_json()["error"].startswith("Too many recommendation requests")
+    assert _slates() == slates
+    assert db.session.scalar(select(func.count(RecommendationEvent.id))) == impressions
+    budget_lines = [r for r in caplog.records if "request budget spent" in r.getMessage()]
+    assert len(budget_lines) == 1 and f"user_id={student.user.id}" in budget_lines[0].getMessage()
+    # Another student's budget is their own; pages outside the budget are unaffected.
+    other = _logged_in(app, "student")
+    assert other.get("/challenges/recommended", headers=HTMX).status_code == 200
+    assert student.get("/challenges").status_code == 200
+
+
+def test_zero_turns_the_budget_off(app, challenges):
+    app.config["RECS_REQUESTS_PER_MINUTE"] = 0
+    student = _logged_in(app, "student")
+    codes = {student.get("/challenges/recommended", headers=HTMX).status_code for _ in range(10)}
+    assert codes == {200}
+
+
+def test_the_default_budget_is_on():
+    from app.config import DefaultConfig
+
+    assert DefaultConfig.RECS_REQUESTS_PER_MINUTE > 0
