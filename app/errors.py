@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
+from flask import Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,21 @@ def page_path() -> str | None:
     source = request.headers.get("HX-Current-URL") or request.referrer
     if not source:
         return None
-    parts = urlsplit(source)
+    try:
+        parts = urlsplit(source)
+    except ValueError:  # e.g. an unclosed "[" where an IPv6 host would be
+        return None
     if parts.netloc and parts.netloc != request.host:
         return None
-    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+    path = safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+    # Only a page: the address of a form's answer (a POST-only URL) is no place to come back to.
+    try:
+        current_app.url_map.bind(request.host).match(parts.path, method="GET")
+    except RequestRedirect:
+        pass
+    except HTTPException:
+        return None
+    return path
 
 
 def login_needed():
@@ -90,6 +102,10 @@ def init_app(app: Flask) -> None:
             current_user.is_authenticated,
             exc.description,
         )
+        if not current_user.is_authenticated and request.endpoint == "auth.logout":
+            # Logging out of a session that already ended: what was asked for is done.
+            flash("You are logged out.", "info")
+            return redirect(url_for("auth.login"), 303)
         if not current_user.is_authenticated and request.endpoint not in ANONYMOUS_FORMS:
             # The session ended (expired, or logged out in another tab) while the page was
             # open: what the form was for needs a login anyway, so say that and offer one.

@@ -143,3 +143,37 @@ def test_a_stale_token_while_logged_in_is_a_clear_refusal(csrf_app):
     assert htmx.status_code == 400 and htmx.headers["HX-Refresh"] == "true"
     assert "The page had expired" in student.get("/challenges").get_data(as_text=True)
     assert db.session.scalar(select(Participation.id)) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Referer": "http://[::1/x"},
+        {"HX-Request": "true", "HX-Current-URL": "http://[x]/"},
+        {"Referer": "http://a]/"},
+    ],
+)
+def test_a_malformed_page_address_is_ignored_not_a_500(csrf_app, headers):
+    challenge = make_challenge()
+    response = csrf_app.test_client().post(f"/challenges/{challenge.id}/join", headers=headers)
+    assert response.status_code in (303, 401)
+    assert (response.headers.get("Location") or response.headers["HX-Redirect"]) == "/login"
+    logged_out = csrf_app.test_client().get("/challenges", headers=headers)
+    assert logged_out.status_code in (302, 401)
+
+
+def test_the_login_does_not_send_back_to_a_form_answer(csrf_app):
+    """A page whose address is a POST-only URL (a form's answer rendered in place)."""
+    challenge = make_challenge()
+    response = csrf_app.test_client().post(
+        f"/challenges/{challenge.id}/join",
+        headers={"Referer": f"http://localhost/challenges/{challenge.id}/join"},
+    )
+    assert response.headers["Location"] == "/login"
+
+
+def test_logging_out_after_the_session_ended_just_says_so(csrf_app):
+    client = csrf_app.test_client()
+    response = client.post("/logout", headers={"Referer": "http://localhost/challenges"})
+    assert response.status_code == 303 and response.headers["Location"] == "/login"
+    assert "You are logged out." in client.get("/login").get_data(as_text=True)

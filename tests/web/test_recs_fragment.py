@@ -96,7 +96,7 @@ def test_index_page_lazy_loads_the_fragment(student_client):
     # Until the list replaces it, the box holds a link to it: the way in when the script is off,
     # blocked or out of reach, or the fragment request fails.
     slate_box = html.split('id="recommended-slate"', 1)[1].split("</section>", 1)[0]
-    assert 'href="/challenges/recommended"' in slate_box
+    assert 'href="/challenges/recommended"' in slate_box and "<noscript>" not in slate_box
     assert not events()  # nothing is counted until the block is actually loaded
 
 
@@ -206,6 +206,8 @@ def test_show_more_of_a_gone_slate_replaces_the_list(student_client, challenges)
     assert response.headers["HX-Reswap"] == "innerHTML"
     html = response.get_data(as_text=True)
     assert "here is a fresh one" in html and len(card_ids(html)) == 6
+    # The "Show more" that had focus is gone with the old list: the first new card takes it.
+    assert html.count("autofocus") == 1 and "autofocus" in html.split("</h3>", 1)[0]
     # Continuing a slate that exists appends, as before.
     more = student_client.get(more_link(html), headers=HTMX)
     assert "HX-Retarget" not in more.headers and "fresh one" not in more.get_data(as_text=True)
