@@ -55,6 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.recs import cli as recs_cli
     from app.recs import routes as recs_routes
     from app.recs import scheduler as recs_scheduler
+    from app.recs import throttle as recs_throttle
 
     # Ids in URLs fit every backend's integer column: a larger one is a 404, not an overflow.
     app.url_map.converters["int"] = web.BoundedIntConverter
@@ -69,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
     cli.init_app(app)
     recs_cli.init_app(app)
     recs_scheduler.init_app(app)
+    recs_throttle.init_app(app)
     return app
 
 

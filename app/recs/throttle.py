@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 
-from flask import current_app
+from flask import Flask, current_app
 from flask_login import current_user
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,18 @@ class RequestBudget:
             self._counts.clear()
 
 
+def init_app(app: Flask) -> None:
+    """A setting that is not a whole number fails at startup with its name, not on each request."""
+    value = app.config.get("RECS_REQUESTS_PER_MINUTE")
+    if value is None or isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"RECS_REQUESTS_PER_MINUTE must be a whole number, 0 or more (0 turns the budget "
+            f"off), not {value!r}"
+        )
+
+
 def _budget() -> RequestBudget | None:
-    per_minute = int(current_app.config.get("RECS_REQUESTS_PER_MINUTE") or 0)
+    per_minute = int(current_app.config["RECS_REQUESTS_PER_MINUTE"])
     if per_minute <= 0:
         return None
     budget = current_app.extensions.get("recs_request_budget")

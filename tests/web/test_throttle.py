@@ -98,3 +98,26 @@ def test_the_default_budget_is_on():
     from app.config import DefaultConfig
 
     assert DefaultConfig.RECS_REQUESTS_PER_MINUTE > 0
+
+
+@pytest.mark.parametrize("value", ["abc", -1, 2.5, True, None])
+def test_a_setting_that_is_not_a_whole_number_fails_at_startup(make_app, value):
+    with pytest.raises(ValueError, match="RECS_REQUESTS_PER_MINUTE must be a whole number"):
+        make_app(RECS_REQUESTS_PER_MINUTE=value)
+
+
+def test_the_setting_from_the_environment_is_read_as_a_number(monkeypatch, tmp_path):
+    from app import create_app
+
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+        "SECRET_KEY": "test",
+        "TESTING": True,
+        "RECS_SCHEDULER_ENABLED": False,
+    }
+    monkeypatch.setenv("FLASK_RECS_REQUESTS_PER_MINUTE", "30")
+    app = create_app(settings)
+    assert app.config["RECS_REQUESTS_PER_MINUTE"] == 30
+    monkeypatch.setenv("FLASK_RECS_REQUESTS_PER_MINUTE", "abc")
+    with pytest.raises(ValueError, match="not 'abc'"):
+        create_app(settings)
