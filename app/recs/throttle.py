@@ -13,12 +13,13 @@ reach the budget once per worker; the budget is a brake on runaway clients, not 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from functools import wraps
 
-from flask import Flask, current_app
+from flask import Flask, current_app, render_template, request
 from flask_login import current_user
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,20 @@ def _budget() -> RequestBudget | None:
     return budget
 
 
+def _refusal(message: str):
+    """HTMX swaps a notice in place (base.html lets it swap a 429); other callers get the usual
+    error answer, JSON or a page."""
+    from app.errors import is_htmx, render_error
+
+    if is_htmx():
+        retry_url = request.full_path.rstrip("?") if request.method == "GET" else None
+        html = render_template(
+            "_partials/request_budget_spent.html", message=message, retry_url=retry_url
+        )
+        return current_app.make_response((html, 429))
+    return current_app.make_response(render_error(429, message))
+
+
 def budgeted(view):
     """Counts the request against the logged-in student's budget (put it under the login
     guard); over it, a 429 (JSON or HTML, as the route's other errors) before the view runs."""
@@ -93,19 +108,16 @@ def budgeted(view):
                 if first_refusal:  # one line per student and minute, not one per request
                     log.warning(
                         "request budget spent: user_id=%s made more than %s recommendation "
-                        "requests this minute; refusing until it renews in %s s",
+                        "requests this minute to worker pid=%s; refusing until it renews in %s s",
                         current_user.id,
                         budget.per_minute,
+                        os.getpid(),
                         retry_after,
                     )
-                from app.errors import render_error
-
-                response, status = render_error(
-                    429,
+                response = _refusal(
                     "Too many recommendation requests from your account. "
-                    f"Wait {retry_after} seconds and try again.",
+                    f"Wait {retry_after} seconds and try again."
                 )
-                response = current_app.make_response((response, status))
                 response.headers["Retry-After"] = str(retry_after)
                 return response
         return view(*args, **kwargs)

@@ -161,3 +161,18 @@ def test_after_the_session_ends_not_interested_leads_to_the_login_and_back(page,
     expect(page).to_have_url(re.compile(r"/challenges$"))
     expect(cards.first).to_be_visible()
     assert _events(student.id, "dismiss") == []  # nothing was done in the ended session
+
+
+def test_a_spent_request_budget_shows_a_notice_where_the_cards_would_go(page, student, app):
+    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards).to_have_count(6)
+    with page.expect_response(lambda r: FRAGMENT in r.url) as answer:
+        page.get_by_role("link", name="Show more").click()
+    assert answer.value.status == 429
+    notice = page.locator("#recommended-slate [role=status]")
+    expect(notice).to_contain_text("Too many recommendation requests")
+    expect(notice).to_be_focused()
+    expect(notice.get_by_role("link", name="Try again")).to_be_visible()
+    expect(cards).to_have_count(6)  # the cards already shown stay

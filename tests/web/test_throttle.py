@@ -87,6 +87,23 @@ def test_past_the_budget_a_student_gets_429_and_nothing_is_written(app, challeng
     assert student.get("/challenges").status_code == 200
 
 
+def test_htmx_gets_a_notice_to_swap_in_with_a_way_to_try_again(app, challenges):
+    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    student = _logged_in(app, "student")
+    assert student.get("/challenges/recommended", headers=HTMX).status_code == 200
+    more = "/challenges/recommended?slate=x&offset=6"
+    refused = student.get(more, headers=HTMX)
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 429 and "<html" not in html
+    assert 'role="status"' in html and "Wait" in html
+    assert f'hx-get="{more.replace("&", "&amp;")}"' in html  # "Try again" asks for the same page
+    dismissed = student.post(f"/challenges/recommended/{challenges[0].id}/dismiss", headers=HTMX)
+    assert dismissed.status_code == 429 and "Try again" not in dismissed.get_data(as_text=True)
+    # base.html lets htmx swap a 429 (its default swaps no 4xx).
+    page = student.get("/challenges").get_data(as_text=True)
+    assert '{"code": "429", "swap": true, "error": true}' in page
+
+
 def test_zero_turns_the_budget_off(app, challenges):
     app.config["RECS_REQUESTS_PER_MINUTE"] = 0
     student = _logged_in(app, "student")
