@@ -13,6 +13,7 @@ reach the budget once per worker; the budget is a brake on runaway clients, not 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -41,10 +42,10 @@ class RequestBudget:
 
     def spend(self, key: object) -> tuple[bool, int, bool]:
         """(allowed, seconds until the budget renews, first refusal in this window)."""
-        now = self._clock()
-        window = int(now // WINDOW_SECONDS)
-        retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
-        with self._lock:
+        with self._lock:  # the clock too: a late thread must not reopen a finished minute
+            now = self._clock()
+            window = int(now // WINDOW_SECONDS)
+            retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
             seen_window, count = self._counts.get(key, (window, 0))
             if seen_window != window:
                 count = 0
@@ -82,17 +83,29 @@ def _budget() -> RequestBudget | None:
 
 
 def _refusal(message: str):
-    """HTMX swaps a notice in place (base.html lets it swap a 429); other callers get the usual
-    error answer, JSON or a page."""
-    from app.errors import is_htmx, render_error
+    """JSON callers get the usual JSON error, browsers without HTMX an error page. HTMX may swap
+    a 429 (base.html): a page of cards it asked for becomes a notice with "Try again" in the
+    same place; a form it posted ("Not interested") swaps nothing, so the card stays, and the
+    notice goes to the block's status line."""
+    from app.errors import is_htmx, render_error, wants_json
 
-    if is_htmx():
-        retry_url = request.full_path.rstrip("?") if request.method == "GET" else None
+    if wants_json() or not is_htmx():
+        return current_app.make_response(render_error(429, message))
+    if request.method != "GET":
         html = render_template(
-            "_partials/request_budget_spent.html", message=message, retry_url=retry_url
+            "_partials/request_budget_spent.html", message=message, status_line=True
         )
-        return current_app.make_response((html, 429))
-    return current_app.make_response(render_error(429, message))
+        response = current_app.make_response((html, 429))
+        response.headers["HX-Reswap"] = "none"
+        return response
+    html = render_template(
+        "_partials/request_budget_spent.html",
+        message=message,
+        retry_url=request.full_path.rstrip("?"),
+        # "Show more" had focus and is replaced; a first load must not pull focus on arrival.
+        focus="slate" in request.args,
+    )
+    return current_app.make_response((html, 429))
 
 
 def budgeted(view):

@@ -176,3 +176,18 @@ def test_a_spent_request_budget_shows_a_notice_where_the_cards_would_go(page, st
     expect(notice).to_be_focused()
     expect(notice.get_by_role("link", name="Try again")).to_be_visible()
     expect(cards).to_have_count(6)  # the cards already shown stay
+
+
+def test_a_refused_not_interested_keeps_the_card_and_says_why(page, student, app):
+    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards).to_have_count(6)
+    title = cards.first.locator("h3").inner_text()
+    with page.expect_response(lambda r: "/dismiss" in r.url) as answer:
+        cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    assert answer.value.status == 429
+    expect(page.locator("#recs-status")).to_contain_text("Too many recommendation requests")
+    expect(cards).to_have_count(6)  # the card was not dismissed, so it stays
+    expect(cards.first.locator("h3")).to_have_text(title)
+    assert _events(student.id, "dismiss") == []

@@ -32,6 +32,10 @@ def test_a_budget_renews_each_minute_and_says_when():
     clock.now = 640.5
     allowed, retry_after, first = budget.spend("a")
     assert (allowed, retry_after, first) == (False, 20, True)
+    clock.now = 658.9995  # 1.0005 s left: waiting 1 s would be refused once more
+    assert budget.spend("a")[1] == 2
+    clock.now = 659.9999
+    assert budget.spend("a")[1] == 1
     assert budget.spend("a")[:1] == (False,) and budget.spend("a")[2] is False  # said once
     assert budget.spend("b")[0] is True  # each key has its own count
     clock.now = 660.0
@@ -97,11 +101,41 @@ def test_htmx_gets_a_notice_to_swap_in_with_a_way_to_try_again(app, challenges):
     assert refused.status_code == 429 and "<html" not in html
     assert 'role="status"' in html and "Wait" in html
     assert f'hx-get="{more.replace("&", "&amp;")}"' in html  # "Try again" asks for the same page
+    assert "autofocus" in html  # it takes the place, and the focus, of "Show more"
+    # A refused "Not interested" leaves the card where it is and says why on the status line.
     dismissed = student.post(f"/challenges/recommended/{challenges[0].id}/dismiss", headers=HTMX)
-    assert dismissed.status_code == 429 and "Try again" not in dismissed.get_data(as_text=True)
+    assert dismissed.status_code == 429 and dismissed.headers["HX-Reswap"] == "none"
+    body = dismissed.get_data(as_text=True)
+    assert 'id="recs-status" hx-swap-oob="innerHTML"' in body and "Wait" in body
+    assert 'id="recs-status"' in student.get("/challenges").get_data(as_text=True)
+    # JSON paths answer JSON even when the caller says it is HTMX.
+    api = student.get("/api/v1/recommendations", headers=HTMX)
+    assert api.status_code == 429 and api.get_json()["error"].startswith("Too many")
     # base.html lets htmx swap a 429 (its default swaps no 4xx).
     page = student.get("/challenges").get_data(as_text=True)
     assert '{"code": "429", "swap": true, "error": true}' in page
+
+
+def test_a_first_load_refused_does_not_pull_focus(app, challenges):
+    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    student = _logged_in(app, "student")
+    student.get("/challenges/recommended", headers=HTMX)
+    refused = student.get("/challenges/recommended", headers=HTMX)
+    assert refused.status_code == 429 and "autofocus" not in refused.get_data(as_text=True)
+
+
+def test_who_may_not_use_the_routes_is_refused_first_and_spends_nothing(app, challenges, client):
+    """The budget counts a logged-in student's requests: the login and role checks come first."""
+    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    professor = _logged_in(app, "professor")
+    for _ in range(3):
+        assert client.get("/challenges/recommended", headers=HTMX).status_code == 401
+        assert client.get("/api/v1/recommendations").status_code == 401
+        assert client.post("/recommendations/event", json={}).status_code == 401
+        assert professor.get("/challenges/recommended", headers=HTMX).status_code == 403
+        assert professor.post("/recommendations/event", json={}).status_code == 403
+    budget = app.extensions.get("recs_request_budget")
+    assert budget is None or professor.user.id not in budget._counts
 
 
 def test_zero_turns_the_budget_off(app, challenges):
