@@ -91,6 +91,9 @@ def index():
         categories=categories,
         joined_ids=joined_ids,
         now=utcnow(),
+        # On the overview only: a student searching, filtering or paging is looking for
+        # something else, and each showing would count as six more impressions.
+        show_recommendations=page == 1 and not q and not category_id,
     )
 
 

@@ -100,6 +100,18 @@ def test_index_page_lazy_loads_the_fragment(student_client):
     assert not events()  # nothing is counted until the block is actually loaded
 
 
+@pytest.mark.parametrize("query", ["?page=2", "?q=robot", "?category=1", "?q=x&page=1"])
+def test_the_block_is_on_the_overview_only(student_client, challenges, app, query):
+    """Searching, filtering or paging shows the list asked for, with a link to the
+    recommendations instead of the block (each showing would count as more impressions)."""
+    app.config["CHALLENGES_PER_PAGE"] = 3
+    html = student_client.get(f"/challenges{query}").get_data(as_text=True)
+    assert 'id="recommended-slate"' not in html
+    assert 'href="/challenges/recommended">See your recommendations' in html
+    overview = student_client.get("/challenges?sort=reward").get_data(as_text=True)
+    assert 'id="recommended-slate"' in overview
+
+
 def test_click_is_recorded_once_and_the_join_is_attributed(student_client, challenges):
     html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
     slate_id, target = slate_of(html), card_ids(html)[2]
