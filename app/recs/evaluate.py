@@ -18,7 +18,17 @@ from app.extensions import db
 from app.models import Challenge
 from app.recs.data import IdMap, InteractionMatrix, Interactions
 from app.recs.heuristic import heuristic_scores, timeframe_scores
-from app.recs.models import CANDIDATES, PARAM_GRIDS, Popularity, Recommender, candidate_names, top_k
+from app.recs.models import (
+    CANDIDATES,
+    PARAM_GRIDS,
+    TREND_KEYS,
+    TREND_WEIGHTS,
+    Popularity,
+    Recommender,
+    candidate_names,
+    top_k,
+    trend_scale,
+)
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +238,11 @@ class RankingMetrics:
 
 
 def evaluate_model(
-    model: Recommender, split: Split, k: int = 10, fallback: FallbackRanking | None = None
+    model: Recommender,
+    split: Split,
+    k: int = 10,
+    fallback: FallbackRanking | None = None,
+    scores: np.ndarray | None = None,
 ) -> RankingMetrics:
     """Full ranking over all candidates, excluding each user's training items. With a
     ``fallback`` (``FallbackRanking.of`` the same split), the list is the one serving shows: the
@@ -238,9 +252,9 @@ def evaluate_model(
     if not len(users):
         return RankingMetrics(0.0, 0.0, 0.0, 0.0, 0)
     seen = split.train.matrix[users]
-    ranked, scores = top_k(model, seen, k, exclude=seen, candidates=split.candidates)
+    ranked, top = top_k(model, seen, k, exclude=seen, candidates=split.candidates, scores=scores)
     if fallback is not None:
-        ranked = topped_up(ranked, scores, fallback)
+        ranked = topped_up(ranked, top, fallback)
     relevant = split.test[users]
     hits = hit_matrix(ranked, relevant)
     n_relevant = np.diff(relevant.indptr)
@@ -365,12 +379,19 @@ class HeuristicBaseline(Recommender):
 
 def recent_popularity(split: Split, window_days: float) -> np.ndarray:
     """Per item, the users with a positive interaction in the window before the reference time."""
-    events = split.train_events
-    start = (split.reference_time - timedelta(days=window_days)).timestamp()
+    return recent_counts(
+        split.train_events, split.train.users, split.train.items, split.reference_time, window_days
+    )
+
+
+def recent_counts(
+    events: Interactions, users: IdMap, items: IdMap, reference: datetime, window_days: float
+) -> np.ndarray:
+    """Per item of ``items``, the users with a positive interaction in the ``window_days``
+    before ``reference``."""
+    start = (reference - timedelta(days=window_days)).timestamp()
     recent = events.take((events.timestamps >= start) & (events.weights > 0))
-    matrix = InteractionMatrix.build(
-        recent, split.train.users, split.train.items, with_times=False
-    ).matrix
+    matrix = InteractionMatrix.build(recent, users, items, with_times=False).matrix
     return np.asarray((matrix > 0).sum(axis=0), dtype=np.float64).ravel()
 
 
@@ -450,7 +471,36 @@ class Comparison:
 
 
 def build_candidate(name: str, params: Mapping) -> Recommender:
-    return CANDIDATES[name](**params)
+    """The estimator of a candidate's chosen parameters (its trend, if any, is set after the
+    fit, from the data it was fitted on: ``with_trend_of``)."""
+    return CANDIDATES[name](**{k: v for k, v in params.items() if k not in TREND_KEYS})
+
+
+def with_trend_of(
+    model: Recommender,
+    params: Mapping,
+    events: Interactions,
+    users: IdMap,
+    items: IdMap,
+    reference: datetime,
+) -> Recommender:
+    """``model`` with the trend its parameters name, counted over ``events`` up to
+    ``reference``; unchanged when they name none."""
+    weight = float(params.get("trend") or 0.0)
+    if not weight:
+        return model
+    days = float(params["trend_days"])
+    counts = recent_counts(events, users, items, reference, days)
+    return model.with_trend(trend_scale(counts), weight, days)
+
+
+# The most score cells (validation students x items) ``tune_trend`` keeps at once (float32: 4
+# bytes each); past it, each weight scores again.
+TREND_SCORE_CELLS = 60_000_000
+
+
+def _split_trend(split: Split, days: float) -> np.ndarray:
+    return trend_scale(recent_popularity(split, days))
 
 
 def tune(
@@ -458,14 +508,22 @@ def tune(
 ) -> tuple[dict, float]:
     """The grid point with the best validation NDCG@k (first one wins ties); ``fallback`` as in
     ``evaluate_model``."""
-    best_params, best_ndcg = {}, -1.0
+    params, ndcg, _ = _tune(name, validation, k, fallback)
+    return params, ndcg
+
+
+def _tune(
+    name: str, validation: Split, k: int, fallback: FallbackRanking | None
+) -> tuple[dict, float, Recommender | None]:
+    """``tune``, with the chosen model as fitted on the validation's training part."""
+    best_params, best_ndcg, best_model = {}, -1.0, None
     X = validation.train.matrix
     grid = _grid_for(name, X.shape)
     for params, model in CANDIDATES[name].fit_grid(X, grid, validation.train.times):
         ndcg = evaluate_model(model, validation, k, fallback).ndcg
         if ndcg > best_ndcg:
-            best_params, best_ndcg = dict(params), ndcg
-    return best_params, best_ndcg
+            best_params, best_ndcg, best_model = dict(params), ndcg, model
+    return best_params, best_ndcg, best_model
 
 
 def tune_and_score(
@@ -474,15 +532,57 @@ def tune_and_score(
     validation: Split,
     k: int,
     fallbacks: tuple[FallbackRanking | None, FallbackRanking | None] = (None, None),
+    trend_days: float = 7.0,
 ) -> tuple[dict, float, RankingMetrics]:
     """One candidate as ``compare`` rates it: tuned on ``validation``, refit on ``split``'s
     training part, scored on its held-out part. ``fallbacks``: the heuristic's rankings of
     ``split`` and of ``validation``, topping the lists up as serving does. (params, validation
     NDCG@k, test metrics)."""
     for_split, for_validation = fallbacks
-    params, validation_ndcg = tune(name, validation, k, for_validation)
+    params, validation_ndcg, tuned = _tune(name, validation, k, for_validation)
+    # The trend predicts what comes next, which only a time split asks for: on a random split
+    # the held-out interactions are from any moment, and "lately" means nothing to them.
+    if split.kind == "time":
+        params, validation_ndcg = tune_trend(
+            name, params, validation_ndcg, validation, k, for_validation, trend_days, tuned
+        )
     model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
+    if params.get("trend"):
+        model.with_trend(_split_trend(split, trend_days), params["trend"], trend_days)
     return params, validation_ndcg, evaluate_model(model, split, k, for_split)
+
+
+def tune_trend(
+    name: str,
+    params: dict,
+    validation_ndcg: float,
+    validation: Split,
+    k: int,
+    fallback: FallbackRanking | None,
+    trend_days: float,
+    model: Recommender | None = None,
+) -> tuple[dict, float]:
+    """The chosen parameters with the trend weight (of TREND_WEIGHTS) that raises validation
+    NDCG@k the most, or as they are when none does: a ranking per weight, of ``model`` (the
+    parameters' model fitted on the validation's training part; fitted here when not given)."""
+    trend = _split_trend(validation, trend_days)
+    if not trend.any():
+        return params, validation_ndcg
+    if model is None:
+        model = build_candidate(name, params).fit(validation.train.matrix, validation.train.times)
+    # The scores are the same for every weight: computed once when they fit in memory.
+    seen = validation.train.matrix[validation.eval_users]
+    cells = seen.shape[0] * seen.shape[1]
+    scores = model.scores(seen) if cells <= TREND_SCORE_CELLS else None
+    best_weight, best_ndcg = 0.0, validation_ndcg
+    for weight in TREND_WEIGHTS:
+        model.with_trend(trend, weight, trend_days)
+        ndcg = evaluate_model(model, validation, k, fallback, scores)
+        if ndcg.ndcg > best_ndcg:
+            best_weight, best_ndcg = weight, ndcg.ndcg
+    if not best_weight:
+        return params, validation_ndcg
+    return {**params, "trend": best_weight, "trend_days": trend_days}, best_ndcg
 
 
 def _grid_for(name: str, shape: tuple[int, int]) -> list[dict]:
@@ -551,7 +651,7 @@ def compare(
     for name in candidate_names(len(split.train.items), settings.ease_max_items):
         started = time.perf_counter()
         params, validation_ndcg, metrics = tune_and_score(
-            name, split, validation, settings.k, fallbacks
+            name, split, validation, settings.k, fallbacks, settings.recent_window_days
         )
         rows.append(
             ModelEvaluation(name, params, metrics, validation_ndcg, time.perf_counter() - started)

@@ -59,7 +59,7 @@ class FoldInModel:
         """(challenge ids, scores), best first, ties by lower id (as the published rows are
         ranked), without the challenges already in the row, nor those the model gives no evidence
         for (a score of exactly 0, left out of the published rows too)."""
-        scores = self.model.scores(row)[0].astype(np.float64)
+        scores = self.model.ranking_scores(row)[0].astype(np.float64)
         keep = np.isfinite(scores) & (scores != 0)
         keep[row.indices] = False
         ids, scores = self.items.ids[keep], scores[keep]

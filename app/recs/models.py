@@ -32,10 +32,45 @@ class Recommender(ABC):
     """Base class: ``fit(X, times)`` on a users x items CSR matrix (``times``: when each cell
     began, same sparsity, or None; only models that use time read it), ``scores(X_rows)``
     for any users' rows (fold-in: nothing user-specific is learned, so unseen users are scored
-    the same way)."""
+    the same way).
+
+    Lists are ranked by ``ranking_scores``: the scores, plus, when a trend is set
+    (``with_trend``), what is popular lately. Co-occurrence learned from the whole history does
+    not know which challenges are in demand this week; the heuristic does, and on a time split
+    that is much of what the next interactions go to."""
 
     name = "base"
     param_names: tuple[str, ...] = ()
+    trend_weight: float = 0.0
+    trend_days: float = 0.0
+    trend_: np.ndarray | None = None
+
+    def with_trend(self, trend: np.ndarray | None, weight: float, days: float) -> Recommender:
+        """``trend``: per item, ``trend_scale``d counts of recent interactions; ``weight`` 0
+        (or no trend) ranks by the scores alone."""
+        self.trend_ = None if trend is None else np.asarray(trend, dtype=np.float32)
+        self.trend_weight, self.trend_days = float(weight), float(days)
+        return self
+
+    @property
+    def has_trend(self) -> bool:
+        return bool(self.trend_weight) and self.trend_ is not None
+
+    def ranking_scores(self, X_rows: sparse.csr_matrix) -> np.ndarray:
+        """Each user's scores divided by their largest magnitude (so one weight suits every
+        user), plus ``trend_weight`` x the trend, on the items the model has evidence for: an
+        item scored exactly 0 stays 0, so what serving tops up from the heuristic is unchanged."""
+        return self.rank_from(self.scores(X_rows))
+
+    def rank_from(self, scores: np.ndarray) -> np.ndarray:
+        """``ranking_scores`` from the rows' ``scores``, already computed."""
+        scores = np.asarray(scores, dtype=np.float32)
+        if not self.has_trend:
+            return scores
+        scale = np.abs(scores).max(axis=1, keepdims=True)
+        scale[~(scale > 0)] = 1.0
+        blended = scores / scale + np.float32(self.trend_weight) * self.trend_[None, :]
+        return np.where(scores != 0, blended, scores).astype(np.float32)
 
     def get_params(self) -> dict:
         return {p: getattr(self, p) for p in self.param_names}
@@ -441,6 +476,20 @@ PARAM_GRIDS: dict[str, list[dict]] = {
         for l2 in (3.0, 4.5, 7.0, 10.0)
     ],
 }
+# Weights of the trend (``Recommender.with_trend``) tried on validation for each candidate's
+# chosen parameters; no trend (0) is always one of the choices.
+TREND_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+# Keys a candidate's chosen parameters carry for its trend, besides the estimator's own.
+TREND_KEYS = ("trend", "trend_days")
+
+
+def trend_scale(counts: np.ndarray) -> np.ndarray:
+    """log1p(count) / log1p(largest count): the heuristic's scale for recent popularity."""
+    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
+    top = np.log1p(counts.max()) if counts.size else 0.0
+    return (np.log1p(counts) / top if top > 0 else np.zeros_like(counts)).astype(np.float32)
+
+
 # Candidates that invert a dense items x items matrix (RECS_EASE_MAX_ITEMS bounds them).
 DENSE_CANDIDATES = frozenset({"ease", "session_ease"})
 
@@ -457,11 +506,13 @@ def top_k(
     k: int,
     exclude: sparse.csr_matrix | None = None,
     candidates: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row: the k best item indices, best first, and their scores. Items set in ``exclude``
     (usually the rows themselves: what each user already has) and items outside the
     ``candidates`` mask are never returned; rows with fewer eligible items are padded with index
-    -1 and score -inf."""
+    -1 and score -inf. ``scores``: the model's scores of ``X_rows`` when already computed (the
+    ranking then only adds the trend)."""
     n_users, n_items = X_rows.shape
     # Ranking only the candidate columns: fewer values to partition, and the copy that makes
     # the scores writable is the one that selects them.
@@ -474,19 +525,25 @@ def top_k(
     width = min(k, len(columns))
     if width == 0:
         return indices, values
+    # Anything with ``scores`` ranks (a baseline, a stand-in); a Recommender adds its trend.
+    rank = getattr(model, "ranking_scores", model.scores)
     for start in range(0, n_users, SCORE_BATCH_USERS):
         stop = min(start + SCORE_BATCH_USERS, n_users)
-        scores = np.asarray(model.scores(X_rows[start:stop]), dtype=np.float32)[:, columns]
+        if scores is None:
+            batch = rank(X_rows[start:stop])
+        else:
+            batch = model.rank_from(scores[start:stop])
+        batch = np.asarray(batch, dtype=np.float32)[:, columns]
         if exclude is not None:
             rows, items = exclude[start:stop].nonzero()
             kept = position[items]
-            scores[rows[kept >= 0], kept[kept >= 0]] = -np.inf
+            batch[rows[kept >= 0], kept[kept >= 0]] = -np.inf
         best = (
-            np.argpartition(-scores, width - 1, axis=1)[:, :width]
+            np.argpartition(-batch, width - 1, axis=1)[:, :width]
             if width < len(columns)
             else np.tile(np.arange(width), (stop - start, 1))
         )
-        best_scores = np.take_along_axis(scores, best, axis=1)
+        best_scores = np.take_along_axis(batch, best, axis=1)
         order = np.argsort(-best_scores, axis=1, kind="stable")
         best, best_scores = (np.take_along_axis(a, order, axis=1) for a in (best, best_scores))
         best = columns[best]
@@ -541,6 +598,8 @@ def _write_artifact(
     staging: Path, model: Recommender, data: InteractionMatrix, metadata: dict
 ) -> None:
     arrays = {f"model_{key}": value for key, value in model.get_state().items()}
+    if model.has_trend:
+        arrays["trend"] = model.trend_
     X = data.matrix
     arrays.update(
         matrix_data=X.data,
@@ -553,6 +612,9 @@ def _write_artifact(
         **metadata,
         "algorithm": model.name,
         "params": model.get_params(),
+        "trend": {"weight": model.trend_weight, "days": model.trend_days}
+        if model.has_trend
+        else None,
         "user_ids": data.users.to_json(),
         "item_ids": data.items.to_json(),
         "libraries": library_versions(),
@@ -567,11 +629,14 @@ def load_artifact(directory: Path) -> Artifact:
         state = {
             key[len("model_") :]: arrays[key] for key in arrays.files if key.startswith("model_")
         }
+        trend = arrays["trend"] if "trend" in arrays.files else None
         matrix = sparse.csr_matrix(
             (arrays["matrix_data"], arrays["matrix_indices"], arrays["matrix_indptr"]),
             shape=tuple(arrays["matrix_shape"]),
         )
     model = ESTIMATORS[metadata["algorithm"]].from_state(metadata["params"], state)
+    if trend is not None and metadata.get("trend"):
+        model.with_trend(trend, metadata["trend"]["weight"], metadata["trend"]["days"])
     data = InteractionMatrix(
         matrix, IdMap.from_json(metadata["user_ids"]), IdMap.from_json(metadata["item_ids"])
     )

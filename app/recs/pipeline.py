@@ -60,6 +60,7 @@ from app.recs.evaluate import (
     compare,
     random_split,
     time_split,
+    with_trend_of,
 )
 from app.recs.models import Artifact, load_artifact, save_artifact, top_k
 from app.recs.publish import (
@@ -332,6 +333,10 @@ def _fit_final(
     useful for tomorrow's slates) and save the artifact."""
     started = time.perf_counter()
     model = build_candidate(comparison.best, run.params).fit(data.matrix, data.times)
+    # The trend as of the newest interaction: what is in demand as the slates go out.
+    model = with_trend_of(
+        model, run.params, interactions, data.users, data.items, interactions.latest or utcnow()
+    )
     seconds = time.perf_counter() - started
     metadata = {
         "version": run.version,
