@@ -387,10 +387,11 @@ def recent_popularity(split: Split, window_days: float) -> np.ndarray:
 def recent_counts(
     events: Interactions, users: IdMap, items: IdMap, reference: datetime, window_days: float
 ) -> np.ndarray:
-    """Per item of ``items``, the users with a positive interaction in the ``window_days``
-    before ``reference``."""
+    """Per item of ``items``, the users whose interactions in the ``window_days`` before
+    ``reference`` add up to a positive weight: a click then a dismiss in the window is not
+    interest, as the training matrix does not count it either."""
     start = (reference - timedelta(days=window_days)).timestamp()
-    recent = events.take((events.timestamps >= start) & (events.weights > 0))
+    recent = events.take(events.timestamps >= start)
     matrix = InteractionMatrix.build(recent, users, items, with_times=False).matrix
     return np.asarray((matrix > 0).sum(axis=0), dtype=np.float64).ravel()
 
@@ -546,6 +547,7 @@ def tune_and_score(
         params, validation_ndcg = tune_trend(
             name, params, validation_ndcg, validation, k, for_validation, trend_days, tuned
         )
+    del tuned  # an items x items matrix for the dense candidates: not kept through the refit
     model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
     if params.get("trend"):
         model.with_trend(_split_trend(split, trend_days), params["trend"], trend_days)

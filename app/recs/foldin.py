@@ -66,6 +66,16 @@ class FoldInModel:
         order = np.lexsort((ids, -scores))
         return ids[order], scores[order]
 
+    def trend_led(self, row: sparse.csr_matrix, challenge_ids: list[int]) -> set[int]:
+        """The challenges ranked where they are more for being popular lately (the model's
+        trend) than for what the student did: their reason is the trend's, not "Because you
+        joined ..."."""
+        if not self.model.has_trend or not challenge_ids:
+            return set()
+        led = self.model.trend_led(self.model.scores(row))[0]
+        targets = self.items.index(np.asarray(challenge_ids, dtype=np.int64))
+        return {int(c) for c, t in zip(challenge_ids, targets, strict=True) if t >= 0 and led[t]}
+
     def explain(self, row: sparse.csr_matrix, challenge_ids: list[int]) -> dict[int, int]:
         """For each challenge, the one in the student's row that adds most to its score.
 

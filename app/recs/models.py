@@ -58,8 +58,9 @@ class Recommender(ABC):
 
     def ranking_scores(self, X_rows: sparse.csr_matrix) -> np.ndarray:
         """Each user's scores divided by their largest magnitude (so one weight suits every
-        user), plus ``trend_weight`` x the trend, on the items the model has evidence for: an
-        item scored exactly 0 stays 0, so what serving tops up from the heuristic is unchanged."""
+        user), plus ``trend_weight`` x the trend on the items the model scores above 0: an item
+        the model has nothing for (0) stays 0, so what serving tops up from the heuristic is
+        unchanged, and one it scores below 0 is never lifted by the trend."""
         return self.rank_from(self.scores(X_rows))
 
     def rank_from(self, scores: np.ndarray) -> np.ndarray:
@@ -69,8 +70,19 @@ class Recommender(ABC):
             return scores
         scale = np.abs(scores).max(axis=1, keepdims=True)
         scale[~(scale > 0)] = 1.0
-        blended = scores / scale + np.float32(self.trend_weight) * self.trend_[None, :]
-        return np.where(scores != 0, blended, scores).astype(np.float32)
+        lift = np.float32(self.trend_weight) * self.trend_[None, :] * (scores > 0)
+        return (scores / scale + lift).astype(np.float32)
+
+    def trend_led(self, scores: np.ndarray) -> np.ndarray:
+        """Where the trend adds at least as much to ``rank_from(scores)`` as the model's own
+        (scaled) score: those places are ranked for being popular lately, and should say so."""
+        scores = np.asarray(scores, dtype=np.float32)
+        if not self.has_trend:
+            return np.zeros(scores.shape, dtype=bool)
+        scale = np.abs(scores).max(axis=1, keepdims=True)
+        scale[~(scale > 0)] = 1.0
+        lift = np.float32(self.trend_weight) * self.trend_[None, :]
+        return (scores > 0) & (lift >= scores / scale)
 
     def get_params(self) -> dict:
         return {p: getattr(self, p) for p in self.param_names}

@@ -329,11 +329,16 @@ def _explained(
     source: str,
 ) -> list[_Pick]:
     """Picks whose reason names the interaction adding most to their score, else (imported
-    versions, negative scores) the category phrase."""
-    sources = model.explain(row, [i for _, i in scored]) if model is not None and scored else {}
+    versions, negative scores) the category phrase; a pick ranked more for being popular lately
+    (the version's trend) than for what the student did says that instead."""
+    ids = [i for _, i in scored]
+    sources = model.explain(row, ids) if model is not None and scored else {}
+    trending = model.trend_led(row, ids) if model is not None and scored else set()
     history = req.history
 
     def explain(challenge: Challenge) -> str:
+        if challenge.id in trending:
+            return heuristic.popular_reason(int(round(model.model.trend_days)))
         return _because(history, sources.get(challenge.id)) or model_reason(challenge, history)
 
     return [_Pick(challenge_id, score, source, explain) for score, challenge_id in scored]

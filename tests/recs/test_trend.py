@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from app.recs import evaluate, pipeline, publish
+from app.recs import eligibility, evaluate, foldin, pipeline, publish, serving
 from app.recs.data import InteractionMatrix, Interactions
 from app.recs.evaluate import (
     build_candidate,
@@ -39,16 +39,22 @@ class Fixed(EASE):
 
 
 def test_the_trend_breaks_ties_leaves_no_evidence_alone_and_suits_any_score_scale():
-    model = Fixed([[2.0, 2.0, 0.0, 1.0], [200.0, 200.0, 0.0, 100.0]])
-    model.with_trend(np.array([0.0, 1.0, 1.0, 0.0], dtype=np.float32), 0.5, 7)
-    ranked = model.ranking_scores(sparse.csr_matrix((2, 4)))
+    model = Fixed([[2.0, 2.0, 0.0, 1.0, -1.0], [200.0, 200.0, 0.0, 100.0, -100.0]])
+    model.with_trend(np.array([0.0, 1.0, 1.0, 0.0, 1.0], dtype=np.float32), 0.5, 7)
+    ranked = model.ranking_scores(sparse.csr_matrix((2, 5)))
     # Each user's scores are divided by their largest, so both rows rank alike.
-    np.testing.assert_allclose(ranked[0], [1.0, 1.5, 0.0, 0.5])
+    np.testing.assert_allclose(ranked[0], [1.0, 1.5, 0.0, 0.5, -0.5])
     np.testing.assert_allclose(ranked[1], ranked[0])
-    # The trendy item wins the tie; an item the model has no evidence for stays at 0, however
-    # trendy, so serving still tops the list up from the heuristic there.
-    indices, _ = top_k(model, sparse.csr_matrix((2, 4)), 3)
+    # The trendy item wins the tie. An item the model has no evidence for stays at 0, however
+    # trendy, so serving still tops the list up from the heuristic there; one it scores below 0
+    # is not lifted either.
+    indices, _ = top_k(model, sparse.csr_matrix((2, 5)), 3)
     assert indices.tolist() == [[1, 0, 3], [1, 0, 3]]
+    # Where the trend adds at least the model's own share, the place is the trend's: item 1
+    # gains 0.5 on its own 1.0 (the model's), then 1.0 on 1.0 (the trend's).
+    assert not model.trend_led(model.rows).any()
+    model.with_trend(model.trend_, 1.0, 7)
+    assert model.trend_led(model.rows).tolist() == [[False, True, False, False, False]] * 2
 
 
 def test_the_trend_scale_is_the_heuristics():
@@ -125,8 +131,8 @@ def test_validation_chooses_a_trend_where_it_pays_and_the_test_uses_the_splits_o
     assert evaluate_model(model, split, 10) == metrics
 
 
-def test_the_published_model_carries_the_chosen_trend(app, monkeypatch):
-    seed_planted_campus()
+def test_the_published_model_carries_the_chosen_trend_and_says_when_it_led(app, monkeypatch):
+    campus = seed_planted_campus()
 
     def with_a_trend(name, params, validation_ndcg, *args):
         return {**params, "trend": 1.0, "trend_days": 7.0}, validation_ndcg
@@ -139,14 +145,46 @@ def test_the_published_model_carries_the_chosen_trend(app, monkeypatch):
     assert run.params["trend"] == 1.0
     model = load_artifact(run.artifact_path).model
     assert model.has_trend and model.trend_days == 7.0 and model.trend_.max() == pytest.approx(1.0)
+    # A card ranked more for the trend than for what the student did says so; the others keep
+    # "Because you joined ...".
+    reasons = set()
+    for student in campus["students"][:15]:
+        slate = serving.get_recommendations(student)
+        fold = foldin.model_for(run)
+        history = eligibility.load_user_history(student.id)
+        row = fold.user_row(history, app.config["RECS_INTERACTION_WEIGHTS"])
+        led = fold.trend_led(row, [i.challenge_id for i in slate.items])
+        for item in slate.items:
+            if item.source != "model":
+                continue
+            assert (item.reason == "Popular this week") == (item.challenge_id in led)
+            reasons.add(item.reason == "Popular this week")
+    assert reasons == {True, False}
 
 
-def test_an_empty_window_means_no_trend_is_tried():
+def test_nothing_recent_means_no_trend_is_tried(monkeypatch):
     split = time_split(planted_interactions(), 0.2)
     validation = validation_split(split, 0.2, 42)
     params, ndcg = evaluate.tune("ease", validation, 10)
-    # A 1e-9-day window holds nothing: the parameters come back as they were.
-    assert evaluate.tune_trend("ease", params, ndcg, validation, 10, None, 1e-9) == (params, ndcg)
+    monkeypatch.setattr(evaluate, "_split_trend", lambda split, days: np.zeros(5))
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("ranked"))
+    assert evaluate.tune_trend("ease", params, ndcg, validation, 10, None, 7.0) == (params, ndcg)
+
+
+def test_a_click_then_a_dismiss_in_the_window_is_not_recent_interest():
+    events = Interactions.from_rows(
+        [
+            (1, 10, "click", 1.0, 99 * DAY),
+            (1, 10, "dismiss", -2.0, 99.5 * DAY),
+            (2, 20, "join", 3.0, 99 * DAY),
+            (3, 10, "click", 1.0, 90 * DAY),  # before the window: its later dismiss is alone
+            (3, 10, "dismiss", -2.0, 99.7 * DAY),
+        ]
+    )
+    data = InteractionMatrix.build(events)
+    reference = datetime.fromtimestamp(100 * DAY, UTC)
+    counts = evaluate.recent_counts(events, data.users, data.items, reference, 7.0)
+    assert counts.tolist() == [0.0, 1.0]
 
 
 def test_a_random_split_is_never_given_a_trend(app, monkeypatch):
