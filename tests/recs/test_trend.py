@@ -20,6 +20,7 @@ from app.recs.evaluate import (
 )
 from app.recs.models import EASE, ItemKNN, load_artifact, save_artifact, top_k, trend_scale
 from tests.recs.planted_data import DAY, planted_interactions, seed_planted_campus
+from tests.recs.test_models import FixedScores
 
 
 def test_without_a_trend_the_ranking_is_the_scores():
@@ -30,16 +31,8 @@ def test_without_a_trend_the_ranking_is_the_scores():
     np.testing.assert_array_equal(model.ranking_scores(data.matrix), model.scores(data.matrix))
 
 
-class Fixed(EASE):
-    def __init__(self, rows):
-        self.rows = np.asarray(rows, dtype=np.float32)
-
-    def scores(self, X_rows):
-        return self.rows[: X_rows.shape[0]]
-
-
 def test_the_trend_breaks_ties_leaves_no_evidence_alone_and_suits_any_score_scale():
-    model = Fixed([[2.0, 2.0, 0.0, 1.0, -1.0], [200.0, 200.0, 0.0, 100.0, -100.0]])
+    model = FixedScores([[2.0, 2.0, 0.0, 1.0, -1.0], [200.0, 200.0, 0.0, 100.0, -100.0]])
     model.with_trend(np.array([0.0, 1.0, 1.0, 0.0, 1.0], dtype=np.float32), 0.5, 7)
     ranked = model.ranking_scores(sparse.csr_matrix((2, 5)))
     # Each user's scores are divided by their largest, so both rows rank alike.
@@ -52,9 +45,9 @@ def test_the_trend_breaks_ties_leaves_no_evidence_alone_and_suits_any_score_scal
     assert indices.tolist() == [[1, 0, 3], [1, 0, 3]]
     # Where the trend adds at least the model's own share, the place is the trend's: item 1
     # gains 0.5 on its own 1.0 (the model's), then 1.0 on 1.0 (the trend's).
-    assert not model.trend_led(model.rows).any()
+    assert not model.trend_led(model.fixed).any()
     model.with_trend(model.trend_, 1.0, 7)
-    assert model.trend_led(model.rows).tolist() == [[False, True, False, False, False]] * 2
+    assert model.trend_led(model.fixed).tolist() == [[False, True, False, False, False]] * 2
 
 
 def test_the_trend_scale_is_the_heuristics():
