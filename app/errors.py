@@ -33,11 +33,17 @@ def wants_json() -> bool:
     )
 
 
+def json_error(status: int, message: str | None = None):
+    """The endpoints' own refusal shape: a summary and the list of problems."""
+    message = message or MESSAGES.get(status, "Error")
+    return jsonify(error=message, status=status, problems=[message]), status
+
+
 def render_error(status: int, message: str | None = None):
     message = message or MESSAGES.get(status, "Error")
     if wants_json():
         # The same shape as the endpoints' own refusals: a summary and the list of problems.
-        return jsonify(error=message, status=status, problems=[message]), status
+        return json_error(status, message)
     return render_template("errors/error.html", status=status, message=message), status
 
 
@@ -82,12 +88,19 @@ def login_needed():
     """A logged-out request to a page that needs a login: HTMX is sent to the login page (with
     the page it was on to come back to), JSON callers get 401, a browser is redirected."""
     if is_htmx():
-        response = jsonify(error=MESSAGES[401], status=401, problems=[MESSAGES[401]])
-        response.headers["HX-Redirect"] = url_for("auth.login", next=page_path())
-        return response, 401
+        # JSON, not a page: HTMX follows the header and drops the body, and a rendered page
+        # would use up any message waiting to be shown.
+        login = url_for("auth.login", next=page_path())
+        return _with_header(json_error(401), "HX-Redirect", login)
     if wants_json():
-        return jsonify(error=MESSAGES[401], status=401, problems=[MESSAGES[401]]), 401
+        return json_error(401)
     return None
+
+
+def _with_header(answer, name: str, value: str):
+    response = current_app.make_response(answer)
+    response.headers[name] = value
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -117,9 +130,8 @@ def init_app(app: Flask) -> None:
         if is_htmx():
             # A page open since before the session changed: reload it with a fresh token.
             flash("The page had expired, so it was reloaded. Try again.", "info")
-            response = jsonify(error=CSRF_MESSAGE, status=400, problems=[CSRF_MESSAGE])
-            response.headers["HX-Refresh"] = "true"
-            return response, 400
+            # JSON, not a page: rendering one would use up the message meant for after the reload.
+            return _with_header(json_error(400, CSRF_MESSAGE), "HX-Refresh", "true")
         return render_error(400, CSRF_MESSAGE)
 
     @app.errorhandler(HTTPException)

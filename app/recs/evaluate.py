@@ -549,8 +549,14 @@ def tune_and_score(
         )
     del tuned  # an items x items matrix for the dense candidates: not kept through the refit
     model = build_candidate(name, params).fit(split.train.matrix, split.train.times)
-    if params.get("trend"):
-        model.with_trend(_split_trend(split, trend_days), params["trend"], trend_days)
+    model = with_trend_of(
+        model,
+        params,
+        split.train_events,
+        split.train.users,
+        split.train.items,
+        split.reference_time,
+    )
     return params, validation_ndcg, evaluate_model(model, split, k, for_split)
 
 

@@ -68,10 +68,16 @@ class Recommender(ABC):
         scores = np.asarray(scores, dtype=np.float32)
         if not self.has_trend:
             return scores
+        scaled, lift = self._scaled_and_lift(scores)
+        return (scaled + lift).astype(np.float32)
+
+    def _scaled_and_lift(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row divided by its largest magnitude, and what the trend adds to it (only where
+        the model scores above 0)."""
         scale = np.abs(scores).max(axis=1, keepdims=True)
         scale[~(scale > 0)] = 1.0
         lift = np.float32(self.trend_weight) * self.trend_[None, :] * (scores > 0)
-        return (scores / scale + lift).astype(np.float32)
+        return scores / scale, lift
 
     def trend_led(self, scores: np.ndarray) -> np.ndarray:
         """Where the trend adds at least as much to ``rank_from(scores)`` as the model's own
@@ -79,10 +85,8 @@ class Recommender(ABC):
         scores = np.asarray(scores, dtype=np.float32)
         if not self.has_trend:
             return np.zeros(scores.shape, dtype=bool)
-        scale = np.abs(scores).max(axis=1, keepdims=True)
-        scale[~(scale > 0)] = 1.0
-        lift = np.float32(self.trend_weight) * self.trend_[None, :]
-        return (scores > 0) & (lift >= scores / scale)
+        scaled, lift = self._scaled_and_lift(scores)
+        return (scores > 0) & (lift >= scaled)
 
     def get_params(self) -> dict:
         return {p: getattr(self, p) for p in self.param_names}
