@@ -95,3 +95,12 @@ def recorded_slate(user: User, **kw):
     if slate.items:
         events.save_api_page(user.id, slate, new_slate=True, created_at=utcnow())
     return slate
+
+
+def spend_limit(app, per_minute: int) -> None:
+    """Turn the per-student request budget on at ``per_minute``, on a clock that stands still:
+    a minute ending mid-test would renew every budget and let a refused request through."""
+    from app.recs.throttle import RequestBudget
+
+    app.config["RECS_REQUESTS_PER_MINUTE"] = per_minute
+    app.extensions["recs_request_budget"] = RequestBudget(per_minute, clock=lambda: 600.0)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.models import Participation, RecommendationEvent
 from tests.e2e.pages import log_in, server_view
-from tests.helpers import PASSWORD, make_category, make_challenge, make_user
+from tests.helpers import PASSWORD, make_category, make_challenge, make_user, spend_limit
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,7 @@ def test_after_the_session_ends_not_interested_leads_to_the_login_and_back(page,
 
 
 def test_a_spent_request_budget_shows_a_notice_where_the_cards_would_go(page, student, app):
-    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    spend_limit(app, 1)
     log_in(page, student)
     cards = page.locator("#recommended-slate article")
     expect(cards).to_have_count(6)
@@ -179,7 +179,7 @@ def test_a_spent_request_budget_shows_a_notice_where_the_cards_would_go(page, st
 
 
 def test_a_refused_not_interested_keeps_the_card_and_says_why(page, student, app):
-    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    spend_limit(app, 1)
     log_in(page, student)
     cards = page.locator("#recommended-slate article")
     expect(cards).to_have_count(6)

@@ -12,7 +12,7 @@ from app.models import RecommendationEvent, RecommendationSlate
 from app.recs import throttle
 from app.recs.throttle import RequestBudget
 from tests.conftest import _logged_in
-from tests.helpers import make_category, make_challenge, make_user
+from tests.helpers import make_category, make_challenge, make_user, spend_limit
 
 HTMX = {"HX-Request": "true"}
 
@@ -65,7 +65,7 @@ def _slates() -> int:
 
 
 def test_past_the_budget_a_student_gets_429_and_nothing_is_written(app, challenges, caplog):
-    app.config["RECS_REQUESTS_PER_MINUTE"] = 3
+    spend_limit(app, 3)
     student = _logged_in(app, "student")
     for _ in range(3):
         assert student.get("/challenges/recommended", headers=HTMX).status_code == 200
@@ -92,7 +92,7 @@ def test_past_the_budget_a_student_gets_429_and_nothing_is_written(app, challeng
 
 
 def test_htmx_gets_a_notice_to_swap_in_with_a_way_to_try_again(app, challenges):
-    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    spend_limit(app, 1)
     student = _logged_in(app, "student")
     assert student.get("/challenges/recommended", headers=HTMX).status_code == 200
     more = "/challenges/recommended?slate=x&offset=6"
@@ -117,7 +117,7 @@ def test_htmx_gets_a_notice_to_swap_in_with_a_way_to_try_again(app, challenges):
 
 
 def test_a_first_load_refused_does_not_pull_focus(app, challenges):
-    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    spend_limit(app, 1)
     student = _logged_in(app, "student")
     student.get("/challenges/recommended", headers=HTMX)
     refused = student.get("/challenges/recommended", headers=HTMX)
@@ -126,7 +126,7 @@ def test_a_first_load_refused_does_not_pull_focus(app, challenges):
 
 def test_who_may_not_use_the_routes_is_refused_first_and_spends_nothing(app, challenges, client):
     """The budget counts a logged-in student's requests: the login and role checks come first."""
-    app.config["RECS_REQUESTS_PER_MINUTE"] = 1
+    spend_limit(app, 1)
     professor = _logged_in(app, "professor")
     for _ in range(3):
         assert client.get("/challenges/recommended", headers=HTMX).status_code == 401
