@@ -399,7 +399,8 @@ def scheduler_command() -> None:
     help="Keep this many days [default: RECS_EVENT_RETENTION_DAYS].",
 )
 def purge_events_command(days: int | None) -> None:
-    """Delete recommendation events older than the retention period."""
+    """Delete recommendation events older than the retention period. Dismissals ("Not
+    interested") are kept until their challenge has been over for that long."""
     days = days or int(current_app.config["RECS_EVENT_RETENTION_DAYS"])
     deleted = pipeline.purge_events(days)
     click.echo(f"Deleted {deleted} events older than {days} days.")

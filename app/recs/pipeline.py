@@ -23,7 +23,7 @@ from typing import TextIO
 import numpy as np
 from flask import current_app
 from scipy import sparse
-from sqlalchemy import delete, distinct, func, select
+from sqlalchemy import delete, distinct, func, or_, select
 
 from app.extensions import db
 from app.models import (
@@ -703,10 +703,20 @@ def _iso(moment: datetime | None) -> str | None:
 
 def purge_events(days: int, now: datetime | None = None) -> int:
     """Delete recommendation events older than ``days`` (personal data kept no longer than
-    needed); returns how many."""
+    needed); returns how many. A dismissal is the student's standing "never recommend this
+    again", not a record of a moment: it stays while its challenge could still be offered, and
+    goes once the challenge has been over for the whole retention period (an archived challenge
+    can be published again, so archiving alone does not end it)."""
     cutoff = (now or utcnow()) - timedelta(days=days)
+    long_over = select(Challenge.id).where(Challenge.ends_at < cutoff)
     result = db.session.execute(
-        delete(RecommendationEvent).where(RecommendationEvent.created_at < cutoff)
+        delete(RecommendationEvent).where(
+            RecommendationEvent.created_at < cutoff,
+            or_(
+                RecommendationEvent.type != "dismiss",
+                RecommendationEvent.challenge_id.in_(long_over),
+            ),
+        )
     )
     # What old API pages served (and where) goes with their events.
     db.session.execute(

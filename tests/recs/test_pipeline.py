@@ -307,6 +307,33 @@ def test_purge_events_deletes_only_old_events(app, campus):
     assert db.session.scalar(select(RecommendationEvent.type)) == "click"
 
 
+def test_purge_keeps_old_dismissals_until_their_challenge_is_long_over(app, campus):
+    from app.models import utcnow
+    from app.recs.eligibility import load_user_history
+
+    student = campus["students"][0]
+    open_ended, archived, ended_lately, long_over = campus["challenges"][:4]
+    archived.status = "archived"  # can be published again
+    archived.ends_at = None
+    open_ended.ends_at = None
+    for challenge, days_ago in ((ended_lately, 30), (long_over, 400)):
+        challenge.starts_at = utcnow() - timedelta(days=days_ago + 60)
+        challenge.ends_at = utcnow() - timedelta(days=days_ago)
+    db.session.commit()
+    for challenge in (open_ended, archived, ended_lately, long_over):
+        add_event(student, challenge, "dismiss", days_ago=500)
+    add_event(student, open_ended, "click", days_ago=500)
+
+    assert pipeline.purge_events(365) == 2  # the click and the long-over dismissal
+    kept = db.session.execute(
+        select(RecommendationEvent.type, RecommendationEvent.challenge_id)
+    ).all()
+    assert sorted(kept) == sorted(
+        ("dismiss", c.id) for c in (open_ended, archived, ended_lately)
+    )
+    assert {open_ended.id, archived.id} <= load_user_history(student.id).dismissed_ids
+
+
 def test_purge_drops_the_cards_of_old_api_slates(app, campus):
     from app.models import RecommendationSlate, RecommendationSlateCard, utcnow
 
