@@ -256,6 +256,12 @@ def record_page(user_id: int, slate, new_slate: bool) -> int:
     return len(rows)
 
 
+def was_served(user_id: int, slate_id: str | None, challenge_id: int) -> bool:
+    """Whether the server put this challenge on a slate of this student's."""
+    slate = owned_slate(user_id, slate_id)
+    return slate is not None and _impression(slate.id, challenge_id) is not None
+
+
 def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None) -> bool:
     """Record "not interested" once per (student, challenge), with the slate if it is theirs."""
     slate = owned_slate(user_id, slate_id)
@@ -620,19 +626,24 @@ def _mark_unchecked(found: _Recorded, slates: set[str]) -> None:
 
 
 def _check_references(incoming: list[IncomingEvent], recorded: _Recorded) -> None:
-    challenges = set(
-        db.session.scalars(
-            select(Challenge.id).where(
-                Challenge.id.in_({e.challenge_id for e in incoming}),
-                Challenge.status != ChallengeStatus.DRAFT.value,
+    statuses = dict(
+        db.session.execute(
+            select(Challenge.id, Challenge.status).where(
+                Challenge.id.in_({e.challenge_id for e in incoming})
             )
-        )
+        ).all()
     )
     problems = []
     for e in incoming:
+        status = statuses.get(e.challenge_id)
         if e.slate_id not in recorded.slates:
             problems.append(f"{e.where}slate_id: no slate {e.slate_id} was shown to you")
-        elif e.challenge_id not in challenges:
+        elif status is None or (
+            # A card taken back to draft after its slate was served still happened to the
+            # student; a draft they were never served stays unknown to them.
+            status == ChallengeStatus.DRAFT.value
+            and (e.slate_id, e.challenge_id) not in recorded.impressions
+        ):
             problems.append(f"{e.where}challenge_id: no challenge {e.challenge_id}")
         elif (
             (e.slate_id, e.challenge_id) not in recorded.impressions

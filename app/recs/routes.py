@@ -93,11 +93,15 @@ def _slate_page(slate_id: str | None, offset: int) -> tuple[serving.Slate, bool]
 def dismiss(challenge_id: int):
     """Not interested: the card goes away (HTMX), or the page reloads without it (no JS)."""
     challenge = db.session.get(Challenge, challenge_id)
-    if challenge is None or challenge.status == ChallengeStatus.DRAFT.value:
+    slate_id = (request.form.get("slate") or "")[:36] or None
+    # A card taken back to draft after it was shown can still be turned down, or it would
+    # return when published again; a draft the student was never shown stays unknown to them.
+    if challenge is None or (
+        challenge.status == ChallengeStatus.DRAFT.value
+        and not events.was_served(current_user.id, slate_id, challenge.id)
+    ):
         abort(404)
-    events.record_dismiss(
-        current_user.id, challenge.id, (request.form.get("slate") or "")[:36] or None
-    )
+    events.record_dismiss(current_user.id, challenge.id, slate_id)
     if _is_htmx():
         # Takes the card's place and focus, so keyboard and screen-reader users keep their place.
         return render_template("_partials/recommendation_dismissed.html", challenge=challenge)

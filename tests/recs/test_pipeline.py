@@ -328,9 +328,7 @@ def test_purge_keeps_old_dismissals_until_their_challenge_is_long_over(app, camp
     kept = db.session.execute(
         select(RecommendationEvent.type, RecommendationEvent.challenge_id)
     ).all()
-    assert sorted(kept) == sorted(
-        ("dismiss", c.id) for c in (open_ended, archived, ended_lately)
-    )
+    assert sorted(kept) == sorted(("dismiss", c.id) for c in (open_ended, archived, ended_lately))
     assert {open_ended.id, archived.id} <= load_user_history(student.id).dismissed_ids
 
 

@@ -87,6 +87,24 @@ def test_a_batch_is_stored_whole(student_client, shown):
     assert response.status_code == 201 and response.json["stored"] == 3
 
 
+def test_events_of_a_card_taken_back_to_draft_after_it_was_shown_are_taken(student_client, shown):
+    from app.models import Challenge
+
+    slate_id, ids = shown
+    db.session.get(Challenge, ids[1]).status = "draft"
+    unseen = make_challenge(owner=make_user("professor"), category=make_category(), status="draft")
+    db.session.commit()
+    batch = [event(slate_id, i, "impression") for i in ids] + [event(slate_id, ids[1])]
+    response = student_client.post(URL, json={"events": batch})
+    # The server recorded the impressions when it served the slate: the client's are repeats.
+    assert response.status_code == 201
+    assert response.json == {"stored": 1, "duplicates": len(ids)}
+    # A draft the student was never served is as unknown as a missing one.
+    refused = student_client.post(URL, json=event(slate_id, unseen.id, "dismiss"))
+    assert refused.status_code == 400
+    assert refused.json["problems"] == [f"challenge_id: no challenge {unseen.id}"]
+
+
 def test_one_bad_event_rejects_the_whole_batch_and_logs_why(student_client, shown, caplog):
     slate_id, ids = shown
     theirs = RecommendationSlate(id=str(uuid.uuid4()), user_id=make_user().id, source="heuristic")

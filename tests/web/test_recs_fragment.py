@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Participation, RecommendationEvent, RecommendationSlate
+from app.models import Challenge, Participation, RecommendationEvent, RecommendationSlate
 from tests.helpers import make_category, make_challenge, make_user
 
 HTMX = {"HX-Request": "true"}
@@ -192,6 +192,32 @@ def test_dismissing_a_missing_or_draft_challenge_is_404(student_client, challeng
     assert student_client.post(f"/challenges/recommended/{draft.id}/dismiss").status_code == 404
     assert student_client.post("/challenges/recommended/999999/dismiss").status_code == 404
     assert not events("dismiss")
+
+
+def test_a_card_taken_back_to_draft_after_it_was_shown_can_still_be_turned_down(
+    student_client, challenges
+):
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    slate_id, target = slate_of(html), card_ids(html)[0]
+    challenge = db.session.get(Challenge, target)
+    challenge.status = "draft"
+    db.session.commit()
+    response = student_client.post(
+        f"/challenges/recommended/{target}/dismiss", data={"slate": slate_id}, headers=HTMX
+    )
+    assert response.status_code == 200 and "We will not recommend" in response.get_data(True)
+    [dismiss] = events("dismiss")
+    assert (dismiss.challenge_id, dismiss.slate_id) == (target, slate_id)
+    challenge.status = "published"  # back again: still turned down
+    db.session.commit()
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    assert target not in card_ids(html)
+    # Naming a slate that did not show it does not open other drafts.
+    other = make_challenge(owner=challenge.owner, category=challenge.category, status="draft")
+    response = student_client.post(
+        f"/challenges/recommended/{other.id}/dismiss", data={"slate": slate_id}, headers=HTMX
+    )
+    assert response.status_code == 404
 
 
 def test_a_foreign_or_unknown_slate_starts_a_new_one(student_client, challenges, app):
