@@ -361,12 +361,14 @@ def _record_resources(run_id: int, seconds: float) -> None:
     update_report(run, seconds=round(seconds, 2), peak_memory_mb=round(peak_mb, 1))
 
 
-def _student_ids() -> list[int]:
-    return list(
-        db.session.scalars(
-            select(User.id).where(User.role == Role.STUDENT.value, User.active.is_(True))
-        )
-    )
+def _student_ids(known_by: datetime | None = None) -> list[int]:
+    """Active students; with ``known_by``, only accounts created by then. An artifact holds the
+    history of the accounts of its time: a deleted student's id can be taken by a new account
+    (SQLite reuses the highest id), and the new person must not get the old one's list."""
+    query = select(User.id).where(User.role == Role.STUDENT.value, User.active.is_(True))
+    if known_by is not None:
+        query = query.where(User.created_at <= known_by)
+    return list(db.session.scalars(query))
 
 
 # --- Generate -------------------------------------------------------------------------------------
@@ -460,9 +462,13 @@ def write_output_csv(rows: Iterable[tuple], out: TextIO) -> int:
 
 
 def generate_file(run: ModelRun, k: int, output: Path) -> int:
+    """The artifact's top-k for each of its students who still has this account; an artifact
+    trained on pseudonymized ids (``export --pseudonymize``) has no accounts to check: all."""
     artifact = load_artifact(Path(run.artifact_path))
+    numeric = artifact.data.users.ids.dtype.kind == "i"
+    students = _student_ids(known_by=run.started_at) if numeric else None
     with _atomic_text_file(output) as fh:
-        count = write_output_csv(generate_rows(artifact, k), fh)
+        count = write_output_csv(generate_rows(artifact, k, user_ids=students), fh)
     log.info("generated %d recommendations of version %s to %s", count, run.version, output)
     return count
 

@@ -118,6 +118,26 @@ def test_generate_then_import_publishes_a_new_version(runner, campus, tmp_path):
     assert "Quality: no offline evaluation (imported rows)" in status and "None" not in status
 
 
+def test_generate_writes_only_accounts_the_model_knew(runner, campus, tmp_path):
+    """A deleted student's history stays in the artifact; their id may be a new account's now."""
+    from datetime import timedelta
+
+    from app.models import User
+
+    invoke(runner, "pipeline")
+    started = publish.published_run().started_at
+    deleted, renewed, kept = campus["students"][:3]
+    db.session.delete(db.session.get(User, deleted.id))
+    # As SQLite gives a deleted highest id to the next account: a newer person, the same id.
+    db.session.get(User, renewed.id).created_at = started + timedelta(seconds=1)
+    db.session.commit()
+    invoke(runner, "generate", "--k", "3")
+    path = tmp_path / "instance" / "recommendations" / "model_output.csv"
+    users = {int(line.split(",")[0]) for line in path.read_text().splitlines()[1:]}
+    assert kept.id in users and not users & {deleted.id, renewed.id}
+    assert len(users) == len(campus["students"]) - 2
+
+
 def test_generate_unknown_version(runner, campus):
     assert "no model artifact" in invoke(runner, "generate", "--version", "nope", code=1)
 
