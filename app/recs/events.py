@@ -74,7 +74,7 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
         "arm": slate.arm,
         "created_at": utcnow(),
     }
-    if shown.api_card:
+    if shown.api_card and not _has_impression(slate.id, challenge_id):
         # An API page's card whose impression its client never reported: clicked, so shown.
         _insert_ignoring_duplicates([_impression_of(click)])
     db.session.add(RecommendationEvent(**click))
@@ -84,6 +84,23 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
         db.session.rollback()
         return False
     return True
+
+
+def _has_impression(slate_id: str, challenge_id: int) -> bool:
+    """Whether any impression of this card is stored: the server's, or one its client reported
+    under the client's own event id (a card counts once per slate, whoever reported it)."""
+    return (
+        db.session.scalar(
+            select(RecommendationEvent.id)
+            .where(
+                RecommendationEvent.slate_id == slate_id,
+                RecommendationEvent.type == "impression",
+                RecommendationEvent.challenge_id == challenge_id,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def attribution_for_join(user_id: int, challenge_id: int) -> tuple[str | None, str | None]:

@@ -382,3 +382,23 @@ def test_clicks_never_outnumber_impressions_on_an_api_card(student_client, chall
         select(RecommendationEvent.type, func.count()).group_by(RecommendationEvent.type)
     ).all()
     assert dict(kinds) == {"click": 1, "impression": 1}
+
+
+def test_an_api_card_reported_shown_then_opened_counts_one_impression(student_client, challenges):
+    body = student_client.get(URL + "?k=2").get_json()
+    card = body["items"][0]
+    reported = student_client.post(
+        "/recommendations/event",
+        json={
+            "event_id": str(uuid.uuid4()),
+            "type": "impression",
+            "challenge_id": card["challenge_id"],
+            "slate_id": body["slate_id"],
+        },
+    )
+    assert reported.status_code == 201
+    assert student_client.get(card["url"]).status_code == 200  # the card's link: a click
+    kinds = db.session.execute(
+        select(RecommendationEvent.type, func.count()).group_by(RecommendationEvent.type)
+    ).all()
+    assert dict(kinds) == {"click": 1, "impression": 1}
