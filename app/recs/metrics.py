@@ -85,7 +85,7 @@ def _parse_day(raw: str, name: str) -> date:
         try:
             day = date.fromisoformat(raw)
         except ValueError:
-            pass
+            raise ValueError(f"'{name}' is not a day of the calendar: {raw}.") from None
         else:
             if FIRST_DAY <= day <= LAST_DAY:
                 return day

@@ -51,6 +51,11 @@ def test_parse_date_range_defaults_and_validation():
             parse_date_range(raw_from, raw_to, today)
 
 
+def test_a_well_written_day_that_is_not_in_the_calendar_is_called_that():
+    with pytest.raises(ValueError, match="'from' is not a day of the calendar: 2024-02-30"):
+        parse_date_range("2024-02-30", None, date(2024, 3, 31))
+
+
 def test_counts_rates_handle_zero_impressions():
     assert Counts().ctr == 0.0 and Counts(0, 2, 1).join_rate == 0.0
     assert Counts(4, 1, 1).ctr == 0.25

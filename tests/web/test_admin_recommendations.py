@@ -19,6 +19,7 @@ from app.models import (
 )
 from app.recs import publish
 from app.recs.experiment import start_experiment
+from app.recs.metrics import SOURCES
 from tests.helpers import make_challenge, make_event, make_participation, make_user
 
 PAGES = [
@@ -89,6 +90,21 @@ def test_online_metrics_page_shows_the_numbers(admin_client):
     assert 'src="/admin/recommendations/charts/daily-ctr.svg?from=' in page
     chart = admin_client.get("/admin/recommendations/charts/daily-ctr.svg")
     assert b"model" in chart.data and b"heuristic" in chart.data
+
+
+def test_a_source_with_joins_but_no_impressions_in_the_range_is_still_counted(admin_client):
+    """The click that led to a join can fall on the day before the range starts."""
+    student, challenge = make_user(), make_challenge()
+    event(student, challenge, "join", source="fresh", position=0)
+    db.session.commit()
+    page = admin_client.get("/admin/recommendations/online").get_data(as_text=True)
+    assert "<td>fresh</td><td>0</td><td>0</td><td>—</td>\n        <td>1</td>" in page
+    today = utcnow().date().isoformat()
+    day_row = page.split(f"<tr><td>{today}</td>", 1)[1].split("</tr>", 1)[0]
+    cells = [cell.split("</td>")[0] for cell in day_row.split("<td>")[1:]]
+    # Five cells a source (impressions, clicks, CTR, joins, join rate), in the header's order.
+    at = 5 * [s for s in SOURCES if s in ("model", "fresh", "heuristic")].index("fresh")
+    assert cells[at : at + 5] == ["0", "0", "—", "1", "—"]
 
 
 @pytest.mark.parametrize(
@@ -441,7 +457,8 @@ def test_rollback_refuses_unknown_or_current_versions(admin_client, version):
 def test_versions_page_puts_the_model_beside_the_baselines(admin_client):
     _two_versions()
     page = admin_client.get("/admin/recommendations/versions").get_data(as_text=True)
-    assert "<th>ndcg@10</th><th>recall@10</th><th>precision@10</th><th>coverage</th>" in page
+    headers = ["Model or baseline", "ndcg@10", "recall@10", "precision@10", "coverage"]
+    assert "".join(f'<th scope="col">{h}</th>' for h in headers) in page
     assert 'svd <span class="muted">(model)</span></td><td>0.3500</td>' in page
     assert "<td>popularity</td><td>0.1500</td>" in page
     assert "evaluated on 40 students" in page and "<th>users</th>" not in page
