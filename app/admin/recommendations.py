@@ -476,7 +476,7 @@ def _preview_of(student: User) -> dict:
     return {
         "model_rows": _model_rows(published[:PREVIEW_ROWS], history, now),
         "model_rows_total": len(published),
-        "model_version": published[0][1] if published else None,
+        "published_version": _published_version(),
         "trained_through": _trained_through(),
         "heuristic_rows": [
             PreviewRow(rank, s.challenge, s.score, s.reason)
@@ -486,9 +486,15 @@ def _preview_of(student: User) -> dict:
         ],
         "served": served,
         "arm": served.arm,
+        "experiment_running": experiments.running_experiment() is not None,
         "participations": _participations(student.id),
         "events": _recent_events(student.id),
     }
+
+
+def _published_version() -> str | None:
+    run = publish.published_run()
+    return run.version if run is not None else None
 
 
 def _trained_through() -> datetime | None:

@@ -186,6 +186,23 @@ def test_preview_compares_model_and_heuristic_and_records_nothing(admin_client):
     assert count(RecommendationSlate) == 0
 
 
+def test_preview_names_the_published_version_for_a_student_it_has_no_rows_for(admin_client):
+    student = make_user()
+    make_challenge(title="Something to offer")
+    url = f"/admin/recommendations/preview?user_id={student.id}"
+    page = admin_client.get(url).get_data(as_text=True)
+    assert "published version: <strong>none</strong>" in page
+    assert "No model is published: the slate below shows what they get instead." in page
+    _published_run("v7")
+    page = admin_client.get(url).get_data(as_text=True)
+    assert "published version: <strong>v7</strong> (no rows for this student)" in page
+    assert "Version v7 has no rows for this student" in page and "heuristic arm" not in page
+    experiment = start_experiment("A/B", 100)
+    experiment.treatment_arm = "heuristic"  # everyone in the heuristic arm
+    db.session.commit()
+    assert "in the experiment's heuristic arm:" in admin_client.get(url).get_data(as_text=True)
+
+
 def test_preview_unknown_student_is_a_400(admin_client):
     professor = make_user("professor")
     for user_id in ("999999", "abc", str(professor.id)):
