@@ -434,6 +434,15 @@ class Experiment(db.Model):
     winner: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When an admin handed serving back to the default; until then the winner serves everyone.
+    winner_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def winner_in_force(self) -> str | None:
+        """The arm every student gets because of this experiment's outcome, if any."""
+        if self.status == "stopped" and self.winner_until is None:
+            return self.winner
+        return None
 
     __table_args__ = (
         # At most one running, even when two admins press Start at the same moment.

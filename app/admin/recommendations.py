@@ -119,6 +119,13 @@ def _health(now: datetime, published: ModelRun | None, kept: list[ModelRun]) -> 
         warnings.append(
             f"The last run ({last.version}) failed: {last.error or 'no error recorded'}"
         )
+    ruling = experiments.winner_in_force()
+    if ruling is not None and ruling.winner != "model":
+        warnings.append(
+            f"Every student gets the {ruling.winner}, not the published model: experiment "
+            f"“{ruling.name}” was stopped on {ruling.stopped_at:%Y-%m-%d} with the "
+            f"{ruling.winner} as its winner. The experiment page hands serving back to the model."
+        )
     if previous_coverage and coverage.share < previous_coverage.share - COVERAGE_DROP_WARNING:
         warnings.append(
             f"Coverage fell: {coverage.share:.0%} of active students have model rows, "
@@ -630,4 +637,21 @@ def recommendations_experiment_stop():
         "everyone now gets the default" if winner == "none" else f"everyone now gets the {winner}"
     )
     flash(f"Experiment stopped: {outcome}.", "success")
+    return redirect(url_for("admin.recommendations_experiment"), 303)
+
+
+@_admin_route("/recommendations/experiment/end-winner", methods=("POST",))
+def recommendations_experiment_end_winner():
+    """Hand serving back to the default after a stopped experiment's winner served everyone."""
+    current = experiments.winner_in_force()
+    if current is None:
+        return _refuse("No experiment's winner is being served to everyone.", _experiment_page)
+    winner = current.winner
+    experiments.end_winner(current)
+    log.info("experiment %s: its winner %s no longer served to everyone", current.id, winner)
+    flash(
+        f"The {winner} is no longer served to everyone: students get the model where it has "
+        "rows for them, else the heuristic.",
+        "success",
+    )
     return redirect(url_for("admin.recommendations_experiment"), 303)

@@ -296,9 +296,16 @@ def _describe_status(summary: dict) -> str:
         lines.append(
             f"Coverage: {published['covered_active_students']} of {published['active_students']} "
             f"students active in the last 30 days have rows ({published['coverage']:.1%}); the "
-            f"version holds rows for {published['users']} students"
+            f"version was published with rows for {published['users']} students"
         )
         lines.append(f"Quality: {quality}")
+    rule = summary["serving_rule"]
+    if rule is not None:
+        lines.append(
+            f"Serving: every student gets the {rule['winner']}, whatever is published "
+            f"(experiment '{rule['experiment']}' stopped {rule['stopped_at'][:16]} with that "
+            "winner; the console's experiment page hands serving back)"
+        )
     progress = summary["progress"]
     if progress["running"]:
         lines.append(

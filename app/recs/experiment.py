@@ -43,13 +43,28 @@ def arm_for(experiment: Experiment, user_id: int) -> str:
 
 def assign_arm(user_id: int) -> str | None:
     """The arm that decides this student's slate: None means no experiment (the model when it has
-    rows, else the heuristic); after a stop, everyone gets the winner if one was declared."""
+    rows, else the heuristic); after a stop, everyone gets the winner if one was declared, until
+    an admin hands serving back to the default (``end_winner``)."""
     experiment = latest_experiment()
     if experiment is None:
         return None
     if experiment.status == "running":
         return arm_for(experiment, user_id)
-    return experiment.winner
+    return experiment.winner_in_force
+
+
+def winner_in_force() -> Experiment | None:
+    """The stopped experiment whose winner every student gets now, if any."""
+    experiment = latest_experiment()
+    return experiment if experiment is not None and experiment.winner_in_force else None
+
+
+def end_winner(experiment: Experiment) -> None:
+    """Serve the default again (the model where it has rows); the winner stays on record."""
+    if experiment.winner_in_force is None:
+        raise ValueError("no experiment's winner is being served to everyone")
+    experiment.winner_until = utcnow()
+    db.session.commit()
 
 
 def start_experiment(name: str, allocation_percent: int, salt: str | None = None) -> Experiment:

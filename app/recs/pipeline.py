@@ -678,7 +678,25 @@ def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
             "covered_active_students": covered.covered,
             "students": students,
         }
-    return {"published": published, "runs": [_run_summary(r) for r in recent_runs(limit)]}
+    return {
+        "published": published,
+        "serving_rule": _serving_rule(),
+        "runs": [_run_summary(r) for r in recent_runs(limit)],
+    }
+
+
+def _serving_rule() -> dict | None:
+    """A stopped experiment's winner served to every student, whatever is published."""
+    from app.recs.experiment import winner_in_force
+
+    ruling = winner_in_force()
+    if ruling is None:
+        return None
+    return {
+        "experiment": ruling.name,
+        "winner": ruling.winner,
+        "stopped_at": ruling.stopped_at.isoformat() if ruling.stopped_at else None,
+    }
 
 
 def _run_summary(run: ModelRun) -> dict:

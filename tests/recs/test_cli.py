@@ -193,6 +193,18 @@ def test_status_text_and_json(runner, campus):
     assert summary["published"]["version"] == publish.published_run().version
     assert summary["progress"]["running"] is False and summary["progress"]["next_run_at"]
     assert summary["runs"][0]["status"] == "published"
+    assert summary["serving_rule"] is None and "Serving:" not in text
+
+
+def test_status_says_when_an_experiments_winner_serves_everyone(runner, campus):
+    from app.recs.experiment import start_experiment, stop_experiment
+
+    invoke(runner, "pipeline")
+    stop_experiment(start_experiment("Spring", 50), "heuristic")
+    text = invoke(runner, "status")
+    assert "Serving: every student gets the heuristic, whatever is published" in text
+    rule = json.loads(invoke(runner, "status", "--json", stdout_only=True))["serving_rule"]
+    assert (rule["experiment"], rule["winner"]) == ("Spring", "heuristic")
 
 
 def test_evaluate_a_csv_file(runner, tmp_path):

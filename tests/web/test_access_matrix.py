@@ -131,6 +131,9 @@ ACCESS: dict[str, list[Case]] = {
         post("/admin/recommendations/experiment/stop", 302, 403, 403, 400, data={"winner": "model"}),
         post("/admin/recommendations/experiment/stop", 302, 403, 403, 400),
     ],
+    "admin.recommendations_experiment_end_winner": [
+        post("/admin/recommendations/experiment/end-winner", 302, 403, 403, 400),
+    ],
     "admin.recommendations_retrain": [post("/admin/recommendations/retrain", 302, 403, 403, 303)],
     "admin.recommendations_progress": [
         get("/admin/recommendations/progress", 401, 403, 403, 200, headers=HTMX),

@@ -39,6 +39,7 @@ ACTIONS = [
     "/admin/recommendations/rollback",
     "/admin/recommendations/experiment/start",
     "/admin/recommendations/experiment/stop",
+    "/admin/recommendations/experiment/end-winner",
 ]
 
 
@@ -238,6 +239,34 @@ def test_experiment_start_show_and_stop(admin_client):
     assert response.status_code == 303
     db.session.refresh(experiment)
     assert (experiment.status, experiment.winner) == ("stopped", "model")
+
+
+def test_a_heuristic_winner_is_shown_where_operators_look_and_can_be_handed_back(admin_client):
+    from app.recs.experiment import assign_arm
+    from app.recs.pipeline import status_summary
+
+    student = make_user()
+    _published_run("v1")
+    admin_client.post("/admin/recommendations/experiment/start", data={"allocation_percent": "50"})
+    admin_client.post("/admin/recommendations/experiment/stop", data={"winner": "heuristic"})
+    assert assign_arm(student.id) == "heuristic"
+    dashboard = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "Every student gets the heuristic, not the published model" in dashboard
+    assert status_summary()["serving_rule"]["winner"] == "heuristic"
+    page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
+    assert "Serve the default again" in page
+
+    response = admin_client.post("/admin/recommendations/experiment/end-winner")
+    assert response.status_code == 303
+    experiment = db.session.scalar(select(Experiment))
+    assert experiment.winner == "heuristic" and experiment.winner_until is not None  # on record
+    assert assign_arm(student.id) is None
+    assert "Every student gets" not in admin_client.get("/admin/recommendations").get_data(True)
+    assert status_summary()["serving_rule"] is None
+    page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
+    assert "served to everyone until" in page and "Serve the default again" not in page
+    # Nothing left to hand back.
+    assert admin_client.post("/admin/recommendations/experiment/end-winner").status_code == 400
 
 
 @pytest.mark.parametrize(
