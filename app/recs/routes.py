@@ -59,7 +59,11 @@ def fragment():
     restarted = asked_for is not None and new_slate
     template = "_partials/recommendations.html" if _is_htmx() else "recs/recommended.html"
     # Rendered before the write: its commit would expire the cards, and reloading each is a query.
-    html = render_template(template, slate=slate, now=utcnow(), restarted=restarted)
+    # A further page under HTMX says on the block's status line which cards it added.
+    announce = _is_htmx() and offset > 0 and not restarted
+    html = render_template(
+        template, slate=slate, now=utcnow(), restarted=restarted, announce=announce
+    )
     events.record_page(current_user.id, slate, new_slate)
     response = current_app.make_response(html)
     if restarted and _is_htmx():

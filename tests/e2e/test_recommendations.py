@@ -129,6 +129,7 @@ def test_show_more_appends_the_next_cards_and_focuses_the_first_of_them(page, st
     expect(cards).to_have_count(8)
     assert _card_ids(page)[:6] == first_page and len(set(_card_ids(page))) == 8
     expect(cards.nth(6).locator("h3 a")).to_be_focused()
+    expect(page.locator("#recs-status")).to_have_text("Showing recommendations 7 to 8.")
     page.keyboard.press("Tab")
     expect(
         cards.nth(6).get_by_role("button", name=re.compile("^Not interested in"))
@@ -191,3 +192,37 @@ def test_a_refused_not_interested_keeps_the_card_and_says_why(page, student, app
     expect(cards).to_have_count(6)  # the card was not dismissed, so it stays
     expect(cards.first.locator("h3")).to_have_text(title)
     assert _events(student.id, "dismiss") == []
+
+
+@pytest.mark.parametrize("failure", ["server error", "no connection"])
+def test_a_failed_not_interested_or_show_more_says_so_and_the_next_try_clears_it(
+    page, student, failure
+):
+    """htmx swaps nothing on a 5xx or a lost connection: the status line says what failed."""
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards).to_have_count(6)
+    status = page.locator("#recs-status")
+
+    def fail(route):
+        if failure == "server error":
+            route.fulfill(status=502, body="Bad gateway", content_type="text/plain")
+        else:
+            route.abort("connectionrefused")
+
+    page.route("**/dismiss", fail)
+    title = cards.first.locator("h3").inner_text()
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    expect(status).to_have_text("“Not interested” did not go through. Try again in a moment.")
+    expect(cards).to_have_count(6)
+
+    page.route(re.compile(r".*/challenges/recommended\?slate=.*"), fail)
+    page.get_by_role("link", name="Show more").click()
+    expect(status).to_have_text("More recommendations could not be loaded. Try again in a moment.")
+    expect(cards).to_have_count(6)
+
+    page.unroute("**/dismiss")
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    expect(cards).to_have_count(5)
+    expect(status).to_have_text("")  # the old notice does not outlive the next request
+    assert len(_events(student.id, "dismiss")) == 1

@@ -300,3 +300,16 @@ def test_only_students_get_recommendations(client, professor_client):
     assert logged_out.status_code == 401
     assert logged_out.headers["HX-Redirect"] == "/login?next=/challenges?page%3D2"
     assert client.get("/challenges/recommended").status_code == 302
+
+
+def test_a_further_page_says_which_cards_it_added_on_the_status_line(student_client, challenges):
+    first = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    assert "hx-swap-oob" not in first
+    more = student_client.get(more_link(first), headers=HTMX).get_data(as_text=True)
+    count = len(card_ids(more))
+    assert (
+        f'<p id="recs-status" hx-swap-oob="innerHTML">Showing recommendations 7 to {6 + count}.'
+        in more
+    )
+    # Without HTMX the page is whole: no out-of-band element to leave lying in it.
+    assert "hx-swap-oob" not in student_client.get(more_link(first)).get_data(as_text=True)

@@ -1,0 +1,40 @@
+// The recommendations block's status line (#recs-status, a live region) for the failures htmx
+// swaps nothing for: a server error, a proxy's error page, no connection, a timeout. A refused
+// request (429) brings its own notice. Each request of the block clears the line first, so an
+// old notice never outlives the next thing the student does.
+(function () {
+  "use strict";
+  var MESSAGES = {
+    dismiss: "“Not interested” did not go through. Try again in a moment.",
+    more: "More recommendations could not be loaded. Try again in a moment.",
+    load: "Your recommendations could not be loaded. Try again in a moment, or open them with the link below.",
+  };
+
+  function statusLine(elt) {
+    var block = elt && elt.closest ? elt.closest(".recommended") : null;
+    return block ? block.querySelector("#recs-status") : null;
+  }
+
+  function kindOf(elt) {
+    if (elt.closest(".recs-dismiss")) return "dismiss";
+    if (elt.closest(".recs-more")) return "more";
+    return "load";
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var line = statusLine(event.detail.elt);
+    if (line) line.textContent = "";
+  });
+
+  function failed(event) {
+    var elt = event.detail.elt;
+    var line = statusLine(elt);
+    var xhr = event.detail.xhr;
+    if (!line || (xhr && xhr.status === 429)) return;
+    line.textContent = MESSAGES[kindOf(elt)];
+  }
+
+  document.addEventListener("htmx:responseError", failed);
+  document.addEventListener("htmx:sendError", failed);
+  document.addEventListener("htmx:timeout", failed);
+})();
