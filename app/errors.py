@@ -23,6 +23,18 @@ MESSAGES = {
     429: "Too many requests. Wait a moment and try again.",
     500: "Something went wrong on our side. It has been logged.",
 }
+# Page titles: short, and distinct from one error to the next.
+TITLES = {
+    400: "Bad request",
+    401: "Log in first",
+    403: "No access",
+    404: "Page not found",
+    405: "Not allowed here",
+    409: "Conflict",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Server error",
+}
 
 
 def wants_json() -> bool:
@@ -44,7 +56,8 @@ def render_error(status: int, message: str | None = None):
     if wants_json():
         # The same shape as the endpoints' own refusals: a summary and the list of problems.
         return json_error(status, message)
-    return render_template("errors/error.html", status=status, message=message), status
+    title = f"{TITLES.get(status, 'Error')} ({status})"
+    return render_template("errors/error.html", status=status, message=message, title=title), status
 
 
 CSRF_MESSAGE = (

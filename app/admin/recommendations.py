@@ -296,8 +296,20 @@ def recommendations_progress():
     )
     was_following = request.args.get("following") == "1"
     if was_following and not (progress["running"] or progress["starting"]):
+        # The page reloads with the run's outcome as its first message, so it is read out.
+        _flash_outcome(progress.get("last_result"))
         response.headers["HX-Refresh"] = "true"
     return response
+
+
+def _flash_outcome(result: dict | None) -> None:
+    if not result:
+        return
+    status = result.get("status")
+    said = f"Training run {result.get('version')} ended: {status}"
+    if result.get("error"):
+        said += f" ({result['error']})"
+    flash(f"{said}.", {"published": "success", "failed": "error"}.get(status, "warning"))
 
 
 @_admin_route("/recommendations/rollback", methods=("POST",))

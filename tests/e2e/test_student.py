@@ -107,3 +107,19 @@ def test_the_first_tab_offers_to_skip_the_navigation(page, campus):
     expect(skip).to_be_in_viewport()
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "content"
+
+
+def test_keyboard_users_can_pass_the_recommendations_to_reach_the_list(page, campus):
+    log_in(page, campus["student"])
+    page.goto("/challenges")
+    expect(page.locator("#recommended-slate article").first).to_be_visible()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # "Skip to content": the next stop is the first in the page
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to all challenges")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "all-challenges"
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Search")).to_be_focused()

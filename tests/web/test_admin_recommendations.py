@@ -551,6 +551,14 @@ def test_progress_polls_while_running_and_reloads_when_done(admin_client, monkey
     assert "hx-trigger" not in body and "not enough data" in body
     assert partial.headers["HX-Refresh"] == "true"
     assert "HX-Refresh" not in admin_client.get("/admin/recommendations/progress").headers
+    # The reloaded page opens with the outcome, as an alert, where the focus starts.
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert '<div class="flashes" tabindex="-1" autofocus>' in page
+    assert (
+        '<p class="flash flash-warning" role="alert">'
+        "Training run v-running ended: rejected (not enough data).</p>"
+    ) in page
+    assert "Training run" not in admin_client.get("/admin/recommendations").get_data(True)
 
 
 @pytest.mark.parametrize(

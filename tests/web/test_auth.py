@@ -78,6 +78,17 @@ def test_registration_validation_is_400(client):
     assert "Passwords do not match." in response.get_data(as_text=True)
 
 
+def test_a_form_with_errors_opens_on_a_summary_linking_each_field(client):
+    html = register(client, display_name="", confirm="different1").get_data(as_text=True)
+    assert "<title>Error: Register · Campus Challenges</title>" in html
+    opening = 'class="danger-box error-summary" role="alert" tabindex="-1" autofocus>'
+    summary = html.split(opening)[1].split("</div>")[0]
+    assert "These 2 fields need correcting:" in summary
+    assert '<a href="#display_name">' in summary and '<a href="#confirm">' in summary
+    assert "Passwords do not match." in summary
+    assert "error-summary" not in client.get("/register").get_data(as_text=True)
+
+
 def test_registration_disabled_by_config_is_404(make_app):
     closed = make_app(REGISTRATION_ENABLED=False)
     client = closed.test_client()

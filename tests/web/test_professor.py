@@ -207,7 +207,10 @@ def test_list_shows_status_and_participant_count(professor_client):
     make_participation(make_user("student"), challenge)
     page = professor_client.get("/professor/challenges").get_data(as_text=True)
     assert '<span class="badge published">published</span>' in page
-    assert f'/professor/challenges/{challenge.id}/participants">2</a>' in page
+    assert (
+        f'/professor/challenges/{challenge.id}/participants" '
+        'aria-label="2 participants of Counted">2</a>'
+    ) in page
     filtered = professor_client.get("/professor/challenges?status=draft").get_data(as_text=True)
     assert "Counted" not in filtered
 

@@ -62,3 +62,10 @@ def test_a_file_in_a_form_is_bad_input_not_an_error(client, admin_client, url, f
     assert "does not take file uploads" in response.get_data(as_text=True)
     assert "refused a file upload" in caplog.text
     assert db.session.scalar(select(func.count(Category.id))) == before
+
+
+def test_error_pages_have_titles_that_say_which_error(student_client):
+    missing = student_client.get("/no-such-page").get_data(as_text=True)
+    assert "<title>Page not found (404) · Campus Challenges</title>" in missing
+    refused = student_client.get("/admin/").get_data(as_text=True)
+    assert "<title>No access (403) · Campus Challenges</title>" in refused
