@@ -10,6 +10,9 @@ export FLASK_APP := wsgi
 # so that version has one source of truth: HTMX_URL in app/config.py.
 HTMX_VERSION := $(shell sed -n 's|.*htmx\.org@\([0-9][0-9.]*\)/.*|\1|p' app/config.py | head -n 1)
 HTMX_JS := tests/e2e/.cache/htmx.org-$(HTMX_VERSION).min.js
+# The accessibility checker the browser tests inject into each page (its version: tests/e2e/conftest.py).
+AXE_VERSION := $(shell sed -n 's|^AXE_VERSION = "\([0-9.]*\)".*|\1|p' tests/e2e/conftest.py)
+AXE_JS := tests/e2e/.cache/axe-core-$(AXE_VERSION).min.js
 CHROMIUM ?= /usr/bin/chromium
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest
@@ -53,7 +56,15 @@ test-e2e: dev-setup e2e-deps
 test-postgres: dev-setup
 	tests/with_postgres.sh $(PYTEST) -n $(TEST_WORKERS) -m "not e2e"
 
-e2e-deps: $(HTMX_JS) browser
+e2e-deps: $(HTMX_JS) $(AXE_JS) browser
+
+$(AXE_JS):
+	@test -n "$(AXE_VERSION)" || { echo "error: no AXE_VERSION in tests/e2e/conftest.py" >&2; exit 1; }
+	mkdir -p $(@D)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  npm pack --silent --pack-destination "$$tmp" axe-core@$(AXE_VERSION) >/dev/null && \
+	  tar -xzf "$$tmp/axe-core-$(AXE_VERSION).tgz" -C "$$tmp" package/axe.min.js && \
+	  mv "$$tmp/package/axe.min.js" $@
 
 $(HTMX_JS):
 	@test -n "$(HTMX_VERSION)" || { echo "error: no htmx.org@VERSION in HTMX_URL (app/config.py)" >&2; exit 1; }

@@ -35,6 +35,7 @@ HERE = Path(__file__).parent
 ARTIFACTS = HERE / "artifacts"
 HTMX_CACHE = HERE / ".cache"
 TIMEOUT_MS = 10_000
+AXE_VERSION = "4.14.1"  # axe-core, fetched by `make e2e-deps` (the Makefile reads this line)
 
 
 def htmx_copy_path(htmx_url: str) -> Path:
@@ -46,6 +47,14 @@ def htmx_copy_path(htmx_url: str) -> Path:
 
 def sri_sha384(body: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+
+
+@pytest.fixture(scope="session")
+def axe_js() -> str:
+    path = HTMX_CACHE / f"axe-core-{AXE_VERSION}.min.js"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `make e2e-deps` (it runs `npm pack axe-core`)")
+    return path.read_text()
 
 
 @pytest.fixture(scope="session")
