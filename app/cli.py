@@ -18,7 +18,7 @@ from app.models import (
     UserRecommendation,
 )
 
-users_cli = AppGroup("users", help="Create and delete accounts.")
+users_cli = AppGroup("users", help="Create and delete accounts, and change their roles.")
 demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 
 
@@ -97,6 +97,27 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
     if owned:
         click.echo(f"Handed {len(owned)} challenge(s) to {heir.email}.")
     click.echo(f"Deleted {email} and their activity.")
+
+
+@users_cli.command("role")
+@click.option("--email", required=True, help="The account to change.")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="Its new role.")
+def set_role(email: str, role: str) -> None:
+    """Change an account's role, e.g. make a registered student a professor.
+
+    Refused for the only active admin, and for an account that owns challenges becoming a student.
+    """
+    from app.auth.accounts import RoleChangeRefused, change_role
+
+    email = User.normalize_email(email)
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise click.ClickException(f"no account with email {email}")
+    try:
+        changed = change_role(user, role)
+    except RoleChangeRefused as exc:
+        raise click.ClickException(str(exc).rstrip(".")) from None
+    click.echo(f"{email} is {'now' if changed else 'already'} a {role}.")
 
 
 def _heir(heir_email: str, leaving: User) -> User:

@@ -318,6 +318,26 @@ def _set_active(user_id: int, active: bool):
     return _back_to_users()
 
 
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@role_required("admin")
+def change_user_role(user_id: int):
+    from app.auth.accounts import RoleChangeRefused, change_role
+
+    user = db.get_or_404(User, user_id)
+    role = request.form.get("role") or ""
+    try:
+        changed = change_role(user, role, by=current_user)
+    except RoleChangeRefused as exc:
+        log.warning("role change refused user_id=%s role=%r: %s", user.id, role[:20], exc)
+        flash(str(exc), "error")
+        return _users_page(400)
+    flash(
+        f"{user.display_name} ({user.email}) is {'now' if changed else 'already'} a {role}.",
+        "success" if changed else "info",
+    )
+    return _back_to_users()
+
+
 @bp.route("/users/<int:user_id>/activate", methods=["POST"])
 @role_required("admin")
 def activate_user(user_id: int):

@@ -167,6 +167,9 @@ ACCESS: dict[str, list[Case]] = {
     "admin.users": [get("/admin/users", 302, 403, 403, 200)],
     "admin.activate_user": [post("/admin/users/{target_user}/activate", 302, 403, 403, 303)],
     "admin.deactivate_user": [post("/admin/users/{target_user}/deactivate", 302, 403, 403, 303)],
+    "admin.change_user_role": [
+        post("/admin/users/{target_user}/role", 302, 403, 403, 303, data={"role": "professor"}),
+    ],
 }
 
 # Placeholder values used where no database is involved (route matching only).

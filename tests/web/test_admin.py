@@ -199,3 +199,51 @@ def test_categories_written_without_a_key_get_one_before_names_are_compared(admi
     keys = dict(db.session.execute(select(Category.name, Category.name_key)).all())
     assert keys["Biology Lab"] == "biology lab"
     assert keys["CHEMISTRY LAB"].startswith("chemistry lab\u2063")  # alike to an older one
+
+
+def test_admin_makes_a_registered_student_a_professor(app, admin_client):
+    student = make_user("student")
+    their_session = app.test_client()
+    login(their_session, student)
+    assert their_session.get("/professor/challenges").status_code == 403
+    response = admin_client.post(
+        f"/admin/users/{student.id}/role?role=student", data={"role": "professor"}
+    )
+    assert response.status_code == 303 and response.location.endswith("/admin/users?role=student")
+    db.session.refresh(student)
+    assert student.role == "professor"
+    # The same login now reaches the professor's pages, and no longer the student's.
+    assert their_session.get("/professor/challenges").status_code == 200
+    assert their_session.get("/challenges").status_code == 403
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    assert f'aria-label="Role of {student.email}"' in page
+    assert f'aria-label="Role of {admin_client.user.email}"' not in page  # not one's own
+
+
+def test_role_changes_that_would_strand_challenges_or_the_campus_are_refused(admin_client):
+    me, owner = admin_client.user, make_user("professor")
+    make_challenge(owner=owner)
+    for user, role, reason in [
+        (me, "student", "You cannot change your own role."),
+        (owner, "student", "owns 1 challenge(s), which a student cannot manage"),
+        (owner, "superuser", "“superuser” is not a role"),
+    ]:
+        response = admin_client.post(f"/admin/users/{user.id}/role", data={"role": role})
+        assert response.status_code == 400 and reason in response.get_data(as_text=True)
+        db.session.refresh(user)
+    assert (me.role, owner.role) == ("admin", "professor")
+    assert admin_client.post("/admin/users/999999/role", data={"role": "admin"}).status_code == 404
+
+
+def test_the_only_active_admin_keeps_the_role(app):
+    from app.auth.accounts import RoleChangeRefused, change_role
+
+    only, other = make_user("admin"), make_user("admin", active=False)
+    try:
+        change_role(only, "professor", by=other)
+    except RoleChangeRefused as exc:
+        assert "the only active admin" in str(exc)
+    else:
+        raise AssertionError("the last active admin was demoted")
+    assert change_role(other, "professor", by=only) is True
+    assert change_role(other, "professor", by=only) is False  # already

@@ -151,3 +151,19 @@ def test_users_delete_refuses_an_heir_who_cannot_own_challenges(app, runner):
         assert result.exit_code == 2 and reason in result.output, (heir, result.output)
     db.session.expire_all()
     assert db.session.get(Challenge, challenge.id).owner_id == leaving.id
+
+
+def test_users_role_changes_a_role_from_the_command_line(app, runner):
+    student = make_user("student")
+    result = runner.invoke(
+        args=["users", "role", "--email", student.email.upper(), "--role", "professor"]
+    )
+    assert result.exit_code == 0 and f"{student.email} is now a professor." in result.output
+    db.session.refresh(student)
+    assert student.role == "professor"
+    owner = make_user("professor")
+    make_challenge(owner=owner)
+    refused = runner.invoke(args=["users", "role", "--email", owner.email, "--role", "student"])
+    assert refused.exit_code == 1 and "owns 1 challenge(s)" in refused.output
+    missing = runner.invoke(args=["users", "role", "--email", "nobody@uni.test", "--role", "admin"])
+    assert missing.exit_code == 1 and "no account with email nobody@uni.test" in missing.output
