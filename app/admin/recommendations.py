@@ -119,11 +119,12 @@ def _health(now: datetime, published: ModelRun | None, kept: list[ModelRun]) -> 
         warnings.append(
             f"The last run ({last.version}) failed: {last.error or 'no error recorded'}"
         )
-    ruling = experiments.winner_in_force()
+    ruling = experiments.ruling_experiment()
     if ruling is not None and ruling.winner != "model":
         warnings.append(
             f"Every student gets the {ruling.winner}, not the published model: experiment "
-            f"“{ruling.name}” was stopped on {ruling.stopped_at:%Y-%m-%d} with the "
+            f"“{ruling.name}” was stopped"
+            f"{f' on {ruling.stopped_at:%Y-%m-%d}' if ruling.stopped_at else ''} with the "
             f"{ruling.winner} as its winner. The experiment page hands serving back to the model."
         )
     if previous_coverage and coverage.share < previous_coverage.share - COVERAGE_DROP_WARNING:
@@ -492,11 +493,12 @@ def _preview_of(student: User) -> dict:
     history = load_user_history(student.id)
     published = serving.published_rows(student.id)
     served = serving.get_recommendations(student, now=now)
+    published_run = publish.published_run()
     return {
         "model_rows": _model_rows(published[:PREVIEW_ROWS], history, now),
         "model_rows_total": len(published),
-        "published_version": _published_version(),
-        "trained_through": _trained_through(),
+        "published_version": published_run.version if published_run else None,
+        "trained_through": published_run.trained_through if published_run else None,
         "heuristic_rows": [
             PreviewRow(rank, s.challenge, s.score, s.reason)
             for rank, s in enumerate(
@@ -509,16 +511,6 @@ def _preview_of(student: User) -> dict:
         "participations": _participations(student.id),
         "events": _recent_events(student.id),
     }
-
-
-def _published_version() -> str | None:
-    run = publish.published_run()
-    return run.version if run is not None else None
-
-
-def _trained_through() -> datetime | None:
-    run = publish.published_run()
-    return run.trained_through if run is not None else None
 
 
 def _model_rows(published, history: UserHistory, now: datetime) -> list[PreviewRow]:
@@ -655,7 +647,7 @@ def recommendations_experiment_stop():
 @_admin_route("/recommendations/experiment/end-winner", methods=("POST",))
 def recommendations_experiment_end_winner():
     """Hand serving back to the default after a stopped experiment's winner served everyone."""
-    current = experiments.winner_in_force()
+    current = experiments.ruling_experiment()
     if current is None:
         return _refuse("No experiment's winner is being served to everyone.", _experiment_page)
     winner = current.winner

@@ -301,10 +301,11 @@ def _describe_status(summary: dict) -> str:
         lines.append(f"Quality: {quality}")
     rule = summary["serving_rule"]
     if rule is not None:
+        stopped = (rule["stopped_at"] or "-")[:16]
         lines.append(
             f"Serving: every student gets the {rule['winner']}, whatever is published "
-            f"(experiment '{rule['experiment']}' stopped {rule['stopped_at'][:16]} with that "
-            "winner; the console's experiment page hands serving back)"
+            f"(experiment '{rule['experiment']}' stopped {stopped} with that winner; the "
+            "console's experiment page hands serving back)"
         )
     progress = summary["progress"]
     if progress["running"]:

@@ -74,9 +74,13 @@ def record_click(user_id: int, challenge_id: int, slate_id: str) -> bool:
         "arm": slate.arm,
         "created_at": utcnow(),
     }
-    if shown.api_card and not _has_impression(slate.id, challenge_id):
-        # An API page's card whose impression its client never reported: clicked, so shown.
-        _insert_ignoring_duplicates([_impression_of(click)])
+    if shown.api_card:
+        # Checked one after the other with the student's event batches, which may be reporting
+        # this very impression under the client's own id at the same moment.
+        _serialize_student(user_id)
+        if not _has_impression(slate.id, challenge_id):
+            # An API page's card whose impression its client never reported: clicked, so shown.
+            _insert_ignoring_duplicates([_impression_of(click)])
     db.session.add(RecommendationEvent(**click))
     try:
         db.session.commit()

@@ -53,7 +53,7 @@ def assign_arm(user_id: int) -> str | None:
     return experiment.winner_in_force
 
 
-def winner_in_force() -> Experiment | None:
+def ruling_experiment() -> Experiment | None:
     """The stopped experiment whose winner every student gets now, if any."""
     experiment = latest_experiment()
     return experiment if experiment is not None and experiment.winner_in_force else None
@@ -72,6 +72,10 @@ def start_experiment(name: str, allocation_percent: int, salt: str | None = None
         raise ValueError("allocation must be between 0 and 100 percent")
     if running_experiment() is not None:
         raise ValueError("an experiment is already running; stop it first")
+    ruling = ruling_experiment()
+    if ruling is not None:
+        # The new experiment decides serving from now on: the old winner's rule ends, on record.
+        ruling.winner_until = utcnow()
     experiment = Experiment(
         name=name.strip()[:120] or "Model vs heuristic",
         salt=salt or secrets.token_hex(8),

@@ -62,6 +62,7 @@ from app.recs.evaluate import (
     time_split,
     with_trend_of,
 )
+from app.recs.experiment import ruling_experiment
 from app.recs.models import Artifact, load_artifact, save_artifact, top_k
 from app.recs.publish import (
     OUTPUT_HEADER,
@@ -261,7 +262,7 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     _stage(run, "generating", progress)
     numeric = data.users.ids.dtype.kind == data.items.ids.dtype.kind == "i"
     # Pseudonymized ids (a file from `export --pseudonymize`) are resolved by the validation.
-    students = _student_ids() if data.users.ids.dtype.kind == "i" else None
+    students = _artifact_students(artifact, run)
     # Rows can only be published for challenges this database has (an input file may name others).
     users, challenges, scores = generate_arrays(
         artifact, top_n(), user_ids=students, known_only=True
@@ -371,6 +372,14 @@ def _student_ids(known_by: datetime | None = None) -> list[int]:
     return list(db.session.scalars(query))
 
 
+def _artifact_students(artifact: Artifact, run: ModelRun) -> list[int] | None:
+    """The artifact's users who may get its rows: active students whose account existed when
+    the run began. None for pseudonymized ids, which name no account here."""
+    if artifact.data.users.ids.dtype.kind != "i":
+        return None
+    return _student_ids(known_by=run.started_at)
+
+
 # --- Generate -------------------------------------------------------------------------------------
 
 
@@ -465,8 +474,7 @@ def generate_file(run: ModelRun, k: int, output: Path) -> int:
     """The artifact's top-k for each of its students who still has this account; an artifact
     trained on pseudonymized ids (``export --pseudonymize``) has no accounts to check: all."""
     artifact = load_artifact(Path(run.artifact_path))
-    numeric = artifact.data.users.ids.dtype.kind == "i"
-    students = _student_ids(known_by=run.started_at) if numeric else None
+    students = _artifact_students(artifact, run)
     with _atomic_text_file(output) as fh:
         count = write_output_csv(generate_rows(artifact, k, user_ids=students), fh)
     log.info("generated %d recommendations of version %s to %s", count, run.version, output)
@@ -687,9 +695,7 @@ def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
 
 def _serving_rule() -> dict | None:
     """A stopped experiment's winner served to every student, whatever is published."""
-    from app.recs.experiment import winner_in_force
-
-    ruling = winner_in_force()
+    ruling = ruling_experiment()
     if ruling is None:
         return None
     return {
@@ -728,9 +734,9 @@ def _iso(moment: datetime | None) -> str | None:
 def purge_events(days: int, now: datetime | None = None) -> int:
     """Delete recommendation events older than ``days`` (personal data kept no longer than
     needed); returns how many. A dismissal is the student's standing "never recommend this
-    again", not a record of a moment: it stays while its challenge could still be offered, and
-    goes once the challenge has been over for the whole retention period (an archived challenge
-    can be published again, so archiving alone does not end it)."""
+    again", not a record of a moment: it stays until the challenge has been over for the whole
+    retention period (an archived challenge can be published again, so archiving alone does not
+    end it; an end date moved forward after that offers the challenge to everyone again)."""
     cutoff = (now or utcnow()) - timedelta(days=days)
     long_over = select(Challenge.id).where(Challenge.ends_at < cutoff)
     result = db.session.execute(

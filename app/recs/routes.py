@@ -59,7 +59,8 @@ def fragment():
     restarted = asked_for is not None and new_slate
     template = "_partials/recommendations.html" if _is_htmx() else "recs/recommended.html"
     # Rendered before the write: its commit would expire the cards, and reloading each is a query.
-    # A further page under HTMX says on the block's status line which cards it added.
+    # Focus moves to the first added card, which reads only that card: the status line says
+    # how many "Show more" added.
     announce = _is_htmx() and offset > 0 and not restarted
     html = render_template(
         template, slate=slate, now=utcnow(), restarted=restarted, announce=announce
@@ -106,12 +107,19 @@ def dismiss(challenge_id: int):
     ):
         abort(404)
     events.record_dismiss(current_user.id, challenge.id, slate_id)
+    # A draft's title may have been changed since the student saw it, and is not public yet.
+    named = (
+        "this challenge"
+        if challenge.status == ChallengeStatus.DRAFT.value
+        else f"“{challenge.title}”"
+    )
+    message = f"We will not recommend {named} again."
     if _is_htmx():
         # Takes the card's place and focus, so keyboard and screen-reader users keep their place.
-        return render_template("_partials/recommendation_dismissed.html", challenge=challenge)
+        return render_template("_partials/recommendation_dismissed.html", message=message)
     from app.auth.routes import safe_next
 
-    flash(f"We will not recommend “{challenge.title}” again.", "info")
+    flash(message, "info")
     return redirect(safe_next(request.form.get("next")) or url_for("challenges.index"), 303)
 
 

@@ -10,6 +10,8 @@
     load: "Your recommendations could not be loaded. Try again in a moment, or open them with the link below.",
   };
 
+  var REFUSED = "That did not work. Reload the page for a fresh list.";
+
   function statusLine(elt) {
     var block = elt && elt.closest ? elt.closest(".recommended") : null;
     return block ? block.querySelector("#recs-status") : null;
@@ -29,9 +31,10 @@
   function failed(event) {
     var elt = event.detail.elt;
     var line = statusLine(elt);
-    var xhr = event.detail.xhr;
-    if (!line || (xhr && xhr.status === 429)) return;
-    line.textContent = MESSAGES[kindOf(elt)];
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (!line || status === 429) return;
+    // A refusal (the card's challenge is gone, say) will not go through on a retry.
+    line.textContent = status >= 400 && status < 500 ? REFUSED : MESSAGES[kindOf(elt)];
   }
 
   document.addEventListener("htmx:responseError", failed);

@@ -1,8 +1,12 @@
 """when a stopped experiment's winner stopped being served to everyone
 
 An experiment stopped with a winner serves that arm to every student. ``experiments.winner_until``
-records when an admin handed serving back to the default (the model where it has rows), so the
-winner stays on record instead of being cleared.
+records when that ended: an admin handed serving back to the default (the model where it has
+rows), or a newer experiment started. The winner stays on record instead of being cleared.
+Experiments already followed by a newer one are stamped with that one's start.
+
+Downgrading drops the column: the newest experiment's winner, handed back or not, then serves
+everyone again, as it did before this revision.
 
 Revision ID: 0005_experiment_winner_until
 Revises: 0004_slate_cards
@@ -23,6 +27,11 @@ def upgrade():
     # ALTER TABLE ... ADD COLUMN in place: SQLite rebuilds no table.
     op.add_column(
         'experiments', sa.Column('winner_until', sa.DateTime(timezone=True), nullable=True)
+    )
+    op.execute(
+        "UPDATE experiments SET winner_until = ("
+        " SELECT MIN(later.started_at) FROM experiments AS later WHERE later.id > experiments.id"
+        ") WHERE winner IS NOT NULL AND id < (SELECT MAX(id) FROM experiments)"
     )
 
 

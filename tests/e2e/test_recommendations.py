@@ -226,3 +226,15 @@ def test_a_failed_not_interested_or_show_more_says_so_and_the_next_try_clears_it
     expect(cards).to_have_count(5)
     expect(status).to_have_text("")  # the old notice does not outlive the next request
     assert len(_events(student.id, "dismiss")) == 1
+
+
+def test_a_refused_not_interested_says_to_reload_rather_than_retry(page, student):
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards).to_have_count(6)
+    page.route("**/dismiss", lambda route: route.fulfill(status=404, body="gone"))
+    title = cards.first.locator("h3").inner_text()
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    expect(page.locator("#recs-status")).to_have_text(
+        "That did not work. Reload the page for a fresh list."
+    )

@@ -95,13 +95,16 @@ def test_online_metrics_page_shows_the_numbers(admin_client):
 
 def test_a_source_with_joins_but_no_impressions_in_the_range_is_still_counted(admin_client):
     """The click that led to a join can fall on the day before the range starts."""
+    import re
+
     student, challenge = make_user(), make_challenge()
     event(student, challenge, "join", source="fresh", position=0)
     db.session.commit()
-    page = admin_client.get("/admin/recommendations/online").get_data(as_text=True)
-    assert "<td>fresh</td><td>0</td><td>0</td><td>—</td>\n        <td>1</td>" in page
-    today = utcnow().date().isoformat()
-    day_row = page.split(f"<tr><td>{today}</td>", 1)[1].split("</tr>", 1)[0]
+    day = db.session.scalar(select(RecommendationEvent.created_at)).date().isoformat()
+    page = admin_client.get(f"/admin/recommendations/online?from={day}&to={day}").get_data(True)
+    page = re.sub(r">\s+<", "><", page)
+    assert "<td>fresh</td><td>0</td><td>0</td><td>—</td><td>1</td><td>—</td>" in page
+    day_row = page.split(f"<tr><td>{day}</td>", 1)[1].split("</tr>", 1)[0]
     cells = [cell.split("</td>")[0] for cell in day_row.split("<td>")[1:]]
     # Five cells a source (impressions, clicks, CTR, joins, join rate), in the header's order.
     at = 5 * [s for s in SOURCES if s in ("model", "fresh", "heuristic")].index("fresh")
@@ -267,6 +270,19 @@ def test_a_heuristic_winner_is_shown_where_operators_look_and_can_be_handed_back
     assert "served to everyone until" in page and "Serve the default again" not in page
     # Nothing left to hand back.
     assert admin_client.post("/admin/recommendations/experiment/end-winner").status_code == 400
+
+
+def test_a_new_experiment_ends_the_rule_of_the_last_winner_on_record(admin_client):
+    from app.recs.experiment import ruling_experiment, stop_experiment
+
+    old = start_experiment("Old", 50)
+    stop_experiment(old, "heuristic")
+    assert ruling_experiment() == old
+    start_experiment("New", 50)
+    db.session.refresh(old)
+    assert old.winner_until is not None and ruling_experiment() is None
+    page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
+    assert "(served to everyone)" not in page
 
 
 @pytest.mark.parametrize(

@@ -215,3 +215,18 @@ def test_registration_shares_the_per_address_budget(make_app):
     )
     assert response.status_code == 429
     assert db.session.scalar(select(User).where(User.email == "third@campus.example.edu")) is None
+
+
+def test_a_page_that_says_what_went_wrong_has_one_autofocus_on_that(client, professor_client):
+    wrong = client.post("/login", data={"email": "x@uni.test", "password": "nope-nope"})
+    html = wrong.get_data(as_text=True)
+    assert html.count("autofocus") == 1 and '<div class="flashes" tabindex="-1" autofocus>' in html
+    assert "<title>Error: Log in · Campus Challenges</title>" in html
+    empty = client.post("/login", data={}).get_data(as_text=True)
+    assert (
+        empty.count("autofocus") == 1
+        and 'error-summary" role="alert" tabindex="-1" autofocus' in empty
+    )
+    new = professor_client.post("/professor/challenges/new", data={}).get_data(as_text=True)
+    assert new.count("autofocus") == 1 and "error-summary" in new
+    assert client.get("/login").get_data(as_text=True).count("autofocus") == 1  # the email field

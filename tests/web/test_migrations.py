@@ -115,6 +115,51 @@ def test_0003_keeps_look_alike_categories_and_stops_all_but_the_newest_experimen
         db.engine.dispose()
 
 
+def test_0005_ends_the_rule_of_winners_a_newer_experiment_replaced(tmp_path):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+    from tests.conftest import _test_config
+
+    url = "sqlite:///" + str(tmp_path / "migrate.db")
+    app = create_app(_test_config(url, tmp_path))
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS), revision="0004_slate_cards")
+        with db.engine.begin() as connection:
+            for name, winner, day in (
+                ("first", "heuristic", 1),
+                ("second", None, 8),
+                ("third", "heuristic", 15),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO experiments (name, salt, allocation_percent, control_arm,"
+                        " treatment_arm, status, winner, started_at, stopped_at) VALUES (:n, :n,"
+                        " 50, 'heuristic', 'model', 'stopped', :w, :start, :start)"
+                    ),
+                    {"n": name, "w": winner, "start": f"2026-11-{day:02d} 00:00:00"},
+                )
+        upgrade(directory=str(MIGRATIONS))
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT name, winner_until FROM experiments ORDER BY id")
+            )
+            # The first winner ruled until the second experiment started; the newest still rules.
+            assert [(name, str(until)[:10] if until else None) for name, until in rows] == [
+                ("first", "2026-11-08"),
+                ("second", None),  # no winner: nothing ruled
+                ("third", None),
+            ]
+        from app.recs.experiment import ruling_experiment
+
+        assert ruling_experiment().name == "third"
+        downgrade(directory=str(MIGRATIONS), revision="0004_slate_cards")
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM experiments")).scalar() == 3
+        db.engine.dispose()
+
+
 def test_0003_finishes_an_attempt_that_stopped_halfway_on_sqlite(tmp_path):
     """SQLite keeps the DDL of a migration that failed midway; a second run must go on."""
     from flask_migrate import upgrade
