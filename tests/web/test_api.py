@@ -365,40 +365,37 @@ def test_one_card_per_place_when_a_page_is_asked_for_again(student_client, chall
     assert sorted(positions) == sorted(set(positions))
 
 
+def _report(client, kind: str, body: dict, card: dict):
+    """An API client reporting an event about one card of the page ``body``."""
+    return client.post(
+        "/recommendations/event",
+        json={
+            "event_id": str(uuid.uuid4()),
+            "type": kind,
+            "challenge_id": card["challenge_id"],
+            "slate_id": body["slate_id"],
+        },
+    )
+
+
+def _event_counts() -> dict[str, int]:
+    return dict(
+        db.session.execute(
+            select(RecommendationEvent.type, func.count()).group_by(RecommendationEvent.type)
+        ).all()
+    )
+
+
 def test_clicks_never_outnumber_impressions_on_an_api_card(student_client, challenges):
     body = student_client.get(URL + "?k=2").get_json()
-    card = body["items"][0]
     for _ in range(3):
-        student_client.post(
-            "/recommendations/event",
-            json={
-                "event_id": str(uuid.uuid4()),
-                "type": "click",
-                "challenge_id": card["challenge_id"],
-                "slate_id": body["slate_id"],
-            },
-        )
-    kinds = db.session.execute(
-        select(RecommendationEvent.type, func.count()).group_by(RecommendationEvent.type)
-    ).all()
-    assert dict(kinds) == {"click": 1, "impression": 1}
+        _report(student_client, "click", body, body["items"][0])
+    assert _event_counts() == {"click": 1, "impression": 1}
 
 
 def test_an_api_card_reported_shown_then_opened_counts_one_impression(student_client, challenges):
     body = student_client.get(URL + "?k=2").get_json()
     card = body["items"][0]
-    reported = student_client.post(
-        "/recommendations/event",
-        json={
-            "event_id": str(uuid.uuid4()),
-            "type": "impression",
-            "challenge_id": card["challenge_id"],
-            "slate_id": body["slate_id"],
-        },
-    )
-    assert reported.status_code == 201
+    assert _report(student_client, "impression", body, card).status_code == 201
     assert student_client.get(card["url"]).status_code == 200  # the card's link: a click
-    kinds = db.session.execute(
-        select(RecommendationEvent.type, func.count()).group_by(RecommendationEvent.type)
-    ).all()
-    assert dict(kinds) == {"click": 1, "impression": 1}
+    assert _event_counts() == {"click": 1, "impression": 1}
