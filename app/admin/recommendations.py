@@ -370,6 +370,7 @@ def _online_page(period: metrics.DateRange, status: int = 200):
         sources=shown,
         positions=metrics.by_position(period),
         range_args=_range_args(period),
+        range_refused=status == 400,
     ), status
 
 

@@ -138,6 +138,9 @@ def test_a_refused_range_stays_in_the_fields_to_be_corrected(admin_client, profe
     ):
         page = browser.get(f"{url}?{query}").get_data(as_text=True)
         assert 'name="from" value="2024-03-05"' in page and 'name="to" value="2024-03-01"' in page
+    online = admin_client.get(f"/admin/recommendations/online?{query}").get_data(as_text=True)
+    assert online.count('aria-invalid="true"') == 2
+    assert 'aria-invalid' not in admin_client.get("/admin/recommendations/online").get_data(True)
 
 
 def _published_run(version="v1", **kw) -> ModelRun:
