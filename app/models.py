@@ -434,7 +434,8 @@ class Experiment(db.Model):
     winner: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # When an admin handed serving back to the default; until then the winner serves everyone.
+    # When the winner stopped serving everyone: an admin handed serving back to the default, or
+    # a newer experiment began. Until then the winner serves everyone.
     winner_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
