@@ -300,10 +300,18 @@ def users():
 
 
 def _set_active(user_id: int, active: bool):
+    from app.auth.accounts import is_last_active_admin, lock_accounts
+
+    lock_accounts()
     user = db.get_or_404(User, user_id)
+    db.session.refresh(user)
     if not active and user.id == current_user.id:
         log.warning("admin user_id=%s tried to deactivate their own account", user.id)
         flash("You cannot deactivate your own account.", "error")
+        return _users_page(400)
+    if not active and is_last_active_admin(user):
+        log.warning("deactivating the only active admin user_id=%s refused", user.id)
+        flash(f"{user.email} is the only active admin.", "error")
         return _users_page(400)
     verb = "activated" if active else "deactivated"
     if user.active == active:

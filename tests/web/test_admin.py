@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Category
@@ -247,3 +247,43 @@ def test_the_only_active_admin_keeps_the_role(app):
         raise AssertionError("the last active admin was demoted")
     assert change_role(other, "professor", by=only) is True
     assert change_role(other, "professor", by=only) is False  # already
+
+
+def _demote_in_own_context(app, barrier, target_id: int, actor_id: int) -> str:
+    """One request's worth of work: its own app context, hence its own session and connection."""
+    from app.auth.accounts import RoleChangeRefused, change_role
+    from app.models import User
+
+    with app.app_context():
+        try:
+            target, actor = db.session.get(User, target_id), db.session.get(User, actor_id)
+            barrier.wait(timeout=30)
+            try:
+                change_role(target, "professor", by=actor)
+            except RoleChangeRefused:
+                return "refused"
+            return "changed"
+        finally:
+            db.session.remove()
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(app):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.models import User
+
+    first, second = make_user("admin"), make_user("admin")
+    db.session.commit()  # nothing of ours may hold the database while the threads write
+    barrier = threading.Barrier(2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(
+            future.result(timeout=60)
+            for future in [
+                pool.submit(_demote_in_own_context, app, barrier, second.id, first.id),
+                pool.submit(_demote_in_own_context, app, barrier, first.id, second.id),
+            ]
+        )
+    db.session.expire_all()
+    assert outcomes == ["changed", "refused"]
+    assert db.session.scalar(select(func.count(User.id)).where(User.role == "admin")) == 1
