@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     func,
     text,
 )
@@ -324,6 +325,48 @@ class ModelRun(db.Model):
         """How old the version is: since its run started reading interactions (an import: since
         the import). Publishing it again (a rollback) does not make an old version new."""
         return now - self.started_at
+
+
+class IdHighWater(db.Model):
+    """The highest id ever given to a row of a table whose deleted rows must not lend their id to
+    a newcomer. SQLite gives a new row the highest id in the table plus one, so deleting the
+    newest account would hand its id to the next one, and whatever still names that id (model
+    artifacts, exported files, logs) would then name a different person. PostgreSQL's sequences
+    never go back: there the table stays empty."""
+
+    __tablename__ = "id_high_water"
+
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+@event.listens_for(User, "after_delete")
+def _remember_deleted_user_id(_mapper, connection, target: User) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    connection.execute(
+        text(
+            "INSERT INTO id_high_water (table_name, value) VALUES ('users', :id) "
+            "ON CONFLICT (table_name) DO UPDATE SET value = MAX(value, excluded.value)"
+        ),
+        {"id": target.id},
+    )
+
+
+@event.listens_for(User, "before_insert")
+def _never_reuse_a_user_id(_mapper, connection, target: User) -> None:
+    """Once an account was deleted, new ones are numbered past every id ever given out."""
+    if connection.dialect.name != "sqlite" or target.id is not None:
+        return
+    high = connection.scalar(text("SELECT value FROM id_high_water WHERE table_name = 'users'"))
+    if high is None:
+        return
+    top = connection.scalar(text("SELECT COALESCE(MAX(id), 0) FROM users")) or 0
+    target.id = max(high, top) + 1
+    # Several accounts inserted in one flush are numbered here, one after the other.
+    connection.execute(
+        text("UPDATE id_high_water SET value = :id WHERE table_name = 'users'"), {"id": target.id}
+    )
 
 
 class RecommendationState(db.Model):

@@ -167,3 +167,23 @@ def test_users_role_changes_a_role_from_the_command_line(app, runner):
     assert refused.exit_code == 1 and "owns 1 challenge(s)" in refused.output
     missing = runner.invoke(args=["users", "role", "--email", "nobody@uni.test", "--role", "admin"])
     assert missing.exit_code == 1 and "no account with email nobody@uni.test" in missing.output
+
+
+def test_a_deleted_accounts_id_is_never_given_to_a_new_one(app, runner):
+    from app.models import User
+
+    make_user("student")
+    newest = make_user("student")
+    gone_id = newest.id
+    result = runner.invoke(args=["users", "delete", "--email", newest.email, "--yes"])
+    assert result.exit_code == 0
+    # One account alone, then two in one flush: each numbered past every id given out so far.
+    first = make_user("student")
+    pair = [
+        User(email=f"pair{n}@uni.test", display_name="P", password_hash="x", session_token="t")
+        for n in range(2)
+    ]
+    db.session.add_all(pair)
+    db.session.commit()
+    ids = [first.id, *(u.id for u in pair)]
+    assert min(ids) > gone_id and len(set(ids)) == 3
