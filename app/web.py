@@ -62,7 +62,8 @@ def database_id(raw: str | None) -> int | None:
 
 def _content_security_policy() -> str:
     parts = urlsplit(current_app.config["HTMX_URL"])
-    cdn = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+    # The pinned file itself, not its whole host: any other package on a public CDN could run.
+    cdn = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else ""
     script_src = " ".join(filter(None, ["'self'", cdn]))
     return (
         "default-src 'self'; "
@@ -91,9 +92,9 @@ def _refuse_nul_characters() -> None:
     for fields in (request.args, request.form) if forms else (request.args,):
         if any("\x00" in key or any("\x00" in v for v in values) for key, values in fields.lists()):
             log.warning(
-                "refused a NUL character in %s %s address=%s",
+                "refused a NUL character in %s %r address=%s",  # %r: a path may hold a newline
                 request.method,
-                request.path,
+                request.path[:200],
                 request.remote_addr,
             )
             abort(400, "Text fields may not contain NUL characters.")

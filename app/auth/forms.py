@@ -4,6 +4,8 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
+from app.text import Visible, clean_line
+
 
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
@@ -11,16 +13,23 @@ class LoginForm(FlaskForm):
 
 
 class RegisterForm(FlaskForm):
-    display_name = StringField("Name", validators=[DataRequired(), Length(min=2, max=120)])
+    # Shown to admins and professors beside other people's names: no direction overrides or
+    # invisible characters to pass for someone else with.
+    display_name = StringField(
+        "Name", filters=[clean_line], validators=[DataRequired(), Visible(), Length(min=2, max=120)]
+    )
     email = EmailField("University email", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])
     confirm = PasswordField(
-        "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords do not match.")]
+        "Repeat password",
+        validators=[DataRequired(), EqualTo("password", "Passwords do not match.")],
     )
 
 
 class PasswordChangeForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=200)])
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=200)]
+    )
     password = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=200)])
     confirm = PasswordField(
         "Repeat new password",

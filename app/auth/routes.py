@@ -10,6 +10,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.auth import bp
 from app.auth.forms import LoginForm, PasswordChangeForm, RegisterForm
@@ -17,6 +18,9 @@ from app.extensions import db
 from app.models import LoginAttempt, Role, User, utcnow
 
 log = logging.getLogger(__name__)
+# A hash of the same kind as the accounts' (same method and work), checked when no account has the
+# email, so both answers take as long.
+_UNKNOWN_ACCOUNT_HASH = generate_password_hash("no account has this password")
 
 
 def home_for(user: User) -> str:
@@ -75,7 +79,13 @@ def login():
         if form.validate_on_submit():
             email = User.normalize_email(form.email.data)
             user = db.session.scalar(select(User).where(User.email == email))
-            password_ok = user is not None and user.check_password(form.password.data)
+            if user is not None:
+                password_ok = user.check_password(form.password.data)
+            else:
+                # The same work for an unknown email: how long the answer takes must not tell
+                # which addresses have accounts.
+                check_password_hash(_UNKNOWN_ACCOUNT_HASH, form.password.data)
+                password_ok = False
             if password_ok and user.active:
                 # A fresh session on login: nothing from the anonymous session carries over.
                 session.clear()

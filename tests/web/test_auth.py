@@ -230,3 +230,22 @@ def test_a_page_that_says_what_went_wrong_has_one_autofocus_on_that(client, prof
     new = professor_client.post("/professor/challenges/new", data={}).get_data(as_text=True)
     assert new.count("autofocus") == 1 and "error-summary" in new
     assert client.get("/login").get_data(as_text=True).count("autofocus") == 1  # the email field
+
+
+def test_registration_cleans_the_name_others_will_see(client, app):
+    blank = register(client, email="blank@uni.edu", display_name="\u200b\u200b\u200b")
+    assert blank.status_code == 400
+    register(client, email="spoof@uni.edu", display_name="Admin\u202etneduts\u200b")
+    user = db.session.scalar(select(User).where(User.email == "spoof@uni.edu"))
+    assert user.display_name == "Admintneduts"
+
+
+def test_an_unknown_email_costs_a_password_check_like_a_known_one(client, monkeypatch):
+    """How long a failed login takes must not tell which addresses have accounts."""
+    from app.auth import routes
+
+    checked = []
+    real = routes.check_password_hash
+    monkeypatch.setattr(routes, "check_password_hash", lambda h, p: checked.append(h) or real(h, p))
+    response = client.post("/login", data={"email": "nobody@uni.test", "password": "whatever1"})
+    assert response.status_code == 401 and checked == [routes._UNKNOWN_ACCOUNT_HASH]

@@ -69,3 +69,12 @@ def test_error_pages_have_titles_that_say_which_error(student_client):
     assert "<title>Page not found (404) · Campus Challenges</title>" in missing
     refused = student_client.get("/admin/").get_data(as_text=True)
     assert "<title>No access (403) · Campus Challenges</title>" in refused
+
+
+def test_a_refused_request_cannot_write_a_line_of_its_own_into_the_log(client, caplog):
+    forged = "2026-11-26 19:40:00,000 INFO app.auth.routes: login user_id=1"
+    with caplog.at_level("WARNING", logger="app.web"):
+        response = client.get(f"/x%0a{forged.replace(' ', '%20')}?q=%00")
+    assert response.status_code == 400
+    [record] = [r for r in caplog.records if "NUL" in r.getMessage()]
+    assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
