@@ -117,7 +117,8 @@ def set_role(email: str, role: str) -> None:
         changed = change_role(user, role)
     except RoleChangeRefused as exc:
         raise click.ClickException(str(exc).rstrip(".")) from None
-    click.echo(f"{email} is {'now' if changed else 'already'} a {role}.")
+    article = "an" if role == "admin" else "a"
+    click.echo(f"{email} is {'now' if changed else 'already'} {article} {role}.")
 
 
 def _heir(heir_email: str, leaving: User) -> User:

@@ -120,7 +120,7 @@ def _health(now: datetime, published: ModelRun | None, kept: list[ModelRun]) -> 
             f"The last run ({last.version}) failed: {last.error or 'no error recorded'}"
         )
     ruling = experiments.ruling_experiment()
-    if ruling is not None and ruling.winner != "model":
+    if ruling is not None:
         warnings.append(
             f"Every student gets the {ruling.winner}, not the published model: experiment "
             f"“{ruling.name}” was stopped"
@@ -295,10 +295,13 @@ def recommendations_progress():
     response = current_app.make_response(
         render_template("admin/recommendations_progress.html", progress=progress)
     )
-    was_following = request.args.get("following") == "1"
-    if was_following and not (progress["running"] or progress["starting"]):
-        # The page reloads with the run's outcome as its first message, so it is read out.
-        _flash_outcome(progress.get("last_result"))
+    following = request.args.get("following") or ""
+    if following and not (progress["running"] or progress["starting"]):
+        # The page reloads with the outcome of the run it was following as its first message,
+        # so it is read out; a job that was no run (a rollback, the purge) has none to tell.
+        result = progress.get("last_result")
+        if result and result.get("version") == following:
+            _flash_outcome(result)
         response.headers["HX-Refresh"] = "true"
     return response
 

@@ -340,7 +340,8 @@ def change_user_role(user_id: int):
         flash(str(exc), "error")
         return _users_page(400)
     flash(
-        f"{user.display_name} ({user.email}) is {'now' if changed else 'already'} a {role}.",
+        f"{user.display_name} ({user.email}) is {'now' if changed else 'already'} "
+        f"{'an' if role == 'admin' else 'a'} {role}.",
         "success" if changed else "info",
     )
     return _back_to_users()

@@ -35,8 +35,8 @@ def change_role(user: User, role: str, by: User | None = None) -> bool:
     owned = db.session.scalar(select(func.count(Challenge.id)).where(Challenge.owner_id == user.id))
     if role == Role.STUDENT.value and owned:
         raise RoleChangeRefused(
-            f"{user.email} owns {owned} challenge(s), which a student cannot manage; hand them "
-            "to another professor first."
+            f"{user.email} owns {owned} challenge(s), which a student cannot manage; give each "
+            "another owner first (the Owner field of its edit form)."
         )
     previous, user.role = user.role, role
     db.session.commit()

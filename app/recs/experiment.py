@@ -54,14 +54,18 @@ def assign_arm(user_id: int) -> str | None:
 
 
 def ruling_experiment() -> Experiment | None:
-    """The stopped experiment whose winner every student gets now, if any."""
+    """The stopped experiment whose winner every student gets now instead of the default, if
+    any. A model winner is the default already (the model where it has rows), so it rules
+    nothing."""
     experiment = latest_experiment()
-    return experiment if experiment is not None and experiment.winner_in_force else None
+    if experiment is None or experiment.winner_in_force in (None, "model"):
+        return None
+    return experiment
 
 
 def end_winner(experiment: Experiment) -> None:
     """Serve the default again (the model where it has rows); the winner stays on record."""
-    if experiment.winner_in_force is None:
+    if experiment.winner_in_force in (None, "model"):
         raise ValueError("no experiment's winner is being served to everyone")
     experiment.winner_until = utcnow()
     db.session.commit()
@@ -72,10 +76,10 @@ def start_experiment(name: str, allocation_percent: int, salt: str | None = None
         raise ValueError("allocation must be between 0 and 100 percent")
     if running_experiment() is not None:
         raise ValueError("an experiment is already running; stop it first")
-    ruling = ruling_experiment()
-    if ruling is not None:
+    previous = latest_experiment()
+    if previous is not None and previous.winner_in_force is not None:
         # The new experiment decides serving from now on: the old winner's rule ends, on record.
-        ruling.winner_until = utcnow()
+        previous.winner_until = utcnow()
     experiment = Experiment(
         name=name.strip()[:120] or "Model vs heuristic",
         salt=salt or secrets.token_hex(8),

@@ -60,7 +60,10 @@ def parse_date_range(raw_from: str | None, raw_to: str | None, today: date) -> D
     raw_from, raw_to = (raw_from or "").strip(), (raw_to or "").strip()
     end = _parse_day(raw_to, "to") if raw_to else today
     start = (
-        _parse_day(raw_from, "from") if raw_from else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+        _parse_day(raw_from, "from")
+        if raw_from
+        # A range defaulted back from an end near FIRST_DAY starts there, as a typed one must.
+        else max(FIRST_DAY, end - timedelta(days=DEFAULT_RANGE_DAYS - 1))
     )
     if start > end:
         raise ValueError("The start date must not be after the end date.")
@@ -81,7 +84,7 @@ def range_or_default(
 
 def _parse_day(raw: str, name: str) -> date:
     # fromisoformat also takes "20240105" and week dates; the form only ever sends YYYY-MM-DD.
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):  # \d would take other scripts' digits
         try:
             day = date.fromisoformat(raw)
         except ValueError:

@@ -199,8 +199,9 @@ def latest_slot(app: Flask, now: datetime | None = None) -> datetime | None:
 
 
 def purge_old_events(app: Flask) -> int | None:
-    """The retention job: events older than RECS_EVENT_RETENTION_DAYS go, once across processes
-    (it shares the pipeline lock, so it never deletes under a training run's export either)."""
+    """The retention job: events older than RECS_EVENT_RETENTION_DAYS go. Each worker's job runs
+    it in turn under the pipeline lock (so it never deletes under a training run's export
+    either); the later ones find nothing left to delete."""
     from app.recs.pipeline import purge_events
 
     with single_runner(app, SCHEDULED_LOCK_PATIENCE_SECONDS) as acquired:

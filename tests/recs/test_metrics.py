@@ -51,6 +51,13 @@ def test_parse_date_range_defaults_and_validation():
             parse_date_range(raw_from, raw_to, today)
 
 
+def test_a_range_defaulted_back_from_an_early_end_starts_no_earlier_than_the_first_day():
+    period = parse_date_range(None, "1970-01-05", date(2024, 3, 31))
+    assert period.start == date(1970, 1, 1) and period.end == date(1970, 1, 5)
+    with pytest.raises(ValueError, match="must be a date written as YYYY-MM-DD"):
+        parse_date_range("\uff12\uff10\uff12\uff14-01-01", None, date(2024, 3, 31))
+
+
 def test_a_well_written_day_that_is_not_in_the_calendar_is_called_that():
     with pytest.raises(ValueError, match="'from' is not a day of the calendar: 2024-02-30"):
         parse_date_range("2024-02-30", None, date(2024, 3, 31))

@@ -515,7 +515,7 @@ def test_rollback_refuses_unknown_or_current_versions(admin_client, version):
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert 'class="flash flash-error"' in page
-    assert "Retraining is starting" not in page  # the refusal is drawn after the lock is let go
+    assert "A recommendation job is running" not in page  # drawn after the lock is let go
     assert published_run().version == "v-new"
 
 
@@ -560,12 +560,17 @@ def test_progress_polls_while_running_and_reloads_when_done(admin_client, monkey
     partial = admin_client.get("/admin/recommendations/progress?following=1")
     body = partial.get_data(as_text=True)
     assert 'hx-trigger="every 2s"' in body and "evaluating" in body and "disabled" in body
+    assert "following=v-running" in body  # the run it polls for is named
     assert "HX-Refresh" not in partial.headers
 
     run.status, run.error, run.finished_at = "rejected", "not enough data", utcnow()
     db.session.commit()
     monkeypatch.setattr(scheduler, "is_locked", lambda app: False)
-    partial = admin_client.get("/admin/recommendations/progress?following=1")
+    # A job that was no run of this page's (a rollback holding the lock) ends without a message.
+    other = admin_client.get("/admin/recommendations/progress?following=1")
+    assert other.headers["HX-Refresh"] == "true"
+    assert "Training run" not in admin_client.get("/admin/recommendations").get_data(True)
+    partial = admin_client.get("/admin/recommendations/progress?following=v-running")
     body = partial.get_data(as_text=True)
     assert "hx-trigger" not in body and "not enough data" in body
     assert partial.headers["HX-Refresh"] == "true"
@@ -628,3 +633,15 @@ def test_rates_without_impressions_read_as_no_data_on_every_page(professor_clien
     assert "CTR —" in stats and "join rate —" in stats and "0.0%" not in stats
     online = admin_client.get("/admin/recommendations/online").get_data(as_text=True)
     assert "0.0%" not in online
+
+
+def test_a_model_winner_is_the_default_and_rules_nothing(admin_client):
+    from app.recs.experiment import assign_arm, ruling_experiment, stop_experiment
+    from app.recs.pipeline import status_summary
+
+    stop_experiment(start_experiment("Won by the model", 50), "model")
+    assert assign_arm(make_user().id) == "model" and ruling_experiment() is None
+    assert status_summary()["serving_rule"] is None
+    page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
+    assert "Serve the default again" not in page
+    assert admin_client.post("/admin/recommendations/experiment/end-winner").status_code == 400
