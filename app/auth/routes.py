@@ -160,8 +160,17 @@ def register():
 @login_required
 def change_password():
     form = PasswordChangeForm()
+    if request.method == "POST":
+        # Wrong current passwords count with failed logins: someone holding a stolen session
+        # must not get to guess the password behind it at leisure.
+        address = _client_address()
+        if _too_many_attempts(address):
+            return _throttled("password change", "auth/password.html", form)
     if form.validate_on_submit():
         if not current_user.check_password(form.current_password.data):
+            db.session.add(LoginAttempt(address=address))
+            db.session.commit()
+            log.warning("wrong current password user_id=%s address=%s", current_user.id, address)
             form.current_password.errors.append("That is not your current password.")
             return render_template("auth/password.html", form=form), 400
         current_user.set_password(form.password.data)  # rotates the token: other sessions end

@@ -249,3 +249,24 @@ def test_an_unknown_email_costs_a_password_check_like_a_known_one(client, monkey
     monkeypatch.setattr(routes, "check_password_hash", lambda h, p: checked.append(h) or real(h, p))
     response = client.post("/login", data={"email": "nobody@uni.test", "password": "whatever1"})
     assert response.status_code == 401 and checked == [routes._UNKNOWN_ACCOUNT_HASH]
+
+
+def test_guessing_the_current_password_counts_with_failed_logins(make_app, caplog):
+    """A stolen session must not get to guess the password behind it at leisure."""
+    limited = make_app(LOGIN_RATE_LIMIT=3)
+    client = limited.test_client()
+    student = make_user("student")
+    assert login(client, student).status_code == 302
+    wrong = {
+        "current_password": "not-it-123",
+        "password": "newpassword1",
+        "confirm": "newpassword1",
+    }
+    for _ in range(3):
+        assert client.post("/account/password", data=wrong).status_code == 400
+    caplog.set_level("WARNING", logger="app.auth.routes")
+    right = {**wrong, "current_password": PASSWORD}
+    response = client.post("/account/password", data=right)
+    assert response.status_code == 429 and "password change rate limit hit" in caplog.text
+    db.session.refresh(student)
+    assert student.check_password(PASSWORD)  # unchanged
