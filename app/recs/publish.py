@@ -527,11 +527,12 @@ def _rollback_target(current: ModelRun | None, to_version: str | None) -> ModelR
     older = select(ModelRun).where(ModelRun.status == "superseded")
     if current is not None:
         older = older.where(ModelRun.id < current.id)
-    # A version the operator rolled back from is not one to return to: the one before it is.
+    # A version the operator rolled back from is not one to return to: the one before it is;
+    # nor is one whose rows were pruned.
     for target in db.session.scalars(older.order_by(ModelRun.id.desc())):
-        if ROLLED_BACK_AT not in (target.report or {}):
+        if ROLLED_BACK_AT not in (target.report or {}) and count_rows(target.id):
             return target
-    raise PublishError("no earlier version to roll back to")
+    raise PublishError("no earlier version with its rows kept to roll back to")
 
 
 # --- Cleanup --------------------------------------------------------------------------------------

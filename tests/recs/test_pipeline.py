@@ -271,6 +271,16 @@ def test_rollback_skips_a_version_it_was_rolled_back_from(app, campus):
     assert c.version != current.version
 
 
+def test_a_plain_rollback_passes_over_a_pruned_version(app, campus):
+    app.config["RECS_KEEP_VERSIONS"] = 2
+    a, b = pipeline.train(), pipeline.train()
+    publish.rollback()  # b was bad: back to a
+    pipeline.train()  # the two newest are kept (this one and b): a's rows are pruned
+    assert rows_of(a.version) == [] and rows_of(b.version)
+    with pytest.raises(publish.PublishError, match="no earlier version with its rows kept"):
+        publish.rollback()  # b was rolled back from, a is pruned: nothing to return to
+
+
 def test_old_versions_are_pruned(app, campus):
     app.config["RECS_KEEP_VERSIONS"] = 1
     versions = [pipeline.train().version for _ in range(3)]
