@@ -332,7 +332,9 @@ def test_refusals_are_logged_and_database_errors_are_one_line(runner, campus, mo
 
     caplog.set_level("WARNING", logger="app.recs.cli")
     invoke(runner, "rollback", code=1)
-    assert "flask recs rollback: no earlier version with its rows kept to roll back to" in caplog.text
+    assert (
+        "flask recs rollback: no earlier version with its rows kept to roll back to" in caplog.text
+    )
 
     def missing_table(*args, **kwargs):
         raise OperationalError("SELECT ...", {}, Exception("no such table: model_runs"))
