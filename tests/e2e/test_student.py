@@ -98,15 +98,20 @@ def test_anonymous_visitor_is_sent_to_login(page):
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
 
 
+def _follow_skip_link(page, name: str) -> str:
+    """The skip link has the focus and is shown; Enter follows it. The id that has focus then."""
+    skip = page.get_by_role("link", name=name)
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    return page.evaluate("document.activeElement.id")
+
+
 def test_the_first_tab_offers_to_skip_the_navigation(page, campus):
     log_in(page, campus["student"])
     page.goto("/me/challenges")
     page.keyboard.press("Tab")
-    skip = page.get_by_role("link", name="Skip to content")
-    expect(skip).to_be_focused()
-    expect(skip).to_be_in_viewport()
-    page.keyboard.press("Enter")
-    assert page.evaluate("document.activeElement.id") == "content"
+    assert _follow_skip_link(page, "Skip to content") == "content"
 
 
 def test_keyboard_users_can_pass_the_recommendations_to_reach_the_list(page, campus):
@@ -116,10 +121,6 @@ def test_keyboard_users_can_pass_the_recommendations_to_reach_the_list(page, cam
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")  # "Skip to content": the next stop is the first in the page
     page.keyboard.press("Tab")
-    skip = page.get_by_role("link", name="Skip to all challenges")
-    expect(skip).to_be_focused()
-    expect(skip).to_be_in_viewport()
-    page.keyboard.press("Enter")
-    assert page.evaluate("document.activeElement.id") == "all-challenges"
+    assert _follow_skip_link(page, "Skip to all challenges") == "all-challenges"
     page.keyboard.press("Tab")
     expect(page.get_by_label("Search")).to_be_focused()
