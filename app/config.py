@@ -25,8 +25,13 @@ class DefaultConfig:
 
     # Accounts.
     REGISTRATION_ENABLED = True
-    LOGIN_RATE_LIMIT = 10  # failed attempts per address ...
-    LOGIN_RATE_WINDOW_SECONDS = 60  # ... within this window
+    # Budgets per LOGIN_RATE_WINDOW_SECONDS (app/auth/attempts.py): failed logins and wrong current
+    # passwords naming one account from one address, the same from any address, and every failure
+    # and registration from one address (a campus behind one NAT address shares that one).
+    LOGIN_RATE_LIMIT = 10
+    LOGIN_ACCOUNT_RATE_LIMIT = 50
+    LOGIN_ADDRESS_RATE_LIMIT = 200
+    LOGIN_RATE_WINDOW_SECONDS = 60
 
     # Pages.
     CHALLENGES_PER_PAGE = 12
@@ -96,6 +101,8 @@ class TestConfig:
     WTF_CSRF_ENABLED = False
     RECS_SCHEDULER_ENABLED = False
     LOGIN_RATE_LIMIT = 1000
+    LOGIN_ACCOUNT_RATE_LIMIT = 1000
+    LOGIN_ADDRESS_RATE_LIMIT = 1000
     RECS_REQUESTS_PER_MINUTE = 0  # tests/web/test_throttle.py turns it on
     SQLITE_BUSY_TIMEOUT_MS = 30000
 

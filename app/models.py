@@ -282,13 +282,19 @@ class Participation(db.Model):
 
 
 class LoginAttempt(db.Model):
-    """Failed logins, kept briefly so the rate limit holds across worker processes."""
+    """Failed logins, wrong current passwords and registrations, kept briefly so the budgets of
+    ``app/auth/attempts.py`` hold across worker processes. ``account`` is a keyed hash of the
+    email a failure named (None for a registration)."""
 
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_address_at", "address", "attempted_at"),)
+    __table_args__ = (
+        Index("ix_login_attempts_address_at", "address", "attempted_at"),
+        Index("ix_login_attempts_account_at", "account", "attempted_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     address: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str | None] = mapped_column(String(64))
     attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

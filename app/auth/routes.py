@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.auth import bp
+from app.auth import attempts, bp
+from app.auth.attempts import Refusal
 from app.auth.forms import LoginForm, PasswordChangeForm, RegisterForm
 from app.extensions import db
-from app.models import LoginAttempt, Role, User, utcnow
+from app.models import Role, User
 
 log = logging.getLogger(__name__)
 # A hash of the same kind as the accounts' (same method and work), checked when no account has the
@@ -46,24 +46,12 @@ def _client_address() -> str:
     return (request.remote_addr or "unknown")[:64]
 
 
-def _too_many_attempts(address: str) -> bool:
-    window = timedelta(seconds=current_app.config["LOGIN_RATE_WINDOW_SECONDS"])
-    since = utcnow() - window
-    db.session.execute(
-        delete(LoginAttempt).where(LoginAttempt.attempted_at < utcnow() - 10 * window)
+def _throttled(action: str, template: str, form, refused: Refusal):
+    log.warning(
+        "%s rate limit hit (%s) for address=%s", action, refused.name.lower(), _client_address()
     )
-    count = db.session.scalar(
-        select(func.count(LoginAttempt.id)).where(
-            LoginAttempt.address == address, LoginAttempt.attempted_at >= since
-        )
-    )
-    return count >= current_app.config["LOGIN_RATE_LIMIT"]
-
-
-def _throttled(action: str, template: str, form):
-    log.warning("%s rate limit hit for address=%s", action, _client_address())
-    db.session.commit()  # keeps the clean-up of expired attempts done by _too_many_attempts
-    flash("Too many attempts from your address. Wait a minute and try again.", "error")
+    db.session.commit()  # keeps the clean-up of expired attempts done by attempts.refusal
+    flash(refused.value, "error")
     return render_template(template, form=form), 429
 
 
@@ -74,8 +62,10 @@ def login():
     form = LoginForm()
     if request.method == "POST":
         address = _client_address()
-        if _too_many_attempts(address):
-            return _throttled("login", "auth/login.html", form)
+        account = attempts.account_key(request.form.get("email"))
+        refused = attempts.refusal(address, account)
+        if refused:
+            return _throttled("login", "auth/login.html", form, refused)
         if form.validate_on_submit():
             email = User.normalize_email(form.email.data)
             user = db.session.scalar(select(User).where(User.email == email))
@@ -92,7 +82,7 @@ def login():
                 login_user(user)
                 log.info("login user_id=%s", user.id)
                 return redirect(safe_next(request.args.get("next")) or home_for(user))
-            db.session.add(LoginAttempt(address=address))
+            attempts.record(address, account)
             db.session.commit()
             log.warning("failed login for email=%r address=%s", email[:80], address)
             # Only someone who knows the password learns that the account exists but is disabled.
@@ -129,10 +119,11 @@ def register():
     form = RegisterForm()
     if request.method == "POST":
         address = _client_address()
-        if _too_many_attempts(address):
-            return _throttled("registration", "auth/register.html", form)
-        # Registrations count against the same per-address budget as failed logins.
-        db.session.add(LoginAttempt(address=address))
+        refused = attempts.refusal(address, None)
+        if refused:
+            return _throttled("registration", "auth/register.html", form, refused)
+        # Registrations count against the per-address ceiling, as failed logins do.
+        attempts.record(address, None)
         db.session.commit()
     if form.validate_on_submit():
         email = User.normalize_email(form.email.data)
@@ -164,11 +155,13 @@ def change_password():
         # Wrong current passwords count with failed logins: someone holding a stolen session
         # must not get to guess the password behind it at leisure.
         address = _client_address()
-        if _too_many_attempts(address):
-            return _throttled("password change", "auth/password.html", form)
+        account = attempts.account_key(current_user.email)
+        refused = attempts.refusal(address, account)
+        if refused:
+            return _throttled("password change", "auth/password.html", form, refused)
     if form.validate_on_submit():
         if not current_user.check_password(form.current_password.data):
-            db.session.add(LoginAttempt(address=address))
+            attempts.record(address, account)
             db.session.commit()
             log.warning("wrong current password user_id=%s address=%s", current_user.id, address)
             form.current_password.errors.append("That is not your current password.")

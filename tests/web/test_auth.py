@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import User
+from app.models import LoginAttempt, User
 from tests.helpers import PASSWORD, login, make_user
 
 
@@ -112,17 +112,82 @@ def test_session_cookie_is_httponly_and_samesite_lax(client):
     assert "SameSite=Lax" in cookie
 
 
-def test_login_rate_limit_answers_429(make_app, caplog):
+def _post_login(client, email, password="wrong-password", address="10.0.0.1"):
+    return client.post(
+        "/login",
+        data={"email": email, "password": password},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_guessing_one_password_answers_429_but_others_behind_the_address_log_in(make_app, caplog):
     limited = make_app(LOGIN_RATE_LIMIT=3)
     client = limited.test_client()
-    student = make_user("student")
+    student, neighbour = make_user("student"), make_user("student")
     for _ in range(3):
-        assert login(client, student, password="wrong-password").status_code == 401
+        assert _post_login(client, student.email).status_code == 401
     caplog.set_level("WARNING", logger="app.auth.routes")
-    response = login(client, student)  # even the right password waits out the window
+    # Even the right password waits out the window, whatever the email's case.
+    response = _post_login(client, student.email.upper(), PASSWORD)
+    assert response.status_code == 429
+    assert "Too many attempts for this account" in response.get_data(as_text=True)
+    assert "login rate limit hit (account)" in caplog.text
+    # Someone else behind the same campus address is not held up.
+    assert _post_login(limited.test_client(), neighbour.email, PASSWORD).status_code == 302
+    # Nor is the account's owner at another address.
+    assert (
+        _post_login(limited.test_client(), student.email, PASSWORD, "10.0.0.2").status_code == 302
+    )
+
+
+def test_guesses_at_one_account_spread_over_addresses_are_counted_together(make_app):
+    limited = make_app(LOGIN_RATE_LIMIT=3, LOGIN_ACCOUNT_RATE_LIMIT=4)
+    client = limited.test_client()
+    student = make_user("student")
+    for n in range(4):
+        assert _post_login(client, student.email, address=f"10.0.1.{n}").status_code == 401
+    response = _post_login(client, student.email, PASSWORD, "10.0.1.99")
+    assert response.status_code == 429
+    assert "Too many attempts for this account" in response.get_data(as_text=True)
+
+
+def test_one_address_trying_many_accounts_meets_the_address_ceiling(make_app, caplog):
+    limited = make_app(LOGIN_RATE_LIMIT=3, LOGIN_ADDRESS_RATE_LIMIT=4)
+    client = limited.test_client()
+    student = make_user("student")
+    for n in range(4):
+        assert _post_login(client, f"someone{n}@uni.test").status_code == 401
+    caplog.set_level("WARNING", logger="app.auth.routes")
+    response = _post_login(client, student.email, PASSWORD)
     assert response.status_code == 429
     assert "Too many attempts from your address" in response.get_data(as_text=True)
-    assert "login rate limit hit" in caplog.text
+    assert "login rate limit hit (address) for address=10.0.0.1" in caplog.text
+    assert _post_login(client, student.email, PASSWORD, "10.0.0.2").status_code == 302
+
+
+def test_an_email_with_and_without_an_account_meet_the_same_limit(make_app):
+    limited = make_app(LOGIN_RATE_LIMIT=2)
+    client = limited.test_client()
+    student = make_user("student")
+    for email in (student.email, "nobody@uni.test"):
+        for _ in range(2):
+            assert _post_login(client, email).status_code == 401
+        refused = _post_login(client, email)
+        assert refused.status_code == 429
+        assert "Too many attempts for this account" in refused.get_data(as_text=True)
+
+
+def test_attempts_are_stored_without_what_was_typed(make_app):
+    limited = make_app()
+    client = limited.test_client()
+    assert _post_login(client, "Secret-Typed-In-The-Email-Field").status_code == 401
+    for spelling in ("Someone@Uni.test", " someone@uni.test "):
+        assert _post_login(client, spelling).status_code == 401
+    rows = db.session.scalars(select(LoginAttempt)).all()
+    assert len(rows) == 3 and all(row.account and len(row.account) == 64 for row in rows)
+    stored = " ".join(f"{row.account} {row.address}" for row in rows).lower()
+    assert "someone" not in stored and "secret" not in stored
+    assert len({row.account for row in rows}) == 2  # one key per account, however spelled
 
 
 @pytest.mark.parametrize(
@@ -189,8 +254,8 @@ def test_password_change_with_wrong_current_password_is_400(student_client):
     assert "That is not your current password." in response.get_data(as_text=True)
 
 
-def test_registration_shares_the_per_address_budget(make_app):
-    limited = make_app(LOGIN_RATE_LIMIT=2)
+def test_registrations_count_against_the_address_ceiling(make_app):
+    limited = make_app(LOGIN_RATE_LIMIT=1, LOGIN_ADDRESS_RATE_LIMIT=2)
     client = limited.test_client()
     for n in range(2):
         response = client.post(
@@ -214,6 +279,7 @@ def test_registration_shares_the_per_address_budget(make_app):
         },
     )
     assert response.status_code == 429
+    assert "Too many attempts from your address" in response.get_data(as_text=True)
     assert db.session.scalar(select(User).where(User.email == "third@campus.example.edu")) is None
 
 
@@ -270,3 +336,6 @@ def test_guessing_the_current_password_counts_with_failed_logins(make_app, caplo
     assert response.status_code == 429 and "password change rate limit hit" in caplog.text
     db.session.refresh(student)
     assert student.check_password(PASSWORD)  # unchanged
+    # The guesses were counted against the account: its login from that address waits too.
+    again = _post_login(limited.test_client(), student.email, PASSWORD, "127.0.0.1")
+    assert again.status_code == 429

@@ -184,3 +184,34 @@ def test_0003_finishes_an_attempt_that_stopped_halfway_on_sqlite(tmp_path):
             i["name"] for i in schema.get_indexes("experiments")
         }
         db.engine.dispose()
+
+
+def test_0007_keeps_attempts_stored_before_it_against_the_address_ceiling(tmp_path):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.auth import attempts
+    from app.models import utcnow
+    from tests.conftest import _test_config
+
+    url = "sqlite:///" + str(tmp_path / "migrate.db")
+    app = create_app({**_test_config(url, tmp_path), "LOGIN_ADDRESS_RATE_LIMIT": 2})
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS), revision="0006_id_high_water")
+        with db.engine.begin() as connection:
+            for _ in range(2):
+                connection.execute(
+                    text("INSERT INTO login_attempts (address, attempted_at) VALUES (:a, :at)"),
+                    {"a": "10.0.0.1", "at": utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")},
+                )
+        upgrade(directory=str(MIGRATIONS))
+        with app.test_request_context():
+            key = attempts.account_key("someone@uni.test")
+            assert attempts.refusal("10.0.0.1", key) is attempts.Refusal.ADDRESS
+            assert attempts.refusal("10.0.0.2", key) is None
+            db.session.rollback()
+        downgrade(directory=str(MIGRATIONS), revision="0006_id_high_water")
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM login_attempts")).scalar() == 2
+        db.engine.dispose()
