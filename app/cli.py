@@ -5,15 +5,13 @@ from __future__ import annotations
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from app.extensions import db
 from app.models import (
     ROLES,
-    Challenge,
     RecommendationEvent,
     RecommendationSlate,
-    Role,
     User,
     UserRecommendation,
 )
@@ -80,14 +78,9 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
     from app.challenges.service import delete_participations_of
 
     if owned:
-        # One SQL update: it cannot trip over an edit saved while the prompt waited, and the
-        # version bump tells any edit form still open on these challenges that the owner changed.
-        db.session.execute(
-            update(Challenge)
-            .where(Challenge.owner_id == user.id)
-            .values(owner_id=heir.id, version=Challenge.version + 1)
-            .execution_options(synchronize_session=False)
-        )
+        from app.auth.accounts import move_challenges
+
+        move_challenges(user.id, heir.id)
         db.session.expire(user, ["challenges"])
     delete_participations_of(user.id)
     for model in (RecommendationEvent, RecommendationSlate, UserRecommendation):
@@ -121,17 +114,42 @@ def set_role(email: str, role: str) -> None:
     click.echo(f"{email} is {'now' if changed else 'already'} {article} {role}.")
 
 
-def _heir(heir_email: str, leaving: User) -> User:
+@users_cli.command("hand-over")
+@click.option("--from", "owner_email", required=True, help="The account whose challenges move.")
+@click.option("--to", "heir_email", required=True, help="An active professor or admin.")
+def hand_over(owner_email: str, heir_email: str) -> None:
+    """Hand every challenge an account owns (drafts and archived ones too) to another professor
+    or admin, e.g. before a professor who leaves becomes a student or is deactivated. Students'
+    participations stay."""
+    from app.auth.accounts import HandOverRefused, hand_over_challenges
+
+    owner_email = User.normalize_email(owner_email)
+    owner = db.session.scalar(select(User).where(User.email == owner_email))
+    if owner is None:
+        raise click.BadParameter(f"no account with email {owner_email}", param_hint="--from")
+    heir = _heir(heir_email, owner, "--to")
+    try:
+        moved = hand_over_challenges(owner, heir)
+    except HandOverRefused as exc:
+        raise click.ClickException(str(exc).rstrip(".")) from None
+    if not moved:
+        click.echo(f"{owner.email} owns no challenge: nothing to hand over.")
+        return
+    click.echo(f"Handed {moved} challenge(s) of {owner.email} to {heir.email}.")
+
+
+def _heir(heir_email: str, leaving: User, option: str = "--reassign-to") -> User:
     """The account that takes over ``leaving``'s challenges: an active professor or admin."""
+    from app.auth.accounts import heir_problem
+
     heir = db.session.scalar(select(User).where(User.email == User.normalize_email(heir_email)))
     if heir is None:
-        raise click.BadParameter(f"no account with email {heir_email}", param_hint="--reassign-to")
-    if heir.id == leaving.id:
-        raise click.BadParameter("must be another account", param_hint="--reassign-to")
-    if heir.role not in (Role.PROFESSOR.value, Role.ADMIN.value) or not heir.active:
-        raise click.BadParameter(
-            f"{heir.email} is not an active professor or admin", param_hint="--reassign-to"
-        )
+        raise click.BadParameter(f"no account with email {heir_email}", param_hint=option)
+    problem = heir_problem(leaving, heir)
+    if problem:
+        if heir.id == leaving.id:
+            problem = "must be another account"
+        raise click.BadParameter(problem.rstrip("."), param_hint=option)
     return heir
 
 

@@ -274,9 +274,17 @@ def _users_page(status: int = 200):
         .limit(USERS_PER_PAGE)
     ).all()
     query_args = {k: v for k, v in filters.items() if v}
+    owned = dict(
+        db.session.execute(
+            select(Challenge.owner_id, func.count(Challenge.id))
+            .where(Challenge.owner_id.in_([u.id for u in users]))
+            .group_by(Challenge.owner_id)
+        ).all()
+    )
     return render_template(
         "admin/users.html",
         users=users,
+        owned=owned,
         filters=filters,
         query_args=query_args,
         roles=ROLES,
@@ -345,6 +353,63 @@ def change_user_role(user_id: int):
         "success" if changed else "info",
     )
     return _back_to_users()
+
+
+@bp.route("/users/<int:user_id>/challenges", methods=["GET", "POST"])
+@role_required("admin")
+def user_challenges(user_id: int):
+    """The challenges an account owns, and handing all of them to another professor or admin
+    (before the account becomes a student, or when its owner leaves)."""
+    from app.auth.accounts import HandOverRefused, hand_over_challenges
+
+    owner = db.get_or_404(User, user_id)
+    if request.method == "GET":
+        return _user_challenges_page(owner)
+    raw = (request.form.get("heir_id") or "").strip()
+    heir = db.session.get(User, int(raw)) if raw.isascii() and raw.isdigit() else None
+    if heir is None:
+        log.warning("hand-over of user_id=%s refused: no account %r", owner.id, raw[:20])
+        flash("Choose the professor or admin who takes the challenges over.", "error")
+        return _user_challenges_page(owner, 400)
+    try:
+        moved = hand_over_challenges(owner, heir, by=current_user)
+    except HandOverRefused as exc:
+        log.warning("hand-over of user_id=%s to user_id=%s refused: %s", owner.id, heir.id, exc)
+        flash(str(exc), "error")
+        return _user_challenges_page(owner, 400)
+    if not moved:
+        flash(f"{owner.display_name} owns no challenge: nothing was handed over.", "info")
+    else:
+        flash(
+            f"{moved} challenge{'' if moved == 1 else 's'} of {owner.display_name} handed to "
+            f"{heir.display_name} ({heir.email}).",
+            "success",
+        )
+    return redirect(url_for("admin.user_challenges", user_id=owner.id), 303)
+
+
+def _user_challenges_page(owner: User, status: int = 200):
+    owned = db.session.scalars(
+        select(Challenge)
+        .where(Challenge.owner_id == owner.id)
+        .order_by(Challenge.status, Challenge.title, Challenge.id)
+    ).all()
+    heirs = sorted(
+        db.session.scalars(
+            select(User).where(
+                User.role.in_(("professor", "admin")), User.active.is_(True), User.id != owner.id
+            )
+        ),
+        key=lambda u: (u.display_name.casefold(), u.id),
+    )
+    return render_template(
+        "admin/user_challenges.html",
+        owner=owner,
+        owned=owned,
+        heirs=heirs,
+        chosen=request.form.get("heir_id", ""),
+        refused=status != 200,
+    ), status
 
 
 @bp.route("/users/<int:user_id>/activate", methods=["POST"])

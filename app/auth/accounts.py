@@ -1,11 +1,11 @@
-"""Changing what an account may do: the one set of rules the admin page and `flask users role`
-share."""
+"""Changing what an account may do, and handing a professor's challenges to another: the one set
+of rules the admin *Users* page and `flask users role | hand-over | delete` share."""
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from app.extensions import db
 from app.models import ROLES, Challenge, Role, User
@@ -17,13 +17,19 @@ class RoleChangeRefused(ValueError):
     """A role change that would strand challenges or the campus without a manager."""
 
 
+class HandOverRefused(ValueError):
+    """A hand-over to an account that cannot manage challenges."""
+
+
 def change_role(user: User, role: str, by: User | None = None) -> bool:
     """Give ``user`` the ``role``; False when they already have it. Refused: a role that does not
     exist, an admin changing their own role (they would lock themselves out of this very page),
     the last active admin, and a professor or admin who still owns challenges becoming a student
     (students cannot manage them; ``flask users delete --reassign-to`` hands them over)."""
     lock_accounts()
-    db.session.refresh(user)  # as it is now that no other account change can interleave
+    # As it is now that no other account change can interleave; the row lock (PostgreSQL) also
+    # waits for a hand-over of challenges to this account.
+    db.session.refresh(user, with_for_update=True)
     if role not in ROLES:
         raise RoleChangeRefused(f"“{role[:20]}” is not a role; choose one of {', '.join(ROLES)}.")
     if user.role == role:
@@ -35,8 +41,8 @@ def change_role(user: User, role: str, by: User | None = None) -> bool:
     owned = db.session.scalar(select(func.count(Challenge.id)).where(Challenge.owner_id == user.id))
     if role == Role.STUDENT.value and owned:
         raise RoleChangeRefused(
-            f"{user.email} owns {owned} challenge(s), which a student cannot manage; give each "
-            "another owner first (the Owner field of its edit form)."
+            f"{user.email} owns {owned} challenge(s), which a student cannot manage; hand them "
+            "over to a professor or admin first."
         )
     previous, user.role = user.role, role
     db.session.commit()
@@ -74,3 +80,49 @@ def is_last_active_admin(user: User) -> bool:
         )
     )
     return not others
+
+
+def hand_over_challenges(owner: User, heir: User, by: User | None = None) -> int:
+    """Make ``heir`` the owner of every challenge ``owner`` has (drafts and archived ones too);
+    students' participations stay. Returns how many moved. Refused unless ``heir`` is another,
+    active professor or admin."""
+    lock_accounts()
+    # Both rows locked, in id order: a role change of either waits, and cannot leave a student
+    # owning what was just handed over.
+    for account in sorted((owner, heir), key=lambda u: u.id):
+        db.session.refresh(account, with_for_update=True)
+    problem = heir_problem(owner, heir)
+    if problem:
+        raise HandOverRefused(problem)
+    moved = move_challenges(owner.id, heir.id)
+    db.session.commit()
+    log.info(
+        "%s challenge(s) of user_id=%s handed to user_id=%s by %s",
+        moved,
+        owner.id,
+        heir.id,
+        f"user_id={by.id}" if by is not None else "the command line",
+    )
+    return moved
+
+
+def heir_problem(owner: User, heir: User) -> str | None:
+    """Why ``heir`` cannot take over ``owner``'s challenges, or None."""
+    if heir.id == owner.id:
+        return "Choose another account to hand the challenges to."
+    if heir.role not in (Role.PROFESSOR.value, Role.ADMIN.value) or not heir.active:
+        return f"{heir.email} is not an active professor or admin."
+    return None
+
+
+def move_challenges(owner_id: int, heir_id: int) -> int:
+    """One SQL update, in the caller's transaction: it cannot trip over an edit saved meanwhile,
+    and the version bump tells any edit form still open on these challenges that the owner
+    changed."""
+    result = db.session.execute(
+        update(Challenge)
+        .where(Challenge.owner_id == owner_id)
+        .values(owner_id=heir_id, version=Challenge.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount

@@ -76,6 +76,7 @@ ADMIN_PAGES = [
     "/admin/",
     "/admin/categories",
     "/admin/users",
+    "/admin/users/{professor}/challenges",
     "/admin/recommendations",
     "/admin/recommendations/versions",
     "/admin/recommendations/online",
@@ -94,7 +95,7 @@ ADMIN_PAGES = [
 )
 def test_pages_pass_the_wcag_rules(open_page, campus, axe_js, who, path):
     page = _open(open_page, campus, who)
-    page.goto(path.format(challenge=campus["challenge"].id))
+    page.goto(path.format(challenge=campus["challenge"].id, professor=campus["professor"].id))
     if path == "/challenges":
         expect(page.locator("#recommended-slate article").first).to_be_visible()
     assert violations(page, axe_js) == []
@@ -118,13 +119,14 @@ def test_the_recommendations_after_show_more_and_not_interested(open_page, campu
         (None, "/login", {"email": "nobody@example.edu", "password": "wrong-password"}),
         (None, "/register", {"email": "not an address"}),
         ("professor", "/professor/challenges/new", {"title": ""}),
+        ("admin", "/admin/users/{professor}/challenges", {}),
     ],
 )
 def test_forms_sent_back_with_errors_pass_and_open_on_the_message(
     open_page, campus, axe_js, who, path, fill
 ):
     page = _open(open_page, campus, who)
-    page.goto(path)
+    page.goto(path.format(professor=campus["professor"].id))
     for field_id, value in fill.items():
         page.locator(f"#{field_id}").fill(value)
     page.locator("main form button[type=submit]").first.click()

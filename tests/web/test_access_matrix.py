@@ -165,6 +165,10 @@ ACCESS: dict[str, list[Case]] = {
         post("/admin/categories/{category}/delete", 302, 403, 403, 409),
     ],
     "admin.users": [get("/admin/users", 302, 403, 403, 200)],
+    "admin.user_challenges": [
+        get("/admin/users/{target_user}/challenges", 302, 403, 403, 200),
+        post("/admin/users/{target_user}/challenges", 302, 403, 403, 400, data={"heir_id": ""}),
+    ],
     "admin.activate_user": [post("/admin/users/{target_user}/activate", 302, 403, 403, 303)],
     "admin.deactivate_user": [post("/admin/users/{target_user}/deactivate", 302, 403, 403, 303)],
     "admin.change_user_role": [

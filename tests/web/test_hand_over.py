@@ -1,0 +1,151 @@
+"""Handing every challenge an account owns to another professor or admin: the admin *Users* page
+and ``flask users hand-over``."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Challenge, Participation
+from tests.helpers import make_challenge, make_participation, make_user
+
+
+def _owned_by(user) -> list[int]:
+    return sorted(db.session.scalars(select(Challenge.id).where(Challenge.owner_id == user.id)))
+
+
+def test_an_admin_hands_a_professors_challenges_over_and_participations_stay(admin_client):
+    leaving, heir = make_user("professor"), make_user("professor")
+    challenges = [
+        make_challenge(owner=leaving, status=status)
+        for status in ("published", "draft", "archived")
+    ]
+    student = make_user("student")
+    make_participation(student, challenges[0])
+    versions = {c.id: c.version for c in challenges}
+    users = admin_client.get("/admin/users").get_data(as_text=True)
+    assert f'aria-label="3 challenges of {leaving.email}: see or hand over"' in users
+    page = admin_client.get(f"/admin/users/{leaving.id}/challenges").get_data(as_text=True)
+    assert all(c.title in page for c in challenges) and "Hand over 3 challenges" in page
+    assert f'<option value="{heir.id}"' in page and f'<option value="{leaving.id}"' not in page
+
+    response = admin_client.post(
+        f"/admin/users/{leaving.id}/challenges", data={"heir_id": str(heir.id)}
+    )
+    assert response.status_code == 303
+    after = admin_client.get(response.location).get_data(as_text=True)
+    assert f"3 challenges of {leaving.display_name} handed to {heir.display_name}" in after
+    assert f"{leaving.display_name} owns no challenge." in after
+    db.session.expire_all()
+    assert _owned_by(leaving) == [] and _owned_by(heir) == sorted(versions)
+    # An edit form still open on one of them learns that the owner changed.
+    assert all(db.session.get(Challenge, cid).version == v + 1 for cid, v in versions.items())
+    assert db.session.scalar(select(func.count(Participation.id))) == 1
+    # Now nothing stops the former professor from becoming a student.
+    demoted = admin_client.post(f"/admin/users/{leaving.id}/role", data={"role": "student"})
+    assert demoted.status_code == 303
+
+
+def test_a_hand_over_to_someone_who_cannot_manage_challenges_is_refused(admin_client, caplog):
+    leaving = make_user("professor")
+    challenge = make_challenge(owner=leaving)
+    student, retired = make_user("student"), make_user("professor", active=False)
+    caplog.set_level("WARNING", logger="app.admin.routes")
+    for heir_id, reason in [
+        (student.id, f"{student.email} is not an active professor or admin."),
+        (retired.id, f"{retired.email} is not an active professor or admin."),
+        (leaving.id, "Choose another account to hand the challenges to."),
+        ("", "Choose the professor or admin who takes the challenges over."),
+        ("999999", "Choose the professor or admin who takes the challenges over."),
+        ("１２", "Choose the professor or admin who takes the challenges over."),
+    ]:
+        response = admin_client.post(
+            f"/admin/users/{leaving.id}/challenges", data={"heir_id": str(heir_id)}
+        )
+        html = response.get_data(as_text=True)
+        assert response.status_code == 400 and reason in html, heir_id
+        assert "<title>Error: Challenges of" in html and 'aria-invalid="true"' in html
+    assert "hand-over of user_id=" in caplog.text
+    db.session.expire_all()
+    assert db.session.get(Challenge, challenge.id).owner_id == leaving.id
+    assert admin_client.get("/admin/users/999999/challenges").status_code == 404
+
+
+def test_with_no_one_to_take_over_the_page_says_so(admin_client):
+    from app.models import User
+
+    # The admin is the only other manager; deactivate nobody, but look at the admin's own page.
+    admin = db.session.get(User, admin_client.user.id)
+    make_challenge(owner=admin)
+    page = admin_client.get(f"/admin/users/{admin.id}/challenges").get_data(as_text=True)
+    assert "No other active professor or admin can take them over." in page
+    assert "Hand over 1 challenge" not in page
+
+
+def test_users_hand_over_from_the_command_line(app, runner):
+    leaving, heir = make_user("professor"), make_user("admin")
+    owned = [make_challenge(owner=leaving).id for _ in range(2)]
+    student = make_user("student")
+    for args, code, message in [
+        (["--from", "nobody@uni.test", "--to", heir.email], 2, "no account with email"),
+        (["--from", leaving.email, "--to", student.email], 2, "is not an active professor"),
+        (["--from", leaving.email, "--to", leaving.email], 2, "must be another account"),
+    ]:
+        result = runner.invoke(args=["users", "hand-over", *args])
+        assert result.exit_code == code and message in result.output, result.output
+    assert _owned_by(leaving) == sorted(owned)
+    result = runner.invoke(
+        args=["users", "hand-over", "--from", leaving.email.upper(), "--to", heir.email]
+    )
+    assert result.exit_code == 0
+    assert f"Handed 2 challenge(s) of {leaving.email} to {heir.email}." in result.output
+    db.session.expire_all()
+    assert _owned_by(heir) == sorted(owned)
+    again = runner.invoke(args=["users", "hand-over", "--from", leaving.email, "--to", heir.email])
+    assert again.exit_code == 0 and "owns no challenge: nothing to hand over" in again.output
+
+
+def _in_own_context(app, barrier, work) -> str:
+    with app.app_context():
+        try:
+            barrier.wait(timeout=30)
+            return work()
+        except ValueError as exc:  # a refusal
+            return type(exc).__name__
+        finally:
+            db.session.remove()
+
+
+def test_a_hand_over_and_the_heirs_demotion_at_once_never_leave_a_student_owner(app):
+    """Each checks what the other changes: one of them must see the other's outcome."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.auth.accounts import change_role, hand_over_challenges
+    from app.models import User
+
+    admin, leaving, heir = make_user("admin"), make_user("professor"), make_user("professor")
+    make_challenge(owner=leaving)
+    ids = admin.id, leaving.id, heir.id
+    db.session.commit()
+    barrier = threading.Barrier(2)
+
+    def hand_over():
+        owner, to = db.session.get(User, ids[1]), db.session.get(User, ids[2])
+        return f"moved {hand_over_challenges(owner, to)}"
+
+    def demote():
+        target, by = db.session.get(User, ids[2]), db.session.get(User, ids[0])
+        return f"demoted {change_role(target, 'student', by=by)}"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(_in_own_context, app, barrier, w) for w in (hand_over, demote)]
+        outcomes = [f.result(timeout=60) for f in futures]
+    db.session.expire_all()
+    heir = db.session.get(User, ids[2])
+    owned = len(_owned_by(heir))
+    assert not (heir.role == "student" and owned), outcomes
+    assert outcomes in (
+        ["moved 1", "RoleChangeRefused"],
+        ["HandOverRefused", "demoted True"],
+    ), outcomes
