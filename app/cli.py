@@ -78,8 +78,15 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
     from app.challenges.service import delete_participations_of
 
     if owned:
-        from app.auth.accounts import move_challenges
+        from app.auth.accounts import heir_problem, lock_accounts, move_challenges
 
+        # Checked again under the accounts' lock: the heir may have been demoted while the
+        # prompt waited, and a demotion now waits for this.
+        lock_accounts()
+        db.session.refresh(heir)
+        problem = heir_problem(user, heir)
+        if problem:
+            raise click.ClickException(problem.rstrip("."))
         move_challenges(user.id, heir.id)
         db.session.expire(user, ["challenges"])
     delete_participations_of(user.id)

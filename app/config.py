@@ -26,11 +26,12 @@ class DefaultConfig:
     # Accounts.
     REGISTRATION_ENABLED = True
     # Budgets per LOGIN_RATE_WINDOW_SECONDS (app/auth/attempts.py): failed logins and wrong current
-    # passwords naming one account from one address, the same from any address, and every failure
-    # and registration from one address (a campus behind one NAT address shares that one).
+    # passwords naming one account from one address, the same from any address, every failure from
+    # one address (a campus behind one NAT address shares that one), and registrations from one.
     LOGIN_RATE_LIMIT = 10
     LOGIN_ACCOUNT_RATE_LIMIT = 50
     LOGIN_ADDRESS_RATE_LIMIT = 200
+    REGISTRATION_RATE_LIMIT = 20
     LOGIN_RATE_WINDOW_SECONDS = 60
 
     # Pages.
@@ -103,6 +104,7 @@ class TestConfig:
     LOGIN_RATE_LIMIT = 1000
     LOGIN_ACCOUNT_RATE_LIMIT = 1000
     LOGIN_ADDRESS_RATE_LIMIT = 1000
+    REGISTRATION_RATE_LIMIT = 1000
     RECS_REQUESTS_PER_MINUTE = 0  # tests/web/test_throttle.py turns it on
     SQLITE_BUSY_TIMEOUT_MS = 30000
 

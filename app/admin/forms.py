@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from app.forms import PageForm
 from app.models import CATEGORY_KEY_LENGTH, category_name_key
 from app.text import Visible, clean_line
 
 
-class CategoryForm(FlaskForm):
+class CategoryForm(PageForm):
     name = StringField(
         "Category name",
         filters=[clean_line],

@@ -27,6 +27,7 @@ from app.models import (
     distinct_category_key,
 )
 from app.text import clean_line
+from app.web import database_id
 
 log = logging.getLogger(__name__)
 
@@ -365,8 +366,9 @@ def user_challenges(user_id: int):
     owner = db.get_or_404(User, user_id)
     if request.method == "GET":
         return _user_challenges_page(owner)
-    raw = (request.form.get("heir_id") or "").strip()
-    heir = db.session.get(User, int(raw)) if raw.isascii() and raw.isdigit() else None
+    raw = request.form.get("heir_id") or ""
+    heir_id = database_id(raw)
+    heir = db.session.get(User, heir_id) if heir_id else None
     if heir is None:
         log.warning("hand-over of user_id=%s refused: no account %r", owner.id, raw[:20])
         flash("Choose the professor or admin who takes the challenges over.", "error")

@@ -6,11 +6,16 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import InvalidRequestError
 
 from app.extensions import db
 from app.models import ROLES, Challenge, Role, User
 
 log = logging.getLogger(__name__)
+
+# PostgreSQL's advisory lock key for account changes: any fixed 64-bit number, unlike the
+# scheduler's (app/recs/scheduler.py).
+ACCOUNTS_LOCK_KEY = 0x43414D5055534143
 
 
 class RoleChangeRefused(ValueError):
@@ -25,11 +30,9 @@ def change_role(user: User, role: str, by: User | None = None) -> bool:
     """Give ``user`` the ``role``; False when they already have it. Refused: a role that does not
     exist, an admin changing their own role (they would lock themselves out of this very page),
     the last active admin, and a professor or admin who still owns challenges becoming a student
-    (students cannot manage them; ``flask users delete --reassign-to`` hands them over)."""
+    (students cannot manage them; ``hand_over_challenges`` moves them first)."""
     lock_accounts()
-    # As it is now that no other account change can interleave; the row lock (PostgreSQL) also
-    # waits for a hand-over of challenges to this account.
-    db.session.refresh(user, with_for_update=True)
+    db.session.refresh(user)  # as it is now that no other account change can interleave
     if role not in ROLES:
         raise RoleChangeRefused(f"“{role[:20]}” is not a role; choose one of {', '.join(ROLES)}.")
     if user.role == role:
@@ -58,14 +61,14 @@ def change_role(user: User, role: str, by: User | None = None) -> bool:
 
 def lock_accounts() -> None:
     """Take the accounts' write lock before reading what a change depends on, so two admins
-    acting at once (each demoting or deactivating the other) are checked one after the other
-    and cannot leave the campus without an admin. On SQLite a no-op write takes the database's
-    write lock; pysqlite reads outside a transaction until then, so what follows reads the
-    latest state."""
+    acting at once (each demoting or deactivating the other, or one handing challenges to an
+    account the other demotes) are checked one after the other. Held until the transaction
+    ends. On PostgreSQL a transaction advisory lock: it locks no row, so writes that merely
+    refer to an account (a challenge given to one, an event) go on meanwhile. On SQLite a no-op
+    write takes the database's write lock; pysqlite reads outside a transaction until then, so
+    what follows reads the latest state."""
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(
-            select(User.id).where(User.role == Role.ADMIN.value).with_for_update()
-        ).all()
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ACCOUNTS_LOCK_KEY})
     else:
         db.session.execute(text("UPDATE users SET id = id WHERE role = 'admin'"))
 
@@ -86,11 +89,15 @@ def hand_over_challenges(owner: User, heir: User, by: User | None = None) -> int
     """Make ``heir`` the owner of every challenge ``owner`` has (drafts and archived ones too);
     students' participations stay. Returns how many moved. Refused unless ``heir`` is another,
     active professor or admin."""
+    # Under the accounts' lock, as role changes are: a demotion of the heir waits, and cannot
+    # leave a student owning what was just handed over.
     lock_accounts()
-    # Both rows locked, in id order: a role change of either waits, and cannot leave a student
-    # owning what was just handed over.
-    for account in sorted((owner, heir), key=lambda u: u.id):
-        db.session.refresh(account, with_for_update=True)
+    try:
+        for account in (owner, heir):
+            db.session.refresh(account)
+    except InvalidRequestError:  # deleted meanwhile (flask users delete)
+        db.session.rollback()
+        raise HandOverRefused("That account no longer exists.") from None
     problem = heir_problem(owner, heir)
     if problem:
         raise HandOverRefused(problem)

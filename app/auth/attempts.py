@@ -1,16 +1,19 @@
 """Budgets for failed logins, wrong current passwords and registrations.
 
 Counted in the database (``login_attempts``), so every worker process and host shares them. Each
-budget is per window of ``LOGIN_RATE_WINDOW_SECONDS``:
+budget is per window of ``LOGIN_RATE_WINDOW_SECONDS``, and an address is an IPv4 address or an
+IPv6 /64 network (``routes._client_address``):
 
-- ``LOGIN_RATE_LIMIT``: failures naming one account from one address. This is what stops someone
-  guessing a password.
-- ``LOGIN_ACCOUNT_RATE_LIMIT``: failures naming one account from any address, against guessing
-  spread over many machines. Past it the account's logins are refused for the window, even with
-  the right password: whoever spreads guesses can keep one account waiting that long.
-- ``LOGIN_ADDRESS_RATE_LIMIT``: every failure and registration from one address, against one
-  machine trying many accounts. A whole campus behind one NAT address shares it, so it is
-  set well above the first.
+- ``LOGIN_RATE_LIMIT``: failures naming one account from one address.
+- ``LOGIN_ACCOUNT_RATE_LIMIT``: failures naming one account from any address. This is the real
+  cap on guessing one password: whoever holds many addresses gets this many guesses per window.
+  The price is that guessing also keeps the account's owner out: past it, the account's logins
+  are refused, even with the right password, for as long as the guessing goes on. The password
+  change page, used by someone already logged in, does not count this one.
+- ``LOGIN_ADDRESS_RATE_LIMIT``: every failure from one address, against one machine trying
+  many accounts. A whole campus behind one NAT address shares it, so it is set well above the
+  first.
+- ``REGISTRATION_RATE_LIMIT``: registrations from one address.
 
 An account is named by a keyed hash of the normalized email typed, whether or not an account has
 it: the table never holds what was typed (sometimes a password in the email field), and the
@@ -46,9 +49,10 @@ def account_key(email: str | None) -> str | None:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def refusal(address: str, account: str | None) -> Refusal | None:
-    """Whether an attempt from ``address`` naming ``account`` is over a budget, and which. Also
-    deletes attempts long past every window (the caller commits)."""
+def refusal(address: str, account: str | None, across_addresses: bool = True) -> Refusal | None:
+    """Whether an attempt from ``address`` is over a budget, and which: a login or password
+    change naming ``account``, or with ``account`` None a registration. Also deletes attempts
+    long past every window (the caller commits)."""
     config = current_app.config
     window = timedelta(seconds=config["LOGIN_RATE_WINDOW_SECONDS"])
     now = utcnow()
@@ -58,18 +62,22 @@ def refusal(address: str, account: str | None) -> Refusal | None:
     def count(*where) -> int:
         return db.session.scalar(select(func.count(LoginAttempt.id)).where(recent, *where)) or 0
 
-    if account is not None:
-        from_here = count(LoginAttempt.account == account, LoginAttempt.address == address)
-        if from_here >= config["LOGIN_RATE_LIMIT"]:
-            return Refusal.ACCOUNT
-        if count(LoginAttempt.account == account) >= config["LOGIN_ACCOUNT_RATE_LIMIT"]:
-            return Refusal.ACCOUNT
-    if count(LoginAttempt.address == address) >= config["LOGIN_ADDRESS_RATE_LIMIT"]:
+    from_here = LoginAttempt.address == address
+    if account is None:
+        registrations = count(from_here, LoginAttempt.account.is_(None))
+        return Refusal.ADDRESS if registrations >= config["REGISTRATION_RATE_LIMIT"] else None
+    if count(LoginAttempt.account == account, from_here) >= config["LOGIN_RATE_LIMIT"]:
+        return Refusal.ACCOUNT
+    if across_addresses and (
+        count(LoginAttempt.account == account) >= config["LOGIN_ACCOUNT_RATE_LIMIT"]
+    ):
+        return Refusal.ACCOUNT
+    if count(from_here, LoginAttempt.account.is_not(None)) >= config["LOGIN_ADDRESS_RATE_LIMIT"]:
         return Refusal.ADDRESS
     return None
 
 
 def record(address: str, account: str | None) -> None:
-    """Counts one failure (or, with no account, one registration) against the budgets; the
-    caller commits."""
+    """Counts one failure naming ``account`` (with None, one registration) against the budgets;
+    the caller commits."""
     db.session.add(LoginAttempt(address=address, account=account))

@@ -1,18 +1,18 @@
 """Account forms."""
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
+from app.forms import PageForm
 from app.text import Visible, clean_line
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PageForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(PageForm):
     # Shown to admins and professors beside other people's names: no direction overrides or
     # invisible characters to pass for someone else with.
     display_name = StringField(
@@ -26,7 +26,7 @@ class RegisterForm(FlaskForm):
     )
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(PageForm):
     current_password = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=200)]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from urllib.parse import urlsplit
 
@@ -43,7 +44,18 @@ def safe_next(target: str | None) -> str | None:
 
 
 def _client_address() -> str:
-    return (request.remote_addr or "unknown")[:64]
+    """Who the budgets count an attempt against: the IPv4 address, or the IPv6 /64 network (one
+    host is usually given a whole /64, and could change address within it at every attempt)."""
+    raw = request.remote_addr or "unknown"
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw[:64]
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 def _throttled(action: str, template: str, form, refused: Refusal):
@@ -62,7 +74,7 @@ def login():
     form = LoginForm()
     if request.method == "POST":
         address = _client_address()
-        account = attempts.account_key(request.form.get("email"))
+        account = attempts.account_key(form.email.data)
         refused = attempts.refusal(address, account)
         if refused:
             return _throttled("login", "auth/login.html", form, refused)
@@ -122,7 +134,6 @@ def register():
         refused = attempts.refusal(address, None)
         if refused:
             return _throttled("registration", "auth/register.html", form, refused)
-        # Registrations count against the per-address ceiling, as failed logins do.
         attempts.record(address, None)
         db.session.commit()
     if form.validate_on_submit():
@@ -156,7 +167,9 @@ def change_password():
         # must not get to guess the password behind it at leisure.
         address = _client_address()
         account = attempts.account_key(current_user.email)
-        refused = attempts.refusal(address, account)
+        # Not the account's budget across addresses: someone flooding the login with guesses
+        # must not keep its owner, logged in, from changing the password.
+        refused = attempts.refusal(address, account, across_addresses=False)
         if refused:
             return _throttled("password change", "auth/password.html", form, refused)
     if form.validate_on_submit():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields import DateTimeLocalField
 from wtforms.fields.choices import SelectChoice
@@ -17,6 +16,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from app.forms import PageForm
 from app.models import CHALLENGE_STATUSES
 from app.text import Visible, clean_line, clean_text
 
@@ -27,7 +27,7 @@ MAX_REWARD_POINTS = 100_000
 UTC_HELP = "Date and time in UTC (not your local time zone)."
 
 
-class ChallengeForm(FlaskForm):
+class ChallengeForm(PageForm):
     title = StringField(
         "Title", filters=[clean_line], validators=[DataRequired(), Visible(), Length(max=200)]
     )

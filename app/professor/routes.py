@@ -215,7 +215,27 @@ def _validated(form: ChallengeForm, challenge: Challenge | None) -> bool:
     if starts is not None and ends is not None and ends <= starts:
         form.ends_at.errors.append("The end must be after the start.")
         return False
+    owner_id = form.owner_id.data if "owner_id" in form else None
+    if owner_id is not None and owner_id != (challenge.owner_id if challenge else current_user.id):
+        problem = _new_owner_problem(owner_id)
+        if problem:
+            form.owner_id.errors.append(problem)
+            return False
     return True
+
+
+def _new_owner_problem(owner_id: int) -> str | None:
+    """Whether the owner an admin chose can still own challenges: the form's choices were read
+    before, and a role change may have come since. Takes the accounts' lock, which the save then
+    holds, accounts before challenges as a hand-over takes them, so a demotion of that owner
+    waits for it."""
+    from app.auth.accounts import lock_accounts
+
+    lock_accounts()
+    owner = db.session.get(User, owner_id, populate_existing=True)
+    if owner is None or owner.role not in MANAGERS or not owner.active:
+        return "This account can no longer own challenges; choose another owner."
+    return None
 
 
 def _differences(form: ChallengeForm, challenge: Challenge) -> list[str]:

@@ -3,8 +3,8 @@
 ``login_attempts.account`` names the account a failure was for, as a keyed hash of the email
 typed (``app/auth/attempts.py``), so the budget that stops password guessing is per account and
 address, and a campus behind one NAT address no longer shares it. Attempts stored before this
-revision name no account: they still count against the per-address ceiling, and expire within
-ten windows.
+revision name no account: they count against their address's registrations only, and expire
+within ten windows.
 
 Revision ID: 0007_login_attempt_accounts
 Revises: 0006_id_high_water

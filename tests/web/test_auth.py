@@ -165,6 +165,50 @@ def test_one_address_trying_many_accounts_meets_the_address_ceiling(make_app, ca
     assert _post_login(client, student.email, PASSWORD, "10.0.0.2").status_code == 302
 
 
+def test_a_json_body_cannot_log_in_past_the_budget(make_app):
+    """A form filled from JSON would be checked without the budgets reading its email."""
+    limited = make_app(LOGIN_RATE_LIMIT=2)
+    client = limited.test_client()
+    student = make_user("student")
+    for _ in range(2):
+        assert _post_login(client, student.email).status_code == 401
+    body = {"email": student.email, "password": PASSWORD}
+    response = client.post("/login", json=body, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert response.status_code == 400 and "session" not in response.headers.get("Set-Cookie", "")
+    assert client.get("/challenges").status_code == 302  # still logged out
+
+
+def test_an_ipv6_host_counts_as_its_whole_64_network(make_app):
+    limited = make_app(LOGIN_RATE_LIMIT=3)
+    client = limited.test_client()
+    student = make_user("student")
+    for n in range(1, 4):
+        assert _post_login(client, student.email, address=f"2001:db8::{n}").status_code == 401
+    assert _post_login(client, student.email, PASSWORD, "2001:db8::ffff").status_code == 429
+    elsewhere = _post_login(limited.test_client(), student.email, PASSWORD, "2001:db8:0:1::1")
+    assert elsewhere.status_code == 302
+
+
+def test_guessing_from_many_addresses_does_not_stop_the_owner_changing_the_password(make_app):
+    limited = make_app(LOGIN_ACCOUNT_RATE_LIMIT=2)
+    owner = limited.test_client()
+    student = make_user("student")
+    assert login(owner, student).status_code == 302
+    for n in range(2):
+        assert (
+            _post_login(limited.test_client(), student.email, address=f"10.9.0.{n}").status_code
+            == 401
+        )
+    assert _post_login(limited.test_client(), student.email, PASSWORD).status_code == 429
+    changed = owner.post(
+        "/account/password",
+        data={"current_password": PASSWORD, "password": "newpassword1", "confirm": "newpassword1"},
+    )
+    assert changed.status_code == 302
+    db.session.refresh(student)
+    assert student.check_password("newpassword1")
+
+
 def test_an_email_with_and_without_an_account_meet_the_same_limit(make_app):
     limited = make_app(LOGIN_RATE_LIMIT=2)
     client = limited.test_client()
@@ -254,8 +298,8 @@ def test_password_change_with_wrong_current_password_is_400(student_client):
     assert "That is not your current password." in response.get_data(as_text=True)
 
 
-def test_registrations_count_against_the_address_ceiling(make_app):
-    limited = make_app(LOGIN_RATE_LIMIT=1, LOGIN_ADDRESS_RATE_LIMIT=2)
+def test_registrations_have_their_own_budget_per_address(make_app):
+    limited = make_app(REGISTRATION_RATE_LIMIT=2, LOGIN_ADDRESS_RATE_LIMIT=1)
     client = limited.test_client()
     for n in range(2):
         response = client.post(
@@ -281,6 +325,8 @@ def test_registrations_count_against_the_address_ceiling(make_app):
     assert response.status_code == 429
     assert "Too many attempts from your address" in response.get_data(as_text=True)
     assert db.session.scalar(select(User).where(User.email == "third@campus.example.edu")) is None
+    # Registrations are not failed logins: the address's one failure is still to come.
+    assert login(client, make_user("student"), password="wrong-password").status_code == 401
 
 
 def test_a_page_that_says_what_went_wrong_has_one_autofocus_on_that(client, professor_client):

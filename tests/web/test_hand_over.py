@@ -58,6 +58,8 @@ def test_a_hand_over_to_someone_who_cannot_manage_challenges_is_refused(admin_cl
         ("", "Choose the professor or admin who takes the challenges over."),
         ("999999", "Choose the professor or admin who takes the challenges over."),
         ("１２", "Choose the professor or admin who takes the challenges over."),
+        ("2147483648", "Choose the professor or admin who takes the challenges over."),
+        ("9" * 5000, "Choose the professor or admin who takes the challenges over."),
     ]:
         response = admin_client.post(
             f"/admin/users/{leaving.id}/challenges", data={"heir_id": str(heir_id)}
@@ -149,3 +151,54 @@ def test_a_hand_over_and_the_heirs_demotion_at_once_never_leave_a_student_owner(
         ["moved 1", "RoleChangeRefused"],
         ["HandOverRefused", "demoted True"],
     ), outcomes
+
+
+def test_an_edit_giving_a_challenge_to_the_heir_during_a_hand_over_waits_for_it(app, monkeypatch):
+    """Accounts before challenges, in both: the edit must not lock the challenge and then wait
+    for the heir's account while the hand-over holds the account and waits for the challenge
+    (a deadlock on PostgreSQL)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.auth import accounts
+    from app.models import User
+    from tests.helpers import login
+    from tests.web.test_professor import edit_data
+
+    admin, leaving, heir = make_user("admin"), make_user("professor"), make_user("admin")
+    challenge, _ = make_challenge(owner=leaving), make_challenge(owner=leaving)
+    editor = app.test_client()
+    login(editor, admin)
+    data = edit_data(challenge, owner_id=str(heir.id))
+    ids, url = (leaving.id, heir.id), f"/professor/challenges/{challenge.id}/edit"
+    db.session.commit()
+    holding = threading.Event()
+    real_move = accounts.move_challenges
+
+    def slow_move(owner_id, heir_id):
+        holding.set()  # the hand-over holds the accounts' lock and the heir checked
+        time.sleep(1.0)  # time for the edit to reach its writes
+        return real_move(owner_id, heir_id)
+
+    monkeypatch.setattr(accounts, "move_challenges", slow_move)
+
+    def hand_over():
+        with app.app_context():
+            try:
+                owner, to = db.session.get(User, ids[0]), db.session.get(User, ids[1])
+                return accounts.hand_over_challenges(owner, to)
+            finally:
+                db.session.remove()
+
+    def edit():
+        assert holding.wait(timeout=30)
+        return editor.post(url, data=data).status_code
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        moved, status = pool.submit(hand_over), pool.submit(edit)
+        assert moved.result(timeout=60) == 2
+        # The edit, opened before the hand-over, is told the challenge changed meanwhile.
+        assert status.result(timeout=60) == 409
+    db.session.expire_all()
+    assert _owned_by(db.session.get(User, ids[1])) and not _owned_by(db.session.get(User, ids[0]))
