@@ -16,14 +16,22 @@ from app.models import (
     UserRecommendation,
 )
 
-users_cli = AppGroup("users", help="Create and delete accounts, and change their roles.")
+users_cli = AppGroup(
+    "users", help="Create, delete and change accounts, and hand over their challenges."
+)
 demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 
 
 @users_cli.command("create")
 @click.option("--email", prompt=True, help="Login email (stored lower-cased).")
 @click.option("--name", "display_name", prompt="Display name", help="Name shown in the app.")
-@click.option("--role", type=click.Choice(ROLES), default="student", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="student",
+    show_default=True,
+    help="What the account may do.",
+)
 @click.option(
     "--password",
     prompt=True,
@@ -58,8 +66,9 @@ def create_user(email: str, display_name: str, role: str, password: str) -> None
 def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
     """Delete an account with its participations, recommendation events, slates and rows.
 
-    A professor who owns challenges is deleted only with --reassign-to, which hands every one of
-    them (archived ones too) to another professor or admin, so students' participations stay.
+    An account that owns challenges (a professor's or an admin's) is deleted only with
+    --reassign-to, which hands every one of them (archived ones too) to another professor or
+    admin, so students' participations stay.
     """
     email = User.normalize_email(email)
     user = db.session.scalar(select(User).where(User.email == email))
@@ -162,9 +171,20 @@ def _heir(heir_email: str, leaving: User, option: str = "--reassign-to") -> User
 
 @demo_cli.command("seed")
 @click.option("--seed", "random_seed", type=int, default=42, show_default=True, help="Random seed.")
-@click.option("--students", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option(
-    "--challenges", "challenge_count", type=click.IntRange(min=1), default=150, show_default=True
+    "--students",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    help="Student accounts to create.",
+)
+@click.option(
+    "--challenges",
+    "challenge_count",
+    type=click.IntRange(min=1),
+    default=150,
+    show_default=True,
+    help="Challenges to create.",
 )
 @click.option(
     "--if-empty", is_flag=True, help="Do nothing (and succeed) when the database already has data."

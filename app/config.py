@@ -92,8 +92,6 @@ class DefaultConfig:
     RECS_CONTENT_REWARD_WEIGHT = 0.2
     RECS_CONTENT_NEW_DAYS = 7  # a content card this young says "New in <category>"
 
-    # A/B experiment (see app/recs/experiment.py).
-    RECS_EXPERIMENT_SALT = None
 
 
 class TestConfig:

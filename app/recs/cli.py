@@ -171,7 +171,13 @@ def train_command(input_path: Path | None) -> None:
 
 @recs_cli.command("generate")
 @click.option("--version", callback=_not_blank, help="Model version [default: the published one].")
-@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option(
+    "--k",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Recommendations per student.",
+)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -236,7 +242,8 @@ def pipeline_command(if_unpublished: bool) -> None:
     "--to",
     "to_version",
     callback=_not_blank,
-    help="Version to publish again [default: the previous one].",
+    help="Version to publish again [default: the newest earlier kept version not rolled back "
+    "from].",
 )
 def rollback_command(to_version: str | None) -> None:
     """Publish an earlier version again (its rows are kept for the last RECS_KEEP_VERSIONS)."""
@@ -254,7 +261,8 @@ def rollback_command(to_version: str | None) -> None:
 @recs_cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_command(as_json: bool) -> None:
-    """The published version (age, coverage, metrics), recent runs, and the next scheduled run."""
+    """The published version (age, coverage, metrics), any rule serving every student something
+    else (an experiment's winner), a run in progress, recent runs, and the next scheduled run."""
     app = current_app._get_current_object()
     summary = {
         **pipeline.status_summary(),
@@ -362,9 +370,16 @@ def _describe_status(summary: dict) -> str:
     type=click.Choice(["random", "time", "both"]),
     default="both",
     show_default=True,
-    help="random: per-user 80/20; time: the latest 20% held out.",
+    help="random: a random share of each student's items held out; time: the latest share held "
+    "out (the share is RECS_HOLDOUT_FRACTION, 20%).",
 )
-@click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option(
+    "--k",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="The K of precision, recall and NDCG@K.",
+)
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
@@ -395,8 +410,9 @@ def evaluate_command(
 
 @recs_cli.command("scheduler")
 def scheduler_command() -> None:
-    """Run the retraining schedule (RECS_RETRAIN_CRON) in this process until interrupted, for
-    deployments that set RECS_SCHEDULER_ENABLED=False in the web workers."""
+    """Run the retraining (RECS_RETRAIN_CRON) and event purge (RECS_PURGE_CRON) schedules in this
+    process until interrupted, for deployments that set RECS_SCHEDULER_ENABLED=False in the web
+    workers."""
     scheduler.run_blocking(current_app._get_current_object())
 
 
@@ -407,8 +423,9 @@ def scheduler_command() -> None:
     help="Keep this many days [default: RECS_EVENT_RETENTION_DAYS].",
 )
 def purge_events_command(days: int | None) -> None:
-    """Delete recommendation events older than the retention period. Dismissals ("Not
-    interested") are kept until their challenge has been over for that long."""
+    """Delete recommendation events older than the retention period, and the cards of API slates
+    as old. Dismissals ("Not interested") are kept until their challenge has been over for that
+    long."""
     days = days or int(current_app.config["RECS_EVENT_RETENTION_DAYS"])
     deleted = pipeline.purge_events(days)
     click.echo(f"Deleted {deleted} events older than {days} days.")
