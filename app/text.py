@@ -6,6 +6,7 @@ direction marks, which some scripts and emoji need, are kept."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from wtforms.validators import ValidationError
@@ -16,10 +17,24 @@ _INVISIBLE = dict.fromkeys(
 
 
 def clean_text(value: str | None) -> str | None:
-    """Composed, without invisible characters, without surrounding white space; None stays None."""
+    """Composed, without invisible characters, without surrounding white space, with line breaks
+    as line feeds (browsers send a text area's as CR LF); None stays None."""
     if value is None:
         return None
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
     return unicodedata.normalize("NFC", value).translate(_INVISIBLE).strip()
+
+
+def paragraphs(value: str | None) -> list[list[str]]:
+    """Typed text as paragraphs (split at blank lines), each as its lines: what a page shows of
+    a description. Also reads text stored before line breaks were normalized."""
+    text = (value or "").replace("\r\n", "\n").replace("\r", "\n")
+    blocks = re.split(r"\n[ \t]*\n", text)
+    return [
+        lines
+        for block in blocks
+        if (lines := [line.strip() for line in block.strip().split("\n")]) and any(lines)
+    ]
 
 
 def clean_line(value: str | None) -> str | None:

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
 
 from app.extensions import db
+from app.text import paragraphs
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -118,6 +119,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_nul_characters)
     app.before_request(_refuse_file_uploads)
     app.after_request(_security_headers)
+    app.add_template_filter(paragraphs)
 
     @app.context_processor
     def _globals():

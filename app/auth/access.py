@@ -30,14 +30,21 @@ def load_user(user_id: str) -> User | None:
 
 @login_manager.unauthorized_handler
 def _unauthorized():
-    from flask import redirect, request, url_for
+    from flask import flash, redirect, request, url_for
 
-    from app.errors import login_needed
+    from app.errors import login_needed, page_path
 
     answer = login_needed()
     if answer is not None:
         return answer
-    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    if request.method == "GET":
+        flash(login_manager.login_message, login_manager.login_message_category)
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    # A form posted from a page opened before the session ended (logged out elsewhere, a
+    # password changed on another device, the account deactivated): nothing was done. Back to
+    # that page after the login, not to the form's answer, a POST-only address.
+    flash("Your session has ended, so that was not done. Log in and try again.", "info")
+    return redirect(url_for("auth.login", next=page_path()))
 
 
 def role_required(*roles: str):

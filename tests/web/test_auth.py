@@ -385,3 +385,28 @@ def test_guessing_the_current_password_counts_with_failed_logins(make_app, caplo
     # The guesses were counted against the account: its login from that address waits too.
     again = _post_login(limited.test_client(), student.email, PASSWORD, "127.0.0.1")
     assert again.status_code == 429
+
+
+def test_a_form_posted_after_logging_out_elsewhere_says_so_and_returns_to_its_page(app):
+    from app.models import Participation
+    from tests.helpers import make_challenge
+
+    student, challenge = make_user("student"), make_challenge()
+    tab, phone = app.test_client(), app.test_client()
+    login(tab, student)
+    login(phone, student)
+    assert phone.post("/logout").status_code == 302  # ends every session of the account
+    page = f"/challenges/{challenge.id}"
+    response = tab.post(f"{page}/join", headers={"Referer": f"http://localhost{page}"})
+    assert response.status_code == 302 and response.location == f"/login?next={page}"
+    shown = tab.get("/login").get_data(as_text=True)
+    assert "Your session has ended, so that was not done. Log in and try again." in shown
+    again = tab.post(response.location, data={"email": student.email, "password": PASSWORD})
+    assert again.location == page  # the page, not the POST-only join address
+    assert db.session.scalar(select(func.count(Participation.id))) == 0
+
+
+def test_a_page_that_needs_a_login_says_so(client):
+    response = client.get("/me/challenges")
+    assert response.status_code == 302 and response.location == "/login?next=/me/challenges"
+    assert "Please log in to see that page." in client.get("/login").get_data(as_text=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.text import clean_line, clean_text, has_visible
+from app.text import clean_line, clean_text, has_visible, paragraphs
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,7 @@ from app.text import clean_line, clean_text, has_visible
         ("  spaced  ", "spaced"),
         ("\u200e\u00ad\u200d", "\u200e\u00ad\u200d"),  # marks, soft hyphens and joiners stay
         ("\U0001f469\u200d\U0001f4bb", "\U0001f469\u200d\U0001f4bb"),  # an emoji sequence
+        ("One\r\n\r\nTwo\rThree", "One\n\nTwo\nThree"),  # a text area's line breaks
     ],
 )
 def test_clean_text(typed, stored):
@@ -46,3 +47,33 @@ def test_clean_line_squashes_white_space_and_keeps_none():
 )
 def test_has_visible(value, visible):
     assert has_visible(value) is visible
+
+
+def test_paragraphs_split_at_blank_lines_whatever_the_line_breaks():
+    assert paragraphs("Intro\r\n\r\nStep 1\r\nStep 2\r\n \r\n\r\nEnd") == [
+        ["Intro"],
+        ["Step 1", "Step 2"],
+        ["End"],
+    ]
+    assert paragraphs("") == [] and paragraphs(None) == [] and paragraphs("\n\n") == []
+
+
+def test_a_description_typed_in_a_text_area_keeps_its_paragraphs(professor_client, student_client):
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Challenge
+    from tests.helpers import make_category
+    from tests.web.test_professor import form_data
+
+    typed = "First <b>part</b>.\r\n\r\nSecond part,\r\nline two."
+    data = form_data(make_category(), description=typed, status="published")
+    data["starts_at"] = "2020-01-01T00:00"
+    assert professor_client.post("/professor/challenges/new", data=data).status_code == 303
+    challenge = db.session.scalar(select(Challenge).where(Challenge.title == data["title"]))
+    assert challenge.description == "First <b>part</b>.\n\nSecond part,\nline two."
+    page = student_client.get(f"/challenges/{challenge.id}").get_data(as_text=True)
+    assert (
+        '<div class="description"><p>First &lt;b&gt;part&lt;/b&gt;.</p>'
+        "<p>Second part,<br>line two.</p></div>"
+    ) in page
