@@ -134,3 +134,65 @@ def test_forms_sent_back_with_errors_pass_and_open_on_the_message(
     alert = page.locator(":focus[role=alert], :focus [role=alert]")
     expect(alert).to_have_count(1)
     assert violations(page, axe_js) == []
+
+
+PHONE = {"width": 360, "height": 740}
+# For each cell: its text, the width inside its padding, and the width of its longest word.
+WORD_WIDTHS = """cells => cells.map(cell => {
+    const words = cell.textContent.split(/\\s+/).filter(Boolean);
+    const style = getComputedStyle(cell);
+    const inner = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const probe = document.createElement('span');
+    probe.style.whiteSpace = 'nowrap';
+    cell.appendChild(probe);
+    let widest = 0;
+    for (const word of words) {
+        probe.textContent = word;
+        widest = Math.max(widest, probe.getBoundingClientRect().width);
+    }
+    probe.remove();
+    return [cell.textContent.trim(), inner, widest];
+})"""
+
+
+@pytest.mark.parametrize(
+    "who, path",
+    [
+        ("student", "/me/challenges"),
+        ("professor", "/professor/challenges"),
+        ("professor", "/professor/challenges/{challenge}/participants"),
+        ("professor", "/professor/stats"),
+        ("admin", "/admin/users"),
+        ("admin", "/admin/recommendations/online"),
+    ],
+)
+def test_tables_and_charts_on_a_phone_keep_their_columns_and_scroll_by_keyboard(
+    open_page, campus, axe_js, who, path
+):
+    page = open_page(bypass_csp=True, viewport=PHONE)
+    log_in(page, campus[who])
+    page.goto(path.format(challenge=campus["challenge"].id))
+    page.wait_for_load_state("load")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{path} scrolls sideways by {overflow}px"
+    # Every header cell is at least as wide as its longest word: no word broken letter by letter.
+    cells = page.locator("th").evaluate_all(WORD_WIDTHS)
+    squeezed = [(text, inner, widest) for text, inner, widest in cells if inner + 1 < widest]
+    assert cells and not squeezed, squeezed
+    boxes = page.locator(".table-wrap, .chart-scroll").evaluate_all(
+        "boxes => boxes.map(b => [b.scrollWidth > b.clientWidth + 1, b.tabIndex,"
+        " b.getAttribute('aria-label') || ''])"
+    )
+    assert any(wide for wide, _, _ in boxes), f"nothing on {path} is wider than a phone"
+    for wide, tab_index, name in boxes:
+        if wide:
+            assert tab_index == 0 and name.endswith("(scrolls sideways)"), (path, name)
+    assert violations(page, axe_js) == []
+
+
+def test_a_long_name_in_the_header_does_not_widen_the_page_on_a_phone(open_page):
+    page = open_page(viewport=PHONE)
+    log_in(page, make_user("student", display_name="Maximiliana" * 8))
+    page.goto("/challenges")
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
