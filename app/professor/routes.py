@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -24,6 +24,7 @@ from app.models import (
     Participation,
     ParticipationStatus,
     User,
+    utcnow,
 )
 from app.professor import bp
 from app.professor.forms import ChallengeForm
@@ -185,15 +186,45 @@ def _is_repeat(earlier: Challenge, form: ChallengeForm) -> bool:
     )
 
 
-def _already_created(challenge: Challenge):
+# How long after creating a challenge the same content sent again counts as the same form.
+REPEAT_WINDOW = timedelta(minutes=30)
+
+
+def _recent_twin(form: ChallengeForm) -> Challenge | None:
+    """A challenge created from the same content moments ago, for the same owner: the form sent
+    again after Back, which fetches the page, and a new token with it."""
+    owner = form.owner_id.data if "owner_id" in form else current_user.id
+    return db.session.scalar(
+        select(Challenge)
+        .where(
+            Challenge.owner_id == owner,
+            Challenge.title == form.title.data,
+            Challenge.category_id == form.category_id.data,
+            Challenge.description == form.description.data,
+            Challenge.created_at >= utcnow() - REPEAT_WINDOW,
+        )
+        .order_by(Challenge.id.desc())
+        .limit(1)
+    )
+
+
+def _already_created(challenge: Challenge, same_form: bool = True):
     log.info(
-        "challenge create repeated: challenge_id=%s already created from this form by user_id=%s",
+        "challenge create repeated: challenge_id=%s already created from %s by user_id=%s",
         challenge.id,
+        "this form" if same_form else "the same content",
         current_user.id,
     )
-    flash(
-        f"“{challenge.title}” was already created from this form; it was not created twice.", "info"
-    )
+    if same_form:
+        message = (
+            f"“{challenge.title}” was already created from this form; it was not created twice."
+        )
+    else:
+        message = (
+            f"“{challenge.title}” was created with this content a moment ago, so it was not "
+            "created twice. To create another, give it another title or description."
+        )
+    flash(message, "info")
     return redirect(url_for("professor.challenges"), 303)
 
 
@@ -354,6 +385,10 @@ def new_challenge():
         if _is_repeat(earlier, form):
             return _already_created(earlier)
         token = None  # the form was reused for another challenge: nothing to deduplicate
+    else:
+        twin = _recent_twin(form)
+        if twin is not None:
+            return _already_created(twin, same_form=False)
     challenge = Challenge(owner_id=current_user.id, participations_count=0, creation_token=token)
     _apply_form(challenge, form)
     db.session.add(challenge)

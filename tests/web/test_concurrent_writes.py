@@ -4,7 +4,7 @@ challenge, a create form submitted twice, two look-alike categories, two experim
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -280,13 +280,43 @@ def test_a_form_sent_back_with_other_content_creates_a_second_challenge(professo
 @pytest.mark.parametrize("token", [None, "", "not-a-token", "x" * 36])
 def test_forms_without_a_valid_token_still_create(professor_client, token):
     category = make_category()
-    for _ in range(2):
+    for title in ("First", "Second"):
         response = professor_client.post(
-            "/professor/challenges/new", data=create_form(category, token)
+            "/professor/challenges/new", data={**create_form(category, token), "title": title}
         )
         assert response.status_code == 303
     assert count(Challenge) == 2
     assert db.session.scalar(select(func.count()).where(Challenge.creation_token.is_(None))) == 2
+
+
+def test_the_same_content_sent_again_with_a_new_token_is_not_created_twice(professor_client):
+    """Back after creating fetches the form anew, with a new token, and the browser fills the
+    fields back in: sent again, it is the same challenge."""
+    category = make_category()
+    first = professor_client.post(
+        "/professor/challenges/new", data=create_form(category, str(uuid.uuid4()))
+    )
+    again = professor_client.post(
+        "/professor/challenges/new", data=create_form(category, str(uuid.uuid4()))
+    )
+    assert (first.status_code, again.status_code) == (303, 303)
+    assert count(Challenge) == 1
+    shown = professor_client.get(again.location).get_data(as_text=True)
+    assert "was created with this content a moment ago, so it was not created twice" in shown
+    # Other content is another challenge; so is the same content once the moment has passed.
+    other = {**create_form(category, str(uuid.uuid4())), "description": "Another text."}
+    assert professor_client.post("/professor/challenges/new", data=other).status_code == 303
+    assert count(Challenge) == 2
+    from app.models import utcnow
+    from app.professor.routes import REPEAT_WINDOW
+
+    for challenge in db.session.scalars(select(Challenge)):
+        challenge.created_at = utcnow() - REPEAT_WINDOW - timedelta(minutes=1)
+    db.session.commit()
+    later = professor_client.post(
+        "/professor/challenges/new", data=create_form(category, str(uuid.uuid4()))
+    )
+    assert later.status_code == 303 and count(Challenge) == 3
 
 
 # --- Look-alike categories and running experiments -----------------------------------------------
