@@ -13,8 +13,12 @@ from app.models import User
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please log in to see that page."
 login_manager.login_message_category = "info"
-# Flask-Login's "strong" protection drops a session whose address/agent fingerprint changed.
-login_manager.session_protection = "strong"
+# "basic", not "strong": strong protection drops the session whenever the client's address
+# changes, which logs a phone out each time it moves between campus Wi-Fi and mobile data, and
+# the address it checks is the X-Forwarded-For header as sent, which anyone can set. What keeps a
+# session to its owner is the cookie (HttpOnly, SameSite=Lax, Secure behind HTTPS) and the
+# account's session token, which logout, a password change and deactivation replace.
+login_manager.session_protection = "basic"
 
 
 @login_manager.user_loader

@@ -199,8 +199,6 @@ def api_schema(app):
 
 @pytest.fixture
 def student_cookie(app):
-    # Flask-Login's strong session protection ties the session to the address and user agent, so
-    # the generated requests present the login's.
     client = app.test_client()
     user = make_user()
     client.post(

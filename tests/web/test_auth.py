@@ -410,3 +410,15 @@ def test_a_page_that_needs_a_login_says_so(client):
     response = client.get("/me/challenges")
     assert response.status_code == 302 and response.location == "/login?next=/me/challenges"
     assert "Please log in to see that page." in client.get("/login").get_data(as_text=True)
+
+
+def test_a_session_survives_a_change_of_network(client):
+    """A phone moving from campus Wi-Fi to mobile data keeps its login."""
+    student = make_user("student")
+    wifi, mobile = {"REMOTE_ADDR": "10.1.2.3"}, {"REMOTE_ADDR": "198.51.100.7"}
+    response = client.post(
+        "/login", data={"email": student.email, "password": PASSWORD}, environ_base=wifi
+    )
+    assert response.status_code == 302
+    assert client.get("/me/challenges", environ_base=mobile).status_code == 200
+    assert client.get("/me/challenges", environ_base=wifi).status_code == 200
