@@ -44,8 +44,8 @@ def change_role(user: User, role: str, by: User | None = None) -> bool:
     owned = db.session.scalar(select(func.count(Challenge.id)).where(Challenge.owner_id == user.id))
     if role == Role.STUDENT.value and owned:
         raise RoleChangeRefused(
-            f"{user.email} owns {owned} challenge(s), which a student cannot manage; hand them "
-            "over to a professor or admin first."
+            f"{user.email} owns {owned} challenge{'' if owned == 1 else 's'}, which a student "
+            "cannot manage; hand them over to a professor or admin first."
         )
     previous, user.role = user.role, role
     db.session.commit()

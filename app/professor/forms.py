@@ -36,7 +36,14 @@ class ChallengeForm(PageForm):
         filters=[clean_text],
         validators=[DataRequired(), Visible(), Length(max=10_000)],
     )
-    category_id = SelectField("Category", coerce=int, validators=[InputRequired()])
+    # A choice no longer offered: deleted, or no longer able to own challenges, since the form
+    # was opened (the routes also stop the list from quietly falling back to its first entry).
+    category_id = SelectField(
+        "Category",
+        coerce=int,
+        validators=[InputRequired()],
+        invalid_choice_message="The chosen category no longer exists. Choose another one.",
+    )
     reward_points = IntegerField(
         "Reward points",
         default=0,
@@ -65,6 +72,7 @@ class ChallengeForm(PageForm):
         "Owner",
         coerce=int,
         description="The professor (or admin) who manages this challenge.",
+        invalid_choice_message="The chosen account can no longer own challenges. Choose another.",
     )
     status = SelectField(
         "Status",

@@ -234,6 +234,7 @@ def _render_form(form: ChallengeForm, challenge: Challenge | None, status: int =
 
 def _validated(form: ChallengeForm, challenge: Challenge | None) -> bool:
     if not form.validate_on_submit():
+        _ask_again_for_vanished_choices(form)
         return False
     error = _status_error(challenge, form.status.data)
     if error:
@@ -253,6 +254,19 @@ def _validated(form: ChallengeForm, challenge: Challenge | None) -> bool:
             form.owner_id.errors.append(problem)
             return False
     return True
+
+
+def _ask_again_for_vanished_choices(form: ChallengeForm) -> None:
+    """A list whose submitted choice is no longer offered would show its first entry as chosen,
+    and a second Save would store an owner or a category nobody picked: it shows a placeholder
+    instead, which cannot be sent, so the field must be chosen again."""
+    for name, prompt in (("category_id", "Choose a category"), ("owner_id", "Choose an owner")):
+        field = form[name] if name in form else None
+        offered = {str(choice.value) for choice in (field.choices or [])} if field else set()
+        sent = (field.raw_data or [""])[0] if field else ""
+        if field is not None and field.errors and sent and sent not in offered:
+            placeholder = SelectChoice("0", prompt, render_kw={"selected": True, "disabled": True})
+            field.choices = [placeholder, *field.choices]
 
 
 def _new_owner_problem(owner_id: int) -> str | None:

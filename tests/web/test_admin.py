@@ -225,7 +225,7 @@ def test_role_changes_that_would_strand_challenges_or_the_campus_are_refused(adm
     make_challenge(owner=owner)
     for user, role, reason in [
         (me, "student", "You cannot change your own role."),
-        (owner, "student", "owns 1 challenge(s), which a student cannot manage"),
+        (owner, "student", "owns 1 challenge, which a student cannot manage"),
         (owner, "superuser", "“superuser” is not a role"),
     ]:
         response = admin_client.post(f"/admin/users/{user.id}/role", data={"role": role})

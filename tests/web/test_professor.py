@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Challenge
@@ -69,7 +69,7 @@ def test_form_says_dates_are_utc(professor_client):
         ({"ends_at": "2030-03-01T09:30"}, "The end must be after the start."),
         ({"ends_at": "2030-02-01T09:30"}, "The end must be after the start."),
         ({"status": "deleted"}, "Not a valid choice."),
-        ({"category_id": "999999"}, "Not a valid choice."),
+        ({"category_id": "999999"}, "The chosen category no longer exists."),
         ({"category_id": "abc"}, "Invalid Choice"),
     ],
 )
@@ -122,9 +122,7 @@ def test_saving_the_edit_form_unchanged_keeps_the_stored_seconds(professor_clien
     ends_at = datetime(2031, 6, 6, 7, 8, 59, tzinfo=UTC)
     challenge = make_challenge(owner=professor_client.user, starts_at=starts_at, ends_at=ends_at)
     url = f"/professor/challenges/{challenge.id}/edit"
-    unchanged = edit_data(
-        challenge, starts_at="2031-05-06T07:08", ends_at="2031-06-06T07:08"
-    )
+    unchanged = edit_data(challenge, starts_at="2031-05-06T07:08", ends_at="2031-06-06T07:08")
     assert professor_client.post(url, data=unchanged).status_code == 303
     db.session.refresh(challenge)
     assert (challenge.starts_at, challenge.ends_at) == (starts_at, ends_at)
@@ -135,9 +133,7 @@ def test_saving_the_edit_form_unchanged_keeps_the_stored_seconds(professor_clien
     assert challenge.starts_at == datetime(2031, 5, 6, 7, 9, tzinfo=UTC)
     assert challenge.ends_at == ends_at
     # Seconds written out are meant: ":00" clears the stored ones.
-    exact = edit_data(
-        challenge, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08:00"
-    )
+    exact = edit_data(challenge, starts_at="2031-05-06T07:09", ends_at="2031-06-06T07:08:00")
     assert professor_client.post(url, data=exact).status_code == 303
     db.session.refresh(challenge)
     assert challenge.ends_at == datetime(2031, 6, 6, 7, 8, tzinfo=UTC)
@@ -321,3 +317,38 @@ def test_form_errors_and_help_are_tied_to_their_fields(professor_client):
     assert 'aria-describedby="ends_at-help ends_at-error"' in ends
     starts = re.search(r"<input[^>]*id=\"starts_at\"[^>]*>", page).group(0)
     assert 'aria-describedby="starts_at-help"' in starts and "aria-invalid" not in starts
+
+
+def test_a_choice_gone_since_the_form_was_opened_must_be_chosen_again(admin_client):
+    """Not "Not a valid choice." with the list quietly showing its first entry as chosen: a second
+    Save would then store an owner or category nobody picked."""
+    import re
+
+    category = make_category("Physics")
+    challenge = make_challenge(category=category)
+    retired = make_user("professor", active=False)
+    response = admin_client.post(
+        f"/professor/challenges/{challenge.id}/edit",
+        data=edit_data(challenge, owner_id=str(retired.id)),
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "The chosen account can no longer own challenges. Choose another." in html
+    owner_select = re.search(r'<select[^>]*id="owner_id".*?</select>', html, re.S).group(0)
+    assert re.findall(r"<option[^>]*selected[^>]*>([^<]*)<", owner_select) == ["Choose an owner"]
+    assert re.search(r"<option[^>]*disabled[^>]*>Choose an owner<", owner_select)
+
+    gone = make_category("Gone")
+    data = form_data(gone)
+    db.session.delete(gone)
+    db.session.commit()
+    created = admin_client.post("/professor/challenges/new", data=data)
+    html = created.get_data(as_text=True)
+    assert created.status_code == 400
+    assert "The chosen category no longer exists. Choose another one." in html
+    category_select = re.search(r'<select[^>]*id="category_id".*?</select>', html, re.S).group(0)
+    chosen = re.findall(r"<option[^>]*selected[^>]*>([^<]*)<", category_select)
+    assert chosen == ["Choose a category"]
+    # Sent as shown, without choosing again: nothing is stored.
+    again = admin_client.post("/professor/challenges/new", data={**data, "category_id": ""})
+    assert again.status_code == 400 and db.session.scalar(select(func.count(Challenge.id))) == 1
