@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import CHALLENGE_STATUSES, Category, Challenge, Experiment, User
 from app.recs import publish
-from app.text import clean_line
+from app.text import clean_line, clean_text
 from tests.helpers import PASSWORD, make_category, make_challenge, make_user
 
 FUZZ = settings(
@@ -176,9 +176,18 @@ def test_challenge_create(professor_client, category, data):
     challenges = count(Challenge)
     response = post(professor_client, "/professor/challenges/new", values, snapshot())
     if response.status_code == 303:
-        assert count(Challenge) == challenges + 1
-        created = db.session.scalar(select(Challenge).order_by(Challenge.id.desc()).limit(1))
-        assert created.owner_id == professor_client.user.id
+        if count(Challenge) == challenges:
+            # The same content as an earlier example moments ago: that challenge stands for it.
+            created = db.session.scalar(
+                select(Challenge).where(
+                    Challenge.title == clean_line(values["title"]),
+                    Challenge.description == clean_text(values["description"]),
+                )
+            )
+        else:
+            assert count(Challenge) == challenges + 1
+            created = db.session.scalar(select(Challenge).order_by(Challenge.id.desc()).limit(1))
+        assert created is not None and created.owner_id == professor_client.user.id
         assert_valid_challenge(created, values)
     else:
         assert response.status_code == 400
