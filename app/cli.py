@@ -23,7 +23,7 @@ demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 
 
 @users_cli.command("create")
-@click.option("--email", prompt=True, help="Login email (stored lower-cased).")
+@click.option("--email", prompt=True, help="Login email (stored lower-cased and composed, NFC).")
 @click.option("--name", "display_name", prompt="Display name", help="Name shown in the app.")
 @click.option(
     "--role",

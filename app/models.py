@@ -92,7 +92,8 @@ class User(UserMixin, db.Model):
     __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Stored lower-cased, so the unique constraint is a case-insensitive one.
+    # Stored lower-cased and composed (normalize_email), so the unique constraint ignores case and
+    # how accents were typed.
     email: Mapped[str] = mapped_column(String(254), unique=True)
     display_name: Mapped[str] = mapped_column(String(120))
     role: Mapped[str] = mapped_column(String(16), default=Role.STUDENT.value)
@@ -109,7 +110,10 @@ class User(UserMixin, db.Model):
 
     @staticmethod
     def normalize_email(email: str) -> str:
-        return (email or "").strip().lower()
+        """The form an email is stored and looked up in: trimmed, lower-cased, and composed
+        (NFC, as RFC 6532 asks of internationalized addresses), so "ü" typed as one character
+        or as "u" and a combining mark is the same address."""
+        return unicodedata.normalize("NFC", (email or "").strip()).lower()
 
     def set_password(self, password: str) -> None:
         import secrets

@@ -422,3 +422,13 @@ def test_a_session_survives_a_change_of_network(client):
     assert response.status_code == 302
     assert client.get("/me/challenges", environ_base=mobile).status_code == 200
     assert client.get("/me/challenges", environ_base=wifi).status_code == 200
+
+
+def test_an_email_is_the_same_however_its_accents_were_typed(client, app):
+    decomposed, composed = "mu\u0308ller@uni.edu", "m\u00fcller@uni.edu"
+    assert register(client, email=decomposed).status_code == 302
+    client.post("/logout")
+    response = client.post("/login", data={"email": composed.upper(), "password": "longenough1"})
+    assert response.status_code == 302
+    client.post("/logout")
+    assert register(client, email=composed).status_code == 409  # no look-alike second account

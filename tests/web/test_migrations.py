@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import select
 
 from app.extensions import db
 
@@ -216,4 +217,42 @@ def test_0007_counts_attempts_stored_before_it_as_registrations(tmp_path):
         downgrade(directory=str(MIGRATIONS), revision="0006_id_high_water")
         with db.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM login_attempts")).scalar() == 2
+        db.engine.dispose()
+
+
+def test_0008_composes_stored_emails_and_leaves_look_alikes_as_they_are(tmp_path, capfd):
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.models import User
+    from tests.conftest import _test_config
+
+    url = "sqlite:///" + str(tmp_path / "migrate.db")
+    app = create_app(_test_config(url, tmp_path))
+    decomposed, twin, composed = "mu\u0308ller@uni.test", "a\u0308@uni.test", "\u00e4@uni.test"
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS), revision="0007_login_attempt_accounts")
+        with db.engine.begin() as connection:
+            for email in (decomposed, twin, composed):
+                connection.execute(
+                    text(
+                        "INSERT INTO users (email, display_name, password_hash, role, active,"
+                        " session_token, created_at) VALUES (:e, 'X', 'x', 'student', 1, 't',"
+                        " '2026-11-01 00:00:00')"
+                    ),
+                    {"e": email},
+                )
+        upgrade(directory=str(MIGRATIONS))
+        with db.engine.connect() as connection:
+            stored = [
+                row[0] for row in connection.execute(text("SELECT email FROM users ORDER BY id"))
+            ]
+        assert stored == ["m\u00fcller@uni.test", twin, composed]
+        # Alembic's logging setup writes warnings to the console, where the operator sees them.
+        assert "its composed form" in capfd.readouterr().err
+        # Typed either way, the first is found.
+        for typed in (decomposed, "M\u00dcLLER@uni.test"):
+            found = db.session.scalar(select(User).where(User.email == User.normalize_email(typed)))
+            assert found is not None
         db.engine.dispose()
