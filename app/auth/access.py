@@ -41,7 +41,7 @@ def _unauthorized():
     answer = login_needed()
     if answer is not None:
         return answer
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         flash(login_manager.login_message, login_manager.login_message_category)
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     # A form posted from a page opened before the session ended (logged out elsewhere, a

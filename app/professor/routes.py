@@ -191,16 +191,23 @@ REPEAT_WINDOW = timedelta(minutes=30)
 
 
 def _recent_twin(form: ChallengeForm) -> Challenge | None:
-    """A challenge created from the same content moments ago, for the same owner: the form sent
-    again after Back, which fetches the page, and a new token with it."""
+    """A challenge created moments ago, for the same owner, with every field as the form has it:
+    the form sent again after Back, which fetches the page, and a new token with it. Any field
+    changed (the status, a date, the reward) makes it another challenge."""
     owner = form.owner_id.data if "owner_id" in form else current_user.id
     return db.session.scalar(
         select(Challenge)
         .where(
             Challenge.owner_id == owner,
-            Challenge.title == form.title.data,
+            Challenge.title == form.title.data.strip(),
             Challenge.category_id == form.category_id.data,
-            Challenge.description == form.description.data,
+            Challenge.description == form.description.data.strip(),
+            Challenge.reward_points == form.reward_points.data,
+            Challenge.status == form.status.data,
+            Challenge.starts_at == _submitted_time(form.starts_at, None),
+            Challenge.ends_at.is_(None)
+            if form.ends_at.data is None
+            else Challenge.ends_at == _submitted_time(form.ends_at, None),
             Challenge.created_at >= utcnow() - REPEAT_WINDOW,
         )
         .order_by(Challenge.id.desc())
@@ -221,8 +228,8 @@ def _already_created(challenge: Challenge, same_form: bool = True):
         )
     else:
         message = (
-            f"“{challenge.title}” was created with this content a moment ago, so it was not "
-            "created twice. To create another, give it another title or description."
+            f"“{challenge.title}” was created with exactly this content a moment ago, so it was "
+            "not created twice. To create another like it, change any field."
         )
     flash(message, "info")
     return redirect(url_for("professor.challenges"), 303)
@@ -256,6 +263,10 @@ def _validated(form: ChallengeForm, challenge: Challenge | None) -> bool:
     return True
 
 
+# The value of the "Choose ..." entry: no row has id 0.
+PLACEHOLDER = "0"
+
+
 def _ask_again_for_vanished_choices(form: ChallengeForm) -> None:
     """A list whose submitted choice is no longer offered would show its first entry as chosen,
     and a second Save would store an owner or a category nobody picked: it shows a placeholder
@@ -264,9 +275,14 @@ def _ask_again_for_vanished_choices(form: ChallengeForm) -> None:
         field = form[name] if name in form else None
         offered = {str(choice.value) for choice in (field.choices or [])} if field else set()
         sent = (field.raw_data or [""])[0] if field else ""
-        if field is not None and field.errors and sent and sent not in offered:
-            placeholder = SelectChoice("0", prompt, render_kw={"selected": True, "disabled": True})
-            field.choices = [placeholder, *field.choices]
+        if field is None or not field.errors or not sent or sent in offered:
+            continue
+        if sent == PLACEHOLDER:  # sent as shown, without choosing
+            field.errors[:] = [f"{prompt}."]
+        # Sent with the form (not disabled, which would leave the field out and let the
+        # create form fall back to its default owner), and refused as above until changed.
+        placeholder = SelectChoice(PLACEHOLDER, prompt, render_kw={"selected": True})
+        field.choices = [placeholder, *field.choices]
 
 
 def _new_owner_problem(owner_id: int) -> str | None:

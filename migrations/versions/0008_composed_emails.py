@@ -2,8 +2,9 @@
 
 ``User.normalize_email`` now also composes an address (NFC), so one typed with "u" and a combining
 mark is the same as one typed with "ü". Stored addresses are composed here, so their owners still
-log in. An address whose composed form another account already has is left as it is, and
-reported: two accounts then look alike, and an admin should merge or rename one of them.
+log in. An address whose composed form another account already has is left as it is and
+reported with both ids: its account can no longer log in (every lookup composes what is typed,
+and finds the other), and should be deactivated on the admin Users page.
 
 Downgrading changes nothing: composed addresses are valid under the older rule too.
 
@@ -30,23 +31,27 @@ log = logging.getLogger("app.migrations")
 def upgrade():
     connection = op.get_bind()
     users = sa.table('users', sa.column('id', sa.Integer), sa.column('email', sa.String))
-    rows = connection.execute(sa.select(users.c.id, users.c.email)).all()
-    taken = {email for _, email in rows}
+    rows = connection.execute(sa.select(users.c.id, users.c.email).order_by(users.c.id)).all()
+    taken = {email: user_id for user_id, email in rows}
     for user_id, email in rows:
         composed = unicodedata.normalize("NFC", email).lower()
         if composed == email:
             continue
         if composed in taken:
             log.warning(
-                "email of user id %s left as it is: its composed form %r belongs to another "
-                "account",
+                "email of user id %s left as it is: its composed form %r is the email of user "
+                "id %s, so user id %s can no longer log in; deactivate it on the admin Users "
+                "page (flask users commands would find user id %s by that address)",
                 user_id,
                 composed,
+                taken[composed],
+                user_id,
+                taken[composed],
             )
             continue
         connection.execute(users.update().where(users.c.id == user_id).values(email=composed))
-        taken.discard(email)
-        taken.add(composed)
+        del taken[email]
+        taken[composed] = user_id
 
 
 def downgrade():

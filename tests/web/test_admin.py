@@ -127,6 +127,11 @@ def test_searches_ignore_case_in_any_script(admin_client, student_client):
     make_challenge(title="Énergie solaire")
     page = student_client.get("/challenges?q=%C3%89NERGIE").get_data(as_text=True)
     assert "Énergie solaire" in page
+    # An email, typed in capitals, found by the users list and by the preview's student search.
+    make_user("student", display_name="Jo", email="m\u00fcller@uni.test")
+    for path in ("/admin/users", "/admin/recommendations/preview"):
+        page = admin_client.get(f"{path}?q=M%C3%9CLLER%40UNI").get_data(as_text=True)  # MÜLLER@UNI
+        assert "m\u00fcller@uni.test" in page, path
 
 
 def test_deactivation_ends_sessions_and_blocks_login(app, admin_client):

@@ -302,11 +302,17 @@ def test_the_same_content_sent_again_with_a_new_token_is_not_created_twice(profe
     assert (first.status_code, again.status_code) == (303, 303)
     assert count(Challenge) == 1
     shown = professor_client.get(again.location).get_data(as_text=True)
-    assert "was created with this content a moment ago, so it was not created twice" in shown
-    # Other content is another challenge; so is the same content once the moment has passed.
-    other = {**create_form(category, str(uuid.uuid4())), "description": "Another text."}
-    assert professor_client.post("/professor/challenges/new", data=other).status_code == 303
-    assert count(Challenge) == 2
+    assert "was created with exactly this content a moment ago, so it was not created" in shown
+    # Any field changed is another challenge (Back, publish instead of draft, Create); so is the
+    # same content once the moment has passed.
+    for change in (
+        {"description": "Another text."},
+        {"status": "published"},
+        {"reward_points": "6"},
+    ):
+        other = {**create_form(category, str(uuid.uuid4())), **change}
+        assert professor_client.post("/professor/challenges/new", data=other).status_code == 303
+    assert count(Challenge) == 4
     from app.models import utcnow
     from app.professor.routes import REPEAT_WINDOW
 
@@ -316,7 +322,7 @@ def test_the_same_content_sent_again_with_a_new_token_is_not_created_twice(profe
     later = professor_client.post(
         "/professor/challenges/new", data=create_form(category, str(uuid.uuid4()))
     )
-    assert later.status_code == 303 and count(Challenge) == 3
+    assert later.status_code == 303 and count(Challenge) == 5
 
 
 # --- Look-alike categories and running experiments -----------------------------------------------

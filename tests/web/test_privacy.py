@@ -164,7 +164,8 @@ def test_users_role_changes_a_role_from_the_command_line(app, runner):
     owner = make_user("professor")
     make_challenge(owner=owner)
     refused = runner.invoke(args=["users", "role", "--email", owner.email, "--role", "student"])
-    assert refused.exit_code == 1 and "owns 1 challenge, which a student cannot manage" in refused.output
+    assert refused.exit_code == 1
+    assert "owns 1 challenge, which a student cannot manage" in refused.output
     missing = runner.invoke(args=["users", "role", "--email", "nobody@uni.test", "--role", "admin"])
     assert missing.exit_code == 1 and "no account with email nobody@uni.test" in missing.output
 

@@ -336,7 +336,13 @@ def test_a_choice_gone_since_the_form_was_opened_must_be_chosen_again(admin_clie
     assert "The chosen account can no longer own challenges. Choose another." in html
     owner_select = re.search(r'<select[^>]*id="owner_id".*?</select>', html, re.S).group(0)
     assert re.findall(r"<option[^>]*selected[^>]*>([^<]*)<", owner_select) == ["Choose an owner"]
-    assert re.search(r"<option[^>]*disabled[^>]*>Choose an owner<", owner_select)
+    # Sent as shown, without choosing again: refused, and the owner stays as it was.
+    unchosen = admin_client.post(
+        f"/professor/challenges/{challenge.id}/edit", data=edit_data(challenge, owner_id="0")
+    )
+    assert unchosen.status_code == 400 and "Choose an owner." in unchosen.get_data(as_text=True)
+    db.session.refresh(challenge)
+    assert challenge.owner_id not in (retired.id, admin_client.user.id)
 
     gone = make_category("Gone")
     data = form_data(gone)
@@ -350,5 +356,6 @@ def test_a_choice_gone_since_the_form_was_opened_must_be_chosen_again(admin_clie
     chosen = re.findall(r"<option[^>]*selected[^>]*>([^<]*)<", category_select)
     assert chosen == ["Choose a category"]
     # Sent as shown, without choosing again: nothing is stored.
-    again = admin_client.post("/professor/challenges/new", data={**data, "category_id": ""})
-    assert again.status_code == 400 and db.session.scalar(select(func.count(Challenge.id))) == 1
+    again = admin_client.post("/professor/challenges/new", data={**data, "category_id": "0"})
+    assert again.status_code == 400 and "Choose a category." in again.get_data(as_text=True)
+    assert db.session.scalar(select(func.count(Challenge.id))) == 1
