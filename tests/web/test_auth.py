@@ -432,3 +432,9 @@ def test_an_email_is_the_same_however_its_accents_were_typed(client, app):
     assert response.status_code == 302
     client.post("/logout")
     assert register(client, email=composed).status_code == 409  # no look-alike second account
+
+
+def test_a_head_request_to_a_page_that_needs_a_login_is_answered_as_a_get(client):
+    response = client.head("/me/challenges")
+    assert response.status_code == 302 and response.location == "/login?next=/me/challenges"
+    assert "Your session has ended" not in client.get("/login").get_data(as_text=True)
