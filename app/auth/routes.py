@@ -75,7 +75,8 @@ def login():
     if request.method == "POST":
         address = _client_address()
         account = attempts.account_key(form.email.data)
-        refused = attempts.refusal(address, account)
+        # No email typed: the form refuses it below, and there is no account to count against.
+        refused = attempts.refusal(address, account) if account else None
         if refused:
             return _throttled("login", "auth/login.html", form, refused)
         if form.validate_on_submit():

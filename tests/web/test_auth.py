@@ -438,3 +438,12 @@ def test_a_head_request_to_a_page_that_needs_a_login_is_answered_as_a_get(client
     response = client.head("/me/challenges")
     assert response.status_code == 302 and response.location == "/login?next=/me/challenges"
     assert "Your session has ended" not in client.get("/login").get_data(as_text=True)
+
+
+def test_a_login_without_an_email_is_not_held_to_the_registration_budget(make_app):
+    limited = make_app(REGISTRATION_RATE_LIMIT=1)
+    client = limited.test_client()
+    assert register(client, email="one@uni.edu").status_code == 302
+    client.post("/logout")
+    response = client.post("/login", data={"email": "", "password": "whatever1"})
+    assert response.status_code == 400  # what is missing, not "too many attempts"
