@@ -133,10 +133,17 @@ def set_role(email: str, role: str) -> None:
 @users_cli.command("hand-over")
 @click.option("--from", "owner_email", required=True, help="The account whose challenges move.")
 @click.option("--to", "heir_email", required=True, help="An active professor or admin.")
-def hand_over(owner_email: str, heir_email: str) -> None:
+@click.option(
+    "--only",
+    "only_ids",
+    callback=lambda ctx, param, value: _challenge_ids(value),
+    help="Only these challenges (ids, comma-separated), those the account still owns: e.g. to "
+    "take back a hand-over, with the ids it printed.",
+)
+def hand_over(owner_email: str, heir_email: str, only_ids: list[int] | None) -> None:
     """Hand every challenge an account owns (drafts and archived ones too) to another professor
     or admin, e.g. before a professor who leaves becomes a student or is deactivated. Students'
-    participations stay."""
+    participations stay. Prints the ids moved."""
     from app.auth.accounts import HandOverRefused, hand_over_challenges
 
     owner_email = User.normalize_email(owner_email)
@@ -145,13 +152,30 @@ def hand_over(owner_email: str, heir_email: str) -> None:
         raise click.BadParameter(f"no account with email {owner_email}", param_hint="--from")
     heir = _heir(heir_email, owner, "--to")
     try:
-        moved = hand_over_challenges(owner, heir)
+        moved = hand_over_challenges(owner, heir, only=only_ids)
     except HandOverRefused as exc:
         raise click.ClickException(str(exc).rstrip(".")) from None
     if not moved:
-        click.echo(f"{owner.email} owns no challenge: nothing to hand over.")
+        what = "none of those challenges" if only_ids else "no challenge"
+        click.echo(f"{owner.email} owns {what}: nothing to hand over.")
         return
-    click.echo(f"Handed {moved} challenge(s) of {owner.email} to {heir.email}.")
+    # The ids, so that this hand-over alone can be taken back (--only), even after the heir
+    # has challenges of their own.
+    click.echo(
+        f"Handed {len(moved)} challenge(s) of {owner.email} to {heir.email}: "
+        + ",".join(map(str, moved))
+    )
+
+
+def _challenge_ids(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts or not all(
+        part.isascii() and part.isdigit() and len(part) <= 10 for part in parts
+    ):
+        raise click.BadParameter("challenge ids separated by commas, e.g. 12,15,40")
+    return sorted({int(part) for part in parts})
 
 
 def _heir(heir_email: str, leaving: User, option: str = "--reassign-to") -> User:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -383,11 +383,57 @@ def user_challenges(user_id: int):
         flash(f"{owner.display_name} owns no challenge: nothing was handed over.", "info")
     else:
         flash(
-            f"{moved} challenge{'' if moved == 1 else 's'} of {owner.display_name} handed to "
+            f"{_challenges(len(moved))} of {owner.display_name} handed to "
             f"{heir.display_name} ({heir.email}).",
             "success",
         )
+        if len(moved) <= HAND_BACK_MAX:
+            # Kept in this admin's session, so that exactly these can be handed back, even
+            # once the heir has challenges of their own.
+            session[HAND_BACK_KEY] = {"owner": owner.id, "heir": heir.id, "ids": moved}
     return redirect(url_for("admin.user_challenges", user_id=owner.id), 303)
+
+
+@bp.route("/users/<int:user_id>/challenges/hand-back", methods=["POST"])
+@role_required("admin")
+def hand_back_challenges(user_id: int):
+    """Take back this admin's last hand-over of ``user_id``'s challenges: those of them the heir
+    still has go back to ``user_id``."""
+    from app.auth.accounts import HandOverRefused, hand_over_challenges
+
+    owner = db.get_or_404(User, user_id)
+    last = _last_hand_over(owner)
+    heir = db.session.get(User, last["heir"]) if last else None
+    if heir is None:
+        log.warning("hand-back of user_id=%s refused: no hand-over to take back", owner.id)
+        flash("There is no hand-over of these challenges to take back.", "error")
+        return _user_challenges_page(owner, 400)
+    try:
+        moved = hand_over_challenges(heir, owner, by=current_user, only=last["ids"])
+    except HandOverRefused as exc:
+        log.warning("hand-back to user_id=%s refused: %s", owner.id, exc)
+        flash(str(exc), "error")
+        return _user_challenges_page(owner, 400)
+    session.pop(HAND_BACK_KEY, None)
+    flash(f"{_challenges(len(moved))} handed back to {owner.display_name}.", "success")
+    return redirect(url_for("admin.user_challenges", user_id=owner.id), 303)
+
+
+# A hand-over can be taken back from the page it was made on; its ids ride in the session
+# cookie, so a very large one cannot (`flask users hand-over --only` can).
+HAND_BACK_KEY = "hand_over"
+HAND_BACK_MAX = 300
+
+
+def _challenges(count: int) -> str:
+    return f"{count} challenge{'' if count == 1 else 's'}"
+
+
+def _last_hand_over(owner: User) -> dict | None:
+    last = session.get(HAND_BACK_KEY)
+    if not isinstance(last, dict) or last.get("owner") != owner.id:
+        return None
+    return last
 
 
 def _user_challenges_page(owner: User, status: int = 200):
@@ -404,11 +450,23 @@ def _user_challenges_page(owner: User, status: int = 200):
         ),
         key=lambda u: (u.display_name.casefold(), u.id),
     )
+    last = _last_hand_over(owner)
+    handed = (
+        db.session.scalar(
+            select(func.count(Challenge.id)).where(
+                Challenge.id.in_(last["ids"]), Challenge.owner_id == last["heir"]
+            )
+        )
+        if last
+        else 0
+    )
     return render_template(
         "admin/user_challenges.html",
         owner=owner,
         owned=owned,
         heirs=heirs,
+        handed=handed,
+        handed_to=db.session.get(User, last["heir"]) if handed else None,
         chosen=request.form.get("heir_id", ""),
         refused=status != 200,
     ), status

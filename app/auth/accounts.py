@@ -85,10 +85,13 @@ def is_last_active_admin(user: User) -> bool:
     return not others
 
 
-def hand_over_challenges(owner: User, heir: User, by: User | None = None) -> int:
-    """Make ``heir`` the owner of every challenge ``owner`` has (drafts and archived ones too);
-    students' participations stay. Returns how many moved. Refused unless ``heir`` is another,
-    active professor or admin."""
+def hand_over_challenges(
+    owner: User, heir: User, by: User | None = None, only: list[int] | None = None
+) -> list[int]:
+    """Make ``heir`` the owner of every challenge ``owner`` has (drafts and archived ones too),
+    or of those of ``only`` that ``owner`` still has (a hand-over taken back); students'
+    participations stay. Returns the ids moved. Refused unless ``heir`` is another, active
+    professor or admin."""
     # Under the accounts' lock, as role changes are: a demotion of the heir waits, and cannot
     # leave a student owning what was just handed over.
     lock_accounts()
@@ -101,11 +104,11 @@ def hand_over_challenges(owner: User, heir: User, by: User | None = None) -> int
     problem = heir_problem(owner, heir)
     if problem:
         raise HandOverRefused(problem)
-    moved = move_challenges(owner.id, heir.id)
+    moved = move_challenges(owner.id, heir.id, only)
     db.session.commit()
     log.info(
         "%s challenge(s) of user_id=%s handed to user_id=%s by %s",
-        moved,
+        len(moved),
         owner.id,
         heir.id,
         f"user_id={by.id}" if by is not None else "the command line",
@@ -122,14 +125,16 @@ def heir_problem(owner: User, heir: User) -> str | None:
     return None
 
 
-def move_challenges(owner_id: int, heir_id: int) -> int:
+def move_challenges(owner_id: int, heir_id: int, only: list[int] | None = None) -> list[int]:
     """One SQL update, in the caller's transaction: it cannot trip over an edit saved meanwhile,
     and the version bump tells any edit form still open on these challenges that the owner
-    changed."""
-    result = db.session.execute(
-        update(Challenge)
-        .where(Challenge.owner_id == owner_id)
-        .values(owner_id=heir_id, version=Challenge.version + 1)
+    changed. ``only``: just these ids, those ``owner_id`` still has. Returns the ids moved."""
+    moving = update(Challenge).where(Challenge.owner_id == owner_id)
+    if only is not None:
+        moving = moving.where(Challenge.id.in_(only))
+    moved = db.session.execute(
+        moving.values(owner_id=heir_id, version=Challenge.version + 1)
+        .returning(Challenge.id)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return sorted(moved.scalars())

@@ -121,14 +121,32 @@ ACCESS: dict[str, list[Case]] = {
         get("/admin/recommendations/preview?user_id={target_user}", 302, 403, 403, 200),
         get("/admin/recommendations/preview?user_id={missing}", 302, 403, 403, 400),
     ],
-    "admin.recommendations_experiment": [get("/admin/recommendations/experiment", 302, 403, 403, 200)],
+    "admin.recommendations_experiment": [
+        get("/admin/recommendations/experiment", 302, 403, 403, 200)
+    ],
     "admin.recommendations_experiment_start": [
-        post("/admin/recommendations/experiment/start", 302, 403, 403, 303, data={"allocation_percent": "50"}),
-        post("/admin/recommendations/experiment/start", 302, 403, 403, 400, data={"allocation_percent": "500"}),
+        post(
+            "/admin/recommendations/experiment/start",
+            302,
+            403,
+            403,
+            303,
+            data={"allocation_percent": "50"},
+        ),
+        post(
+            "/admin/recommendations/experiment/start",
+            302,
+            403,
+            403,
+            400,
+            data={"allocation_percent": "500"},
+        ),
         post("/admin/recommendations/experiment/start", 302, 403, 403, 400),
     ],
     "admin.recommendations_experiment_stop": [
-        post("/admin/recommendations/experiment/stop", 302, 403, 403, 400, data={"winner": "model"}),
+        post(
+            "/admin/recommendations/experiment/stop", 302, 403, 403, 400, data={"winner": "model"}
+        ),
         post("/admin/recommendations/experiment/stop", 302, 403, 403, 400),
     ],
     "admin.recommendations_experiment_end_winner": [
@@ -139,7 +157,14 @@ ACCESS: dict[str, list[Case]] = {
         get("/admin/recommendations/progress", 401, 403, 403, 200, headers=HTMX),
     ],
     "admin.recommendations_rollback": [
-        post("/admin/recommendations/rollback", 302, 403, 403, 400, data={"version": "no-such-version"}),
+        post(
+            "/admin/recommendations/rollback",
+            302,
+            403,
+            403,
+            400,
+            data={"version": "no-such-version"},
+        ),
     ],
     "admin.recommendations_chart": [
         get("/admin/recommendations/charts/daily-ctr.svg", 302, 403, 403, 200),
@@ -168,6 +193,9 @@ ACCESS: dict[str, list[Case]] = {
     "admin.user_challenges": [
         get("/admin/users/{target_user}/challenges", 302, 403, 403, 200),
         post("/admin/users/{target_user}/challenges", 302, 403, 403, 400, data={"heir_id": ""}),
+    ],
+    "admin.hand_back_challenges": [
+        post("/admin/users/{target_user}/challenges/hand-back", 302, 403, 403, 400),
     ],
     "admin.activate_user": [post("/admin/users/{target_user}/activate", 302, 403, 403, 303)],
     "admin.deactivate_user": [post("/admin/users/{target_user}/deactivate", 302, 403, 403, 303)],

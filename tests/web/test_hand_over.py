@@ -100,7 +100,8 @@ def test_users_hand_over_from_the_command_line(app, runner):
         args=["users", "hand-over", "--from", leaving.email.upper(), "--to", heir.email]
     )
     assert result.exit_code == 0
-    assert f"Handed 2 challenge(s) of {leaving.email} to {heir.email}." in result.output
+    ids = ",".join(map(str, sorted(owned)))
+    assert f"Handed 2 challenge(s) of {leaving.email} to {heir.email}: {ids}" in result.output
     db.session.expire_all()
     assert _owned_by(heir) == sorted(owned)
     again = runner.invoke(args=["users", "hand-over", "--from", leaving.email, "--to", heir.email])
@@ -134,7 +135,7 @@ def test_a_hand_over_and_the_heirs_demotion_at_once_never_leave_a_student_owner(
 
     def hand_over():
         owner, to = db.session.get(User, ids[1]), db.session.get(User, ids[2])
-        return f"moved {hand_over_challenges(owner, to)}"
+        return f"moved {len(hand_over_challenges(owner, to))}"
 
     def demote():
         target, by = db.session.get(User, ids[2]), db.session.get(User, ids[0])
@@ -176,10 +177,10 @@ def test_an_edit_giving_a_challenge_to_the_heir_during_a_hand_over_waits_for_it(
     holding = threading.Event()
     real_move = accounts.move_challenges
 
-    def slow_move(owner_id, heir_id):
+    def slow_move(owner_id, heir_id, only=None):
         holding.set()  # the hand-over holds the accounts' lock and the heir checked
         time.sleep(1.0)  # time for the edit to reach its writes
-        return real_move(owner_id, heir_id)
+        return real_move(owner_id, heir_id, only)
 
     monkeypatch.setattr(accounts, "move_challenges", slow_move)
 
@@ -197,8 +198,60 @@ def test_an_edit_giving_a_challenge_to_the_heir_during_a_hand_over_waits_for_it(
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         moved, status = pool.submit(hand_over), pool.submit(edit)
-        assert moved.result(timeout=60) == 2
+        assert len(moved.result(timeout=60)) == 2
         # The edit, opened before the hand-over, is told the challenge changed meanwhile.
         assert status.result(timeout=60) == 409
     db.session.expire_all()
     assert _owned_by(db.session.get(User, ids[1])) and not _owned_by(db.session.get(User, ids[0]))
+
+
+def test_a_hand_over_is_taken_back_without_the_heirs_own_challenges(admin_client):
+    leaving, heir = make_user("professor"), make_user("professor")
+    theirs = sorted(make_challenge(owner=leaving).id for _ in range(2))
+    own = make_challenge(owner=heir).id
+    page = f"/admin/users/{leaving.id}/challenges"
+    assert "Take the hand-over back" not in admin_client.get(page).get_data(as_text=True)
+    admin_client.post(page, data={"heir_id": str(heir.id)})
+    shown = admin_client.get(page).get_data(as_text=True)
+    assert "Take the hand-over back" in shown and "Hand them back to" in shown
+    back = admin_client.post(f"{page}/hand-back")
+    assert back.status_code == 303
+    assert "2 challenges handed back to" in admin_client.get(back.location).get_data(as_text=True)
+    db.session.expire_all()
+    assert _owned_by(leaving) == theirs and _owned_by(heir) == [own]
+    # Taken back once: nothing is left to take back.
+    again = admin_client.post(f"{page}/hand-back")
+    assert again.status_code == 400
+    assert "There is no hand-over of these challenges to take back." in again.get_data(as_text=True)
+
+
+def test_a_hand_back_to_an_account_that_can_no_longer_own_challenges_is_refused(admin_client):
+    leaving, heir = make_user("professor"), make_user("professor")
+    challenge = make_challenge(owner=leaving)
+    page = f"/admin/users/{leaving.id}/challenges"
+    admin_client.post(page, data={"heir_id": str(heir.id)})
+    assert admin_client.post(f"/admin/users/{leaving.id}/deactivate").status_code == 303
+    refused = admin_client.post(f"{page}/hand-back")
+    assert refused.status_code == 400
+    assert f"{leaving.email} is not an active professor or admin." in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Challenge, challenge.id).owner_id == heir.id
+
+
+def test_the_command_line_takes_back_only_the_ids_it_is_given(app, runner):
+    leaving, heir = make_user("professor"), make_user("professor")
+    theirs = sorted(make_challenge(owner=leaving).id for _ in range(2))
+    runner.invoke(args=["users", "hand-over", "--from", leaving.email, "--to", heir.email])
+    own = make_challenge(owner=heir).id
+    ids = ",".join(map(str, theirs))
+    result = runner.invoke(
+        args=["users", "hand-over", "--from", heir.email, "--to", leaving.email, "--only", ids]
+    )
+    assert result.exit_code == 0 and "Handed 2 challenge(s)" in result.output
+    db.session.expire_all()
+    assert _owned_by(leaving) == theirs and _owned_by(heir) == [own]
+    for bad in ("", "1,x", "-3", "12345678901"):
+        refused = runner.invoke(
+            args=["users", "hand-over", "--from", heir.email, "--to", leaving.email, "--only", bad]
+        )
+        assert refused.exit_code == 2 and "challenge ids separated by commas" in refused.output
