@@ -77,3 +77,14 @@ def test_a_description_typed_in_a_text_area_keeps_its_paragraphs(professor_clien
         '<div class="description"><p>First &lt;b&gt;part&lt;/b&gt;.</p>'
         "<p>Second part,<br>line two.</p></div>"
     ) in page
+
+
+def test_a_card_says_when_a_challenge_ends_to_the_minute_in_utc(student_client):
+    from datetime import UTC, datetime
+
+    from tests.helpers import make_challenge
+
+    make_challenge(title="Night owl", ends_at=datetime(2030, 11, 27, 0, 30, tzinfo=UTC))
+    page = student_client.get("/challenges").get_data(as_text=True)
+    # Near midnight the day alone can be a day off where the student is.
+    assert "ends 27 Nov 2030 00:30 UTC" in page
