@@ -372,13 +372,13 @@ def user_challenges(user_id: int):
     if heir is None:
         log.warning("hand-over of user_id=%s refused: no account %r", owner.id, raw[:20])
         flash("Choose the professor or admin who takes the challenges over.", "error")
-        return _user_challenges_page(owner, 400)
+        return _user_challenges_page(owner, 400, refused=True)
     try:
         moved = hand_over_challenges(owner, heir, by=current_user)
     except HandOverRefused as exc:
         log.warning("hand-over of user_id=%s to user_id=%s refused: %s", owner.id, heir.id, exc)
         flash(str(exc), "error")
-        return _user_challenges_page(owner, 400)
+        return _user_challenges_page(owner, 400, refused=True)
     if not moved:
         flash(f"{owner.display_name} owns no challenge: nothing was handed over.", "info")
     else:
@@ -391,6 +391,14 @@ def user_challenges(user_id: int):
             # Kept in this admin's session, so that exactly these can be handed back, even
             # once the heir has challenges of their own.
             session[HAND_BACK_KEY] = {"owner": owner.id, "heir": heir.id, "ids": moved}
+        else:
+            # An earlier, smaller hand-over must not be offered as if it were this one.
+            session.pop(HAND_BACK_KEY, None)
+            flash(
+                "So many cannot be handed back from this page. The log line of this hand-over "
+                "lists their ids, for flask users hand-over --only.",
+                "info",
+            )
     return redirect(url_for("admin.user_challenges", user_id=owner.id), 303)
 
 
@@ -415,12 +423,16 @@ def hand_back_challenges(user_id: int):
         flash(str(exc), "error")
         return _user_challenges_page(owner, 400)
     session.pop(HAND_BACK_KEY, None)
-    flash(f"{_challenges(len(moved))} handed back to {owner.display_name}.", "success")
+    if moved:
+        flash(f"{_challenges(len(moved))} handed back to {owner.display_name}.", "success")
+    else:
+        flash(f"None of them is still with {heir.display_name}: nothing was handed back.", "info")
     return redirect(url_for("admin.user_challenges", user_id=owner.id), 303)
 
 
 # A hand-over can be taken back from the page it was made on; its ids ride in the session
-# cookie, so a very large one cannot (`flask users hand-over --only` can).
+# cookie, so a very large one cannot (`flask users hand-over --only`, given the ids its log line
+# lists, can).
 HAND_BACK_KEY = "hand_over"
 HAND_BACK_MAX = 300
 
@@ -433,10 +445,16 @@ def _last_hand_over(owner: User) -> dict | None:
     last = session.get(HAND_BACK_KEY)
     if not isinstance(last, dict) or last.get("owner") != owner.id:
         return None
+    ids, heir = last.get("ids"), last.get("heir")
+    if not isinstance(heir, int) or not isinstance(ids, list):
+        return None
+    if not all(isinstance(i, int) for i in ids):
+        return None
     return last
 
 
-def _user_challenges_page(owner: User, status: int = 200):
+def _user_challenges_page(owner: User, status: int = 200, refused: bool = False):
+    """``refused``: the hand-over form was sent back, and its field is marked."""
     owned = db.session.scalars(
         select(Challenge)
         .where(Challenge.owner_id == owner.id)
@@ -468,7 +486,7 @@ def _user_challenges_page(owner: User, status: int = 200):
         handed=handed,
         handed_to=db.session.get(User, last["heir"]) if handed else None,
         chosen=request.form.get("heir_id", ""),
-        refused=status != 200,
+        refused=refused,
     ), status
 
 

@@ -13,6 +13,7 @@ from app.models import ROLES, Challenge, Role, User
 
 log = logging.getLogger(__name__)
 
+MOVE_CHUNK = 10_000
 # PostgreSQL's advisory lock key for account changes: any fixed 64-bit number, unlike the
 # scheduler's (app/recs/scheduler.py).
 ACCOUNTS_LOCK_KEY = 0x43414D5055534143
@@ -106,12 +107,14 @@ def hand_over_challenges(
         raise HandOverRefused(problem)
     moved = move_challenges(owner.id, heir.id, only)
     db.session.commit()
+    # The ids: what it takes to hand exactly these back (flask users hand-over --only).
     log.info(
-        "%s challenge(s) of user_id=%s handed to user_id=%s by %s",
+        "%s challenge(s) of user_id=%s handed to user_id=%s by %s: ids %s",
         len(moved),
         owner.id,
         heir.id,
         f"user_id={by.id}" if by is not None else "the command line",
+        ",".join(map(str, moved)),
     )
     return moved
 
@@ -129,12 +132,18 @@ def move_challenges(owner_id: int, heir_id: int, only: list[int] | None = None) 
     """One SQL update, in the caller's transaction: it cannot trip over an edit saved meanwhile,
     and the version bump tells any edit form still open on these challenges that the owner
     changed. ``only``: just these ids, those ``owner_id`` still has. Returns the ids moved."""
-    moving = update(Challenge).where(Challenge.owner_id == owner_id)
-    if only is not None:
-        moving = moving.where(Challenge.id.in_(only))
-    moved = db.session.execute(
-        moving.values(owner_id=heir_id, version=Challenge.version + 1)
+    moving = (
+        update(Challenge)
+        .where(Challenge.owner_id == owner_id)
+        .values(owner_id=heir_id, version=Challenge.version + 1)
         .returning(Challenge.id)
         .execution_options(synchronize_session=False)
     )
-    return sorted(moved.scalars())
+    if only is None:
+        return sorted(db.session.execute(moving).scalars())
+    moved: list[int] = []
+    # In parts: PostgreSQL takes at most 65,535 parameters in one statement.
+    for start in range(0, len(only), MOVE_CHUNK):
+        part = only[start : start + MOVE_CHUNK]
+        moved += db.session.execute(moving.where(Challenge.id.in_(part))).scalars()
+    return sorted(moved)

@@ -255,3 +255,58 @@ def test_the_command_line_takes_back_only_the_ids_it_is_given(app, runner):
             args=["users", "hand-over", "--from", heir.email, "--to", leaving.email, "--only", bad]
         )
         assert refused.exit_code == 2 and "challenge ids separated by commas" in refused.output
+
+
+def test_a_hand_back_says_so_when_nothing_is_left_to_move_and_leaves_the_form_alone(
+    admin_client,
+):
+    leaving, heir, third = make_user("professor"), make_user("professor"), make_user("admin")
+    challenge = make_challenge(owner=leaving)
+    page = f"/admin/users/{leaving.id}/challenges"
+    admin_client.post(page, data={"heir_id": str(heir.id)})
+    from app.auth.accounts import hand_over_challenges
+
+    hand_over_challenges(heir, third)  # the heir passed it on meanwhile
+    back = admin_client.post(f"{page}/hand-back")
+    assert back.status_code == 303
+    shown = admin_client.get(back.location).get_data(as_text=True)
+    assert f"None of them is still with {heir.display_name}: nothing was handed back." in shown
+    db.session.expire_all()
+    assert db.session.get(Challenge, challenge.id).owner_id == third.id
+    make_challenge(owner=leaving)
+    refused = admin_client.post(f"{page}/hand-back").get_data(as_text=True)
+    assert "There is no hand-over" in refused and 'aria-invalid="true"' not in refused
+
+
+def test_a_hand_over_too_large_for_the_page_is_not_offered_back_but_logged(
+    admin_client, monkeypatch, caplog
+):
+    from app.admin import routes
+
+    leaving, heir, other = make_user("professor"), make_user("professor"), make_user("professor")
+    make_challenge(owner=leaving)
+    page = f"/admin/users/{leaving.id}/challenges"
+    admin_client.post(page, data={"heir_id": str(heir.id)})  # small: offered back
+    ids = sorted(make_challenge(owner=leaving).id for _ in range(2))
+    monkeypatch.setattr(routes, "HAND_BACK_MAX", 1)
+    caplog.set_level("INFO", logger="app.auth.accounts")
+    response = admin_client.post(page, data={"heir_id": str(other.id)})
+    shown = admin_client.get(response.location).get_data(as_text=True)
+    assert "So many cannot be handed back from this page." in shown
+    assert "Take the hand-over back" not in shown  # not the earlier one either
+    assert f"ids {','.join(map(str, ids))}" in caplog.text
+
+
+def test_a_long_only_list_is_moved_in_parts(app, runner, monkeypatch):
+    from app.auth import accounts
+
+    leaving, heir = make_user("professor"), make_user("professor")
+    owned = sorted(make_challenge(owner=leaving).id for _ in range(3))
+    monkeypatch.setattr(accounts, "MOVE_CHUNK", 2)
+    only = ",".join(map(str, owned))
+    result = runner.invoke(
+        args=["users", "hand-over", "--from", leaving.email, "--to", heir.email, "--only", only]
+    )
+    assert result.exit_code == 0 and "Handed 3 challenge(s)" in result.output
+    db.session.expire_all()
+    assert _owned_by(heir) == owned
