@@ -455,17 +455,15 @@ def _last_hand_over(owner: User) -> dict | None:
 
 def _user_challenges_page(owner: User, status: int = 200, refused: bool = False):
     """``refused``: the hand-over form was sent back, and its field is marked."""
+    from app.auth.accounts import can_own_challenges_clause
+
     owned = db.session.scalars(
         select(Challenge)
         .where(Challenge.owner_id == owner.id)
         .order_by(Challenge.status, Challenge.title, Challenge.id)
     ).all()
     heirs = sorted(
-        db.session.scalars(
-            select(User).where(
-                User.role.in_(("professor", "admin")), User.active.is_(True), User.id != owner.id
-            )
-        ),
+        db.session.scalars(select(User).where(can_own_challenges_clause(), User.id != owner.id)),
         key=lambda u: (u.display_name.casefold(), u.id),
     )
     last = _last_hand_over(owner)

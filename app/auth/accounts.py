@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.exc import InvalidRequestError
 
 from app.extensions import db
@@ -17,6 +17,20 @@ MOVE_CHUNK = 10_000
 # PostgreSQL's advisory lock key for account changes: any fixed 64-bit number, unlike the
 # scheduler's (app/recs/scheduler.py).
 ACCOUNTS_LOCK_KEY = 0x43414D5055534143
+
+
+# Who may own challenges: an active professor or admin. The one rule the hand-over, the edit
+# form's Owner list and its check at save time share.
+OWNER_ROLES = (Role.PROFESSOR.value, Role.ADMIN.value)
+
+
+def can_own_challenges(user: User) -> bool:
+    return user.role in OWNER_ROLES and user.active
+
+
+def can_own_challenges_clause():
+    """``can_own_challenges`` as an SQL condition on ``User``."""
+    return and_(User.role.in_(OWNER_ROLES), User.active.is_(True))
 
 
 class RoleChangeRefused(ValueError):
@@ -123,7 +137,7 @@ def heir_problem(owner: User, heir: User) -> str | None:
     """Why ``heir`` cannot take over ``owner``'s challenges, or None."""
     if heir.id == owner.id:
         return "Choose another account to hand the challenges to."
-    if heir.role not in (Role.PROFESSOR.value, Role.ADMIN.value) or not heir.active:
+    if not can_own_challenges(heir):
         return f"{heir.email} is not an active professor or admin."
     return None
 

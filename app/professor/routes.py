@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -63,7 +63,9 @@ def _category_choices() -> list[SelectChoice]:
 def _owner_choices(challenge: Challenge | None) -> list[SelectChoice]:
     """Active professors and admins; a challenge's current owner stays listed even when their
     account was deactivated, so saving it unchanged stays possible."""
-    can_own = and_(User.role.in_(MANAGERS), User.active.is_(True))
+    from app.auth.accounts import can_own_challenges_clause
+
+    can_own = can_own_challenges_clause()
     if challenge is not None:
         can_own = or_(can_own, User.id == challenge.owner_id)
     users = db.session.scalars(select(User).where(can_own))
@@ -290,11 +292,11 @@ def _new_owner_problem(owner_id: int) -> str | None:
     before, and a role change may have come since. Takes the accounts' lock, which the save then
     holds, accounts before challenges as a hand-over takes them, so a demotion of that owner
     waits for it."""
-    from app.auth.accounts import lock_accounts
+    from app.auth.accounts import can_own_challenges, lock_accounts
 
     lock_accounts()
     owner = db.session.get(User, owner_id, populate_existing=True)
-    if owner is None or owner.role not in MANAGERS or not owner.active:
+    if owner is None or not can_own_challenges(owner):
         return "This account can no longer own challenges; choose another owner."
     return None
 
