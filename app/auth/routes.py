@@ -43,6 +43,30 @@ def safe_next(target: str | None) -> str | None:
     return target if not parts.scheme and not parts.netloc else None
 
 
+def next_for(user: User, target: str | None) -> str | None:
+    """``safe_next``, and only a page this account may open: a student sent to log in from a
+    professor's link would otherwise land on "forbidden" right after logging in."""
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import RequestRedirect
+
+    target = safe_next(target)
+    if target is None:
+        return None
+    try:
+        endpoint, _ = current_app.create_url_adapter(request).match(
+            urlsplit(target).path, method="GET"
+        )
+    except RequestRedirect:  # e.g. a missing trailing slash: the page exists
+        return target
+    except HTTPException:  # no such page, or not one a browser can open
+        return None
+    roles = getattr(current_app.view_functions.get(endpoint), "allowed_roles", None)
+    if roles is not None and user.role not in roles:
+        log.info("login next %r is not open to user_id=%s: home instead", target[:80], user.id)
+        return None
+    return target
+
+
 def _client_address() -> str:
     """Who the budgets count an attempt against: the IPv4 address, or the IPv6 /64 network (one
     host is usually given a whole /64, and could change address within it at every attempt)."""
@@ -94,7 +118,7 @@ def login():
                 session.clear()
                 login_user(user)
                 log.info("login user_id=%s", user.id)
-                return redirect(safe_next(request.args.get("next")) or home_for(user))
+                return redirect(next_for(user, request.args.get("next")) or home_for(user))
             attempts.record(address, account)
             db.session.commit()
             log.warning("failed login for email=%r address=%s", email[:80], address)

@@ -59,6 +59,12 @@ def index():
     page = _page_arg()
     per_page = current_app.config["CHALLENGES_PER_PAGE"]
 
+    categories = db.session.scalars(select(Category).order_by(Category.name)).all()
+    if category_id and category_id not in {c.id for c in categories}:
+        # A bookmark or an old link to a category deleted since: the list says what it shows.
+        log.info("unknown category filter %s from user_id=%s", category_id, current_user.id)
+        flash("That category no longer exists, so challenges of every category are shown.", "info")
+        category_id = None
     query = visible_challenges_query()
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -77,7 +83,6 @@ def index():
         query.order_by(*SORTS[sort]).offset((page - 1) * per_page).limit(per_page)
     ).all()
     joined_ids = _joined_ids(current_user.id, [c.id for c in items])
-    categories = db.session.scalars(select(Category).order_by(Category.name)).all()
     return render_template(
         "challenges/index.html",
         challenges=items,

@@ -38,17 +38,18 @@ def join(
     user_id: int, challenge: Challenge, *, slate_id: str | None = None, source: str | None = None
 ) -> Outcome:
     """Join (or re-join after leaving). Idempotent: joining twice changes nothing the second time."""
-    if challenge.status != "published":
-        raise ParticipationError("This challenge is not open for joining.")
-    if challenge.has_ended():
-        raise ParticipationError("This challenge has already ended.")
     existing = db.session.scalar(
         select(Participation).where(
             Participation.user_id == user_id, Participation.challenge_id == challenge.id
         )
     )
+    # A student already in it is told so, whatever became of the challenge since.
     if existing is not None and existing.status != ParticipationStatus.LEFT.value:
         return Outcome(False, existing)
+    if challenge.status != "published":
+        raise ParticipationError("This challenge is not open for joining.")
+    if challenge.has_ended():
+        raise ParticipationError("This challenge has already ended.")
     if existing is None:
         participation = Participation(
             user_id=user_id, challenge_id=challenge.id, slate_id=slate_id, source=source

@@ -177,15 +177,55 @@ def _created_from(token: str | None) -> Challenge | None:
     return db.session.scalar(select(Challenge).where(Challenge.creation_token == token))
 
 
+def _could_have_sent(earlier: Challenge) -> bool:
+    """Whether this account could have sent the form ``earlier`` was created from: a token of
+    someone else's challenge is no business of theirs (its title is not told to them)."""
+    return current_user.is_admin or earlier.owner_id == current_user.id
+
+
 def _is_repeat(earlier: Challenge, form: ChallengeForm) -> bool:
-    """Whether the form is the one ``earlier`` was created from, sent again. A form sent back
-    with other content (Back, change the title, submit) is a new challenge, not a repeat."""
+    """Whether the form is the one ``earlier`` was created from, sent again as it was (Create
+    double-clicked, or Back and Create): every field as ``earlier`` has it."""
     owner = form.owner_id.data if "owner_id" in form else current_user.id
-    return (earlier.title, earlier.category_id, earlier.owner_id) == (
-        form.title.data,
+    return (
+        earlier.title,
+        earlier.description,
+        earlier.category_id,
+        earlier.reward_points,
+        earlier.status,
+        earlier.starts_at,
+        earlier.ends_at,
+        earlier.owner_id,
+    ) == (
+        form.title.data.strip(),
+        form.description.data.strip(),
         form.category_id.data,
+        form.reward_points.data,
+        form.status.data,
+        _submitted_time(form.starts_at, earlier.starts_at),
+        _submitted_time(form.ends_at, earlier.ends_at),
         owner,
     )
+
+
+def _form_already_used(form: ChallengeForm, earlier: Challenge):
+    """The form that created ``earlier``, sent again with other content (Back, a correction,
+    Create): it may be meant as a correction of ``earlier`` or as another challenge, so nothing
+    is saved and the professor chooses. The form keeps what was typed, with a fresh token, so
+    Create again makes another challenge."""
+    log.info(
+        "challenge create refused: the form of challenge_id=%s sent again with other content "
+        "by user_id=%s",
+        earlier.id,
+        current_user.id,
+    )
+    form.form_errors.append(
+        f"This form already created “{earlier.title}”, so nothing was saved now. To change that "
+        "challenge, edit it; to create another challenge from what you typed, press Create "
+        "challenge again."
+    )
+    form.creation_token.data = str(uuid.uuid4())
+    return _render_form(form, None, 409, already_created=earlier)
 
 
 # How long after creating a challenge the same content sent again counts as the same form.
@@ -237,8 +277,18 @@ def _already_created(challenge: Challenge, same_form: bool = True):
     return redirect(url_for("professor.challenges"), 303)
 
 
-def _render_form(form: ChallengeForm, challenge: Challenge | None, status: int = 200):
-    return render_template("professor/challenge_form.html", form=form, challenge=challenge), status
+def _render_form(
+    form: ChallengeForm,
+    challenge: Challenge | None,
+    status: int = 200,
+    already_created: Challenge | None = None,
+):
+    return render_template(
+        "professor/challenge_form.html",
+        form=form,
+        challenge=challenge,
+        already_created=already_created,
+    ), status
 
 
 def _validated(form: ChallengeForm, challenge: Challenge | None) -> bool:
@@ -352,8 +402,18 @@ def _short(value) -> str:
 
 def _conflict(form: ChallengeForm, challenge: Challenge):
     """Someone saved the challenge after this form was opened: nothing is saved, the form keeps
-    what was typed, and now carries the saved version, so saving again is a deliberate choice."""
+    what was typed, and now carries the saved version, so saving again is a deliberate choice.
+    When the saved challenge is already what the form says (Save pressed twice, or the form sent
+    again after Back), there is nothing to choose: it is reported saved."""
     differences = _differences(form, challenge)
+    if not differences:
+        log.info(
+            "challenge edit repeated challenge_id=%s user_id=%s: already saved as sent",
+            challenge.id,
+            current_user.id,
+        )
+        flash(f"Challenge “{challenge.title}” saved.", "success")
+        return redirect(url_for("professor.challenges"), 303)
     log.info(
         "challenge edit conflict challenge_id=%s user_id=%s form_version=%r saved_version=%s",
         challenge.id,
@@ -413,23 +473,26 @@ def new_challenge():
         return _render_form(form, None, 400)
     token = _token(form)
     earlier = _created_from(token)
+    if earlier is not None and not _could_have_sent(earlier):
+        earlier = token = None  # someone else's token: this form deduplicates nothing
     if earlier is not None:
         if _is_repeat(earlier, form):
             return _already_created(earlier)
-        token = None  # the form was reused for another challenge: nothing to deduplicate
-    else:
-        twin = _recent_twin(form)
-        if twin is not None:
-            return _already_created(twin, same_form=False)
+        return _form_already_used(form, earlier)
+    twin = _recent_twin(form)
+    if twin is not None:
+        return _already_created(twin, same_form=False)
     challenge = Challenge(owner_id=current_user.id, participations_count=0, creation_token=token)
     _apply_form(challenge, form)
     db.session.add(challenge)
     if not _save(form):
         # The same form submitted twice at once: the other request created it.
         earlier = _created_from(token)
-        if earlier is not None and _is_repeat(earlier, form):
+        if earlier is not None and _could_have_sent(earlier):
             form.form_errors.clear()
-            return _already_created(earlier)
+            if _is_repeat(earlier, form):
+                return _already_created(earlier)
+            return _form_already_used(form, earlier)
         return _render_form(form, None, 400)
     log.info(
         "challenge created challenge_id=%s by user_id=%s status=%s",
@@ -438,6 +501,7 @@ def new_challenge():
         challenge.status,
     )
     flash(f"Challenge “{challenge.title}” created.", "success")
+    _warn_if_ended(challenge)
     return redirect(url_for("professor.challenges"), 303)
 
 
@@ -475,7 +539,19 @@ def edit_challenge(challenge_id: int):
         challenge.status,
     )
     flash(f"Challenge “{challenge.title}” saved.", "success")
+    _warn_if_ended(challenge)
     return redirect(url_for("professor.challenges"), 303)
+
+
+def _warn_if_ended(challenge: Challenge) -> None:
+    """A published challenge whose end has passed is shown to no student: said at once, not
+    left for the professor to find out from an empty participants list."""
+    if challenge.status == ChallengeStatus.PUBLISHED.value and challenge.has_ended():
+        flash(
+            f"“{challenge.title}” has already ended, so students will not see it or be able "
+            "to join it. Edit its end to open it again.",
+            "warning",
+        )
 
 
 def _set_status(challenge_id: int, status: ChallengeStatus, verb: str):
@@ -502,6 +578,7 @@ def _set_status(challenge_id: int, status: ChallengeStatus, verb: str):
             previous,
         )
         flash(f"“{challenge.title}” is now {status.value}.", "success")
+        _warn_if_ended(challenge)
     return redirect(url_for("professor.challenges"), 303)
 
 

@@ -264,6 +264,27 @@ def test_local_next_is_followed(client):
     assert response.location == "/me/challenges"
 
 
+@pytest.mark.parametrize(
+    ("role", "target", "landing"),
+    [
+        ("student", "/professor/challenges", "/challenges"),
+        ("student", "/admin/", "/challenges"),
+        ("professor", "/me/challenges", "/professor/challenges"),
+        ("student", "/challenges/1/join", "/challenges"),  # POST only
+        ("student", "/no/such/page", "/challenges"),
+        ("professor", "/professor/challenges?status=draft", "/professor/challenges?status=draft"),
+        ("admin", "/professor/challenges", "/professor/challenges"),
+    ],
+)
+def test_a_next_page_the_account_cannot_open_leads_home(client, role, target, landing):
+    user = make_user(role)
+    response = client.post(
+        "/login", query_string={"next": target}, data={"email": user.email, "password": PASSWORD}
+    )
+    assert response.status_code == 302
+    assert response.location == landing
+
+
 def test_password_change_logs_out_other_sessions(app, student_client):
     other_device = app.test_client()
     login(other_device, student_client.user)

@@ -79,6 +79,30 @@ def test_a_save_from_an_older_copy_is_refused_and_keeps_both_versions(
     assert (challenge.title, challenge.reward_points) == ("Original", 99)
 
 
+def test_the_same_edit_sent_twice_is_saved_once_and_reported_saved_both_times(
+    professor_client, caplog
+):
+    """Save double-clicked, or the form sent again after Back: the second request carries the
+    old version, but the saved challenge already is what it asks for."""
+    challenge = make_challenge(owner=professor_client.user, reward_points=10)
+    url = f"/professor/challenges/{challenge.id}/edit"
+    form = edit_form(challenge, challenge.version, reward_points="321")
+    assert professor_client.post(url, data=form).status_code == 303
+    caplog.set_level("INFO", logger="app.professor.routes")
+    again = professor_client.post(url, data=form, follow_redirects=True)
+    page = again.get_data(as_text=True)
+    assert again.status_code == 200
+    assert f"Challenge “{challenge.title}” saved." in page
+    assert "Someone saved this challenge" not in page
+    assert f"challenge edit repeated challenge_id={challenge.id}" in caplog.text
+    db.session.refresh(challenge)
+    assert (challenge.reward_points, challenge.version) == (321, form_version(form) + 1)
+
+
+def form_version(form: dict) -> int:
+    return int(form["version"])
+
+
 def test_an_old_form_cannot_undo_an_archive(professor_client):
     challenge = make_challenge(owner=professor_client.user, status="published")
     opened_at = challenge.version
@@ -252,7 +276,17 @@ def test_two_submits_at_the_same_moment_create_one_challenge(professor_client, m
     category = make_category()
     token = str(uuid.uuid4())
     make_challenge(
-        owner=professor_client.user, category=category, creation_token=token, title="Twice"
+        owner=professor_client.user,
+        category=category,
+        creation_token=token,
+        title="Twice",
+        description="Sent twice.",
+        reward_points=5,
+        starts_at=datetime(2031, 1, 1, 10, 0, tzinfo=UTC),
+        ends_at=None,
+        status="draft",
+        # Older than the twin rule's moment: only the token finds it.
+        created_at=datetime.now(UTC) - professor_routes.REPEAT_WINDOW - timedelta(minutes=1),
     )
     created_from = professor_routes._created_from
     calls = []
@@ -267,14 +301,52 @@ def test_two_submits_at_the_same_moment_create_one_challenge(professor_client, m
     assert count(Challenge) == 1 and len(calls) == 2
 
 
-def test_a_form_sent_back_with_other_content_creates_a_second_challenge(professor_client):
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"title": "Another one"},
+        {"description": "Corrected description."},
+        {"status": "published"},
+        {"reward_points": "100"},
+        {"ends_at": "2031-02-01T10:00"},
+    ],
+)
+def test_the_form_sent_again_with_other_content_saves_nothing_until_asked_again(
+    professor_client, change, caplog
+):
+    """Back, a correction, Create: a correction of the challenge the form made, or another
+    challenge? Nothing is saved; the form keeps what was typed and says how to do either."""
     category = make_category()
     token = str(uuid.uuid4())
     first = professor_client.post("/professor/challenges/new", data=create_form(category, token))
-    other = {**create_form(category, token), "title": "Another one"}
+    assert first.status_code == 303
+    created = db.session.scalar(select(Challenge))
+    caplog.set_level("INFO", logger="app.professor.routes")
+    other = {**create_form(category, token), **change}
     second = professor_client.post("/professor/challenges/new", data=other)
-    assert (first.status_code, second.status_code) == (303, 303)
-    assert sorted(db.session.scalars(select(Challenge.title))) == ["Another one", "Twice"]
+    page = second.get_data(as_text=True)
+    assert second.status_code == 409
+    assert "This form already created “Twice”, so nothing was saved now." in page
+    assert f'href="/professor/challenges/{created.id}/edit"' in page
+    assert f"the form of challenge_id={created.id} sent again with other content" in caplog.text
+    db.session.refresh(created)
+    assert (created.description, created.status, created.reward_points) == (
+        "Sent twice.",
+        "draft",
+        5,
+    )
+    assert count(Challenge) == 1
+    # What was typed is still there, with a fresh token: Create again makes another challenge.
+    start = page.index('name="creation_token" type="hidden" value="') + 43
+    fresh = page[start : start + 36]
+    assert fresh != token
+    for name, value in change.items():
+        assert value in page, name
+    third = professor_client.post(
+        "/professor/challenges/new", data={**other, "creation_token": fresh}
+    )
+    assert third.status_code == 303
+    assert count(Challenge) == 2
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-token", "x" * 36])

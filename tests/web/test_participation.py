@@ -140,3 +140,36 @@ def test_a_next_with_a_newline_falls_back_to_the_challenge_page(student_client):
     assert response.location == f"/challenges/{challenge.id}"
     assert "X-Injected" not in response.headers
     assert count_of(challenge) == 1
+
+
+def test_joining_again_an_archived_challenge_one_is_in_says_so(student_client):
+    from tests.helpers import make_participation
+
+    challenge = make_challenge(status="published")
+    make_participation(student_client.user, challenge)
+    challenge.status = "archived"
+    db.session.commit()
+    page = student_client.post(f"/challenges/{challenge.id}/join", follow_redirects=True)
+    text = page.get_data(as_text=True)
+    assert "You are already in this challenge." in text
+    assert "not open for joining" not in text
+    assert count_of(challenge) == 1
+
+
+def test_the_detail_page_gives_the_join_date_and_a_completion(student_client):
+    from datetime import UTC, datetime
+
+    from app.models import utcnow
+    from tests.helpers import make_participation
+
+    challenge = make_challenge()
+    make_participation(
+        student_client.user,
+        challenge,
+        status="completed",
+        joined_at=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+        updated_at=utcnow(),
+    )
+    page = student_client.get(f"/challenges/{challenge.id}").get_data(as_text=True)
+    assert "You joined on 02 Jun 2026 · completed" in page
+    assert "You completed on" not in page

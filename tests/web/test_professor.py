@@ -168,6 +168,40 @@ def test_publish_and_archive(professor_client, caplog):
     assert "already archived" in again.get_data(as_text=True)
 
 
+def test_publishing_a_challenge_that_has_ended_says_students_will_not_see_it(professor_client):
+    category = make_category()
+    ended = {"starts_at": "2020-10-01T09:00", "ends_at": "2020-10-02T09:00"}
+    warning = "has already ended, so students will not see it"
+    created = professor_client.post(
+        "/professor/challenges/new",
+        data=form_data(category, status="published", **ended),
+        follow_redirects=True,
+    )
+    assert warning in created.get_data(as_text=True)
+    draft = make_challenge(
+        owner=professor_client.user,
+        category=category,
+        status="draft",
+        starts_at=datetime(2020, 10, 1, tzinfo=UTC),
+        ends_at=datetime(2020, 10, 2, tzinfo=UTC),
+    )
+    published = professor_client.post(
+        f"/professor/challenges/{draft.id}/publish", follow_redirects=True
+    )
+    assert warning in published.get_data(as_text=True)
+    edited = professor_client.post(
+        f"/professor/challenges/{draft.id}/edit",
+        data=edit_data(draft, title="Still over", status="published", **ended),
+        follow_redirects=True,
+    )
+    assert "Still over" in edited.get_data(as_text=True)
+    assert warning in edited.get_data(as_text=True)
+    # Open, a draft, or archived: nothing to warn about.
+    for data in (form_data(category, title="Open", status="published"), form_data(category)):
+        page = professor_client.post("/professor/challenges/new", data=data, follow_redirects=True)
+        assert warning not in page.get_data(as_text=True)
+
+
 def test_professor_cannot_touch_another_professors_challenge(professor_client):
     foreign = make_challenge(title="Not yours", status="draft")
     base = f"/professor/challenges/{foreign.id}"

@@ -25,6 +25,17 @@ def test_student_sees_published_challenge(student_client):
     assert student_client.get(f"/challenges/{challenge.id}").status_code == 200
 
 
+def test_a_category_filter_of_a_deleted_category_shows_every_category(student_client, caplog):
+    challenge = make_challenge(title="Build a solar boat")
+    filtered = student_client.get(f"/challenges?category={challenge.category_id}")
+    assert "Build a solar boat" in filtered.get_data(as_text=True)
+    caplog.set_level("INFO", logger="app.challenges.routes")
+    page = student_client.get("/challenges?category=99999").get_data(as_text=True)
+    assert "That category no longer exists" in page
+    assert "Build a solar boat" in page
+    assert "unknown category filter 99999" in caplog.text
+
+
 def test_odd_and_oversized_ids_are_bad_input_not_errors(student_client, admin_client):
     make_challenge()
     # "²" passes str.isdigit() but not int(); 20 digits overflow SQLite's integer binding.
