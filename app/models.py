@@ -415,7 +415,11 @@ class RecommendationSlate(db.Model):
     """A slate shown to a student; events and attributed joins point back to it."""
 
     __tablename__ = "recommendation_slates"
-    __table_args__ = (Index("ix_recommendation_slates_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_recommendation_slates_user_created", "user_id", "created_at"),
+        # Online metrics pick a range's slates by the day they were shown.
+        Index("ix_recommendation_slates_created", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

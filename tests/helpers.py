@@ -6,7 +6,15 @@ import itertools
 from datetime import timedelta
 
 from app.extensions import db
-from app.models import Category, Challenge, Participation, RecommendationEvent, User, utcnow
+from app.models import (
+    Category,
+    Challenge,
+    Participation,
+    RecommendationEvent,
+    RecommendationSlate,
+    User,
+    utcnow,
+)
 
 _counter = itertools.count(1)
 PASSWORD = "password123"
@@ -67,14 +75,31 @@ def make_participation(
 def make_event(
     user: User, challenge: Challenge, kind: str = "impression", **kw
 ) -> RecommendationEvent:
-    """A recommendation event; ``source`` defaults to "model", ``created_at`` to now."""
+    """A recommendation event; ``source`` defaults to "model", ``created_at`` to now. A
+    ``slate_id`` not stored yet is stored with the event, shown at ``slate_created_at`` (default:
+    the event's time), as the first event of a slate comes with the slate."""
+    source = kw.pop("source", "model")
+    created_at = kw.pop("created_at", utcnow())
+    slate_created_at = kw.pop("slate_created_at", created_at)
+    slate_id = kw.get("slate_id")
+    if slate_id is not None and db.session.get(RecommendationSlate, slate_id) is None:
+        db.session.add(
+            RecommendationSlate(
+                id=slate_id,
+                user_id=user.id,
+                source=source or "heuristic",
+                model_version=kw.get("model_version"),
+                arm=kw.get("arm"),
+                created_at=slate_created_at,
+            )
+        )
     event = RecommendationEvent(
         event_id=kw.pop("event_id", f"event-{next(_counter)}"),
         user_id=user.id,
         challenge_id=challenge.id,
         type=kind,
-        source=kw.pop("source", "model"),
-        created_at=kw.pop("created_at", utcnow()),
+        source=source,
+        created_at=created_at,
         **kw,
     )
     db.session.add(event)

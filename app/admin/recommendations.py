@@ -363,7 +363,7 @@ def recommendations_online():
 def _online_page(period: metrics.DateRange, status: int = 200):
     daily = metrics.daily_by_source(period)
     totals = metrics.totals_by_source(daily)
-    # A join can land in the range when the impression and click that led to it did not.
+    # Model and heuristic always; the other sources once they have counts in the range.
     shown = [s for s in SOURCES if s in ("model", "heuristic") or totals[s] != metrics.Counts()]
     return render_template(
         "admin/recommendations_online.html",

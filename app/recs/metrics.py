@@ -1,6 +1,11 @@
 """Online metrics read from the event table: impressions, click-through and join rates per source
 and day, position bias, per-challenge counts for professors, and the model's coverage of active
-students."""
+students.
+
+Every impression, click and join counts on the day its slate was first shown, however much later
+the click or join came: a rate is then what the slates shown that day led to, and a click or a join
+never lands in a range (a day) where its card's impression did not, which would push a rate past
+100%."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from app.models import (
     Challenge,
     Participation,
     RecommendationEvent,
+    RecommendationSlate,
     User,
     UserRecommendation,
 )
@@ -126,8 +132,13 @@ def _counts(row: Iterable) -> Counts:
     return Counts(*(int(value or 0) for value in row))
 
 
-def _in_range(period: DateRange, event=RecommendationEvent):
-    return and_(event.created_at >= period.starts_at, event.created_at < period.ends_before)
+def _shown_in(period: DateRange, slate=RecommendationSlate):
+    """Slates first shown in the range: the events of a slate count on its day."""
+    return and_(slate.created_at >= period.starts_at, slate.created_at < period.ends_before)
+
+
+def _of_slates(event=RecommendationEvent, slate=RecommendationSlate):
+    return slate.id == event.slate_id
 
 
 def _utc_day(column):
@@ -143,10 +154,12 @@ def _as_date(value) -> date:
 
 def daily_by_source(period: DateRange) -> dict[str, dict[date, Counts]]:
     """Counts per source per day; every source and every day of the range is present."""
-    day = _utc_day(RecommendationEvent.created_at)
+    day = _utc_day(RecommendationSlate.created_at)
     rows = db.session.execute(
         select(RecommendationEvent.source, day, *_type_sums())
-        .where(_in_range(period), RecommendationEvent.source.in_(SOURCES))
+        .select_from(RecommendationSlate)
+        .join(RecommendationEvent, _of_slates())
+        .where(_shown_in(period), RecommendationEvent.source.in_(SOURCES))
         .group_by(RecommendationEvent.source, day)
     ).all()
     table = {source: dict.fromkeys(period.days, Counts()) for source in SOURCES}
@@ -164,8 +177,10 @@ def by_position(period: DateRange) -> dict[int, Counts]:
     takes the position at which its slate showed that challenge."""
     shown = db.session.execute(
         select(RecommendationEvent.position, *_type_sums()[:2])
+        .select_from(RecommendationSlate)
+        .join(RecommendationEvent, _of_slates())
         .where(
-            _in_range(period),
+            _shown_in(period),
             RecommendationEvent.position.is_not(None),
             RecommendationEvent.type.in_(("impression", "click")),
         )
@@ -186,7 +201,8 @@ def _joins_by_position(period: DateRange) -> dict[int, int]:
     join, impression = RecommendationEvent, aliased(RecommendationEvent)
     rows = db.session.execute(
         select(impression.position, func.count(distinct(join.id)))
-        .select_from(join)
+        .select_from(RecommendationSlate)
+        .join(join, _of_slates(join))
         .join(
             impression,
             and_(
@@ -195,7 +211,7 @@ def _joins_by_position(period: DateRange) -> dict[int, int]:
                 impression.type == "impression",
             ),
         )
-        .where(join.type == "join", _in_range(period, join), impression.position.is_not(None))
+        .where(join.type == "join", _shown_in(period), impression.position.is_not(None))
         .group_by(impression.position)
     ).all()
     return {int(position): int(n) for position, n in rows}
@@ -211,22 +227,31 @@ class ChallengeCounts:
 
 def challenge_counts(owner_id: int, period: DateRange) -> list[ChallengeCounts]:
     """Per challenge of one owner: impressions, clicks and joins that came from recommendations."""
-    rows = db.session.execute(
-        select(Challenge.id, Challenge.title, Challenge.status, *_type_sums())
-        .outerjoin(
-            RecommendationEvent,
-            and_(
-                RecommendationEvent.challenge_id == Challenge.id,
-                RecommendationEvent.source.is_not(None),
-                _in_range(period),
-            ),
+    counted = (
+        select(
+            RecommendationEvent.challenge_id,
+            *(total.label(kind) for total, kind in zip(_type_sums(), COUNTED_TYPES, strict=True)),
         )
+        .select_from(RecommendationSlate)
+        .join(RecommendationEvent, _of_slates())
+        .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
+        .where(
+            Challenge.owner_id == owner_id,
+            RecommendationEvent.source.is_not(None),
+            _shown_in(period),
+        )
+        .group_by(RecommendationEvent.challenge_id)
+        .subquery()
+    )
+    sums = [counted.c[kind] for kind in COUNTED_TYPES]
+    rows = db.session.execute(
+        select(Challenge.id, Challenge.title, Challenge.status, *sums)
+        .outerjoin(counted, counted.c.challenge_id == Challenge.id)
         .where(Challenge.owner_id == owner_id)
-        .group_by(Challenge.id, Challenge.title, Challenge.status)
         .order_by(Challenge.created_at.desc(), Challenge.id.desc())
     ).all()
     return [
-        ChallengeCounts(cid, title, status, _counts(sums)) for cid, title, status, *sums in rows
+        ChallengeCounts(cid, title, status, _counts(values)) for cid, title, status, *values in rows
     ]
 
 

@@ -75,13 +75,13 @@ def test_daily_by_source_counts_per_day_and_source(world):
         event(student, a, "impression", "model")
     event(student, a, "click", "model")
     event(student, a, "join", "model")
-    event(student, b, "impression", "heuristic", at=DAY2)
-    event(
-        student, b, "impression", "heuristic", at=DAY2 + timedelta(hours=15)
-    )  # 01:00 the next day
-    event(student, b, "click", "heuristic", at=DAY2)
-    event(student, b, "join", None, at=DAY2)  # a join not from a recommendation
-    event(student, b, "impression", "model", at=DAY1 - timedelta(days=3))  # outside the range
+    event(student, b, "impression", "heuristic", at=DAY2, slate="s2")
+    night = DAY2 + timedelta(hours=15)  # 01:00 the next day
+    event(student, b, "impression", "heuristic", at=night, slate="s3")
+    event(student, b, "click", "heuristic", at=DAY2, slate="s2")
+    event(student, b, "join", None, at=DAY2, slate="s2")  # a join not from a recommendation
+    before = DAY1 - timedelta(days=3)  # outside the range
+    event(student, b, "impression", "model", at=before, slate="s0")
     db.session.commit()
 
     period = DateRange(date(2024, 3, 1), date(2024, 3, 3))
@@ -95,6 +95,31 @@ def test_daily_by_source_counts_per_day_and_source(world):
     totals = totals_by_source(daily)
     assert totals["heuristic"] == Counts(2, 1, 0)
     assert totals["fresh"] == Counts()
+
+
+def test_clicks_and_joins_count_on_the_day_their_slate_was_shown(world):
+    """A slate shown just before midnight and clicked just after: the next day would have a
+    click and a join without their impression, a CTR over 100%."""
+    student, a, b = world
+    late = datetime(2024, 3, 1, 23, 58, tzinfo=UTC)
+    after_midnight = late + timedelta(minutes=4)
+    event(student, a, "impression", at=late, slate="night", position=0)
+    event(student, a, "click", at=after_midnight, slate="night", position=0)
+    event(student, a, "join", at=after_midnight, slate="night")
+    event(student, b, "impression", at=DAY2, slate="morning", position=0)
+    db.session.commit()
+
+    first, second = date(2024, 3, 1), date(2024, 3, 2)
+    daily = daily_by_source(DateRange(first, second))
+    assert daily["model"][first] == Counts(1, 1, 1)
+    assert daily["model"][second] == Counts(1, 0, 0)
+    assert totals_by_source(daily_by_source(DateRange(second, second)))["model"] == Counts(1, 0, 0)
+    assert by_position(DateRange(second, second)) == {0: Counts(1, 0, 0)}
+    assert by_position(DateRange(first, first)) == {0: Counts(1, 1, 1)}
+    rows = {
+        r.challenge_id: r.counts for r in challenge_counts(a.owner_id, DateRange(second, second))
+    }
+    assert rows == {a.id: Counts()}
 
 
 def test_by_position_takes_join_position_from_the_impression(world):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -19,7 +19,6 @@ from app.models import (
 )
 from app.recs import publish
 from app.recs.experiment import start_experiment
-from app.recs.metrics import SOURCES
 from tests.helpers import make_challenge, make_event, make_participation, make_user
 
 PAGES = [
@@ -93,22 +92,31 @@ def test_online_metrics_page_shows_the_numbers(admin_client):
     assert b"model" in chart.data and b"heuristic" in chart.data
 
 
-def test_a_source_with_joins_but_no_impressions_in_the_range_is_still_counted(admin_client):
-    """The click that led to a join can fall on the day before the range starts."""
+def test_no_day_shows_a_rate_over_100_percent_when_a_slate_is_clicked_the_next_day(admin_client):
+    """Clicked and joined just after midnight, the slate shown just before: the counts stay on
+    the slate's day, and the next day has nothing without its impression."""
     import re
 
     student, challenge = make_user(), make_challenge()
-    event(student, challenge, "join", source="fresh", position=0)
-    db.session.commit()
-    day = db.session.scalar(select(RecommendationEvent.created_at)).date().isoformat()
-    page = admin_client.get(f"/admin/recommendations/online?from={day}&to={day}").get_data(True)
-    page = re.sub(r">\s+<", "><", page)
-    assert "<td>fresh</td><td>0</td><td>0</td><td>—</td><td>1</td><td>—</td>" in page
-    day_row = page.split(f"<tr><td>{day}</td>", 1)[1].split("</tr>", 1)[0]
-    cells = [cell.split("</td>")[0] for cell in day_row.split("<td>")[1:]]
-    # Five cells a source (impressions, clicks, CTR, joins, join rate), in the header's order.
-    at = 5 * [s for s in SOURCES if s in ("model", "fresh", "heuristic")].index("fresh")
-    assert cells[at : at + 5] == ["0", "0", "—", "1", "—"]
+    shown = datetime(2026, 11, 20, 23, 58, tzinfo=UTC)
+    after = shown + timedelta(minutes=5)
+    for kind in ("impression", "click", "join"):
+        make_event(
+            student,
+            challenge,
+            kind,
+            source="fresh",
+            position=None if kind == "join" else 0,
+            slate_id="night",
+            created_at=shown if kind == "impression" else after,
+        )
+    page = admin_client.get("/admin/recommendations/online?from=2026-11-21&to=2026-11-21")
+    page = re.sub(r">\s+<", "><", page.get_data(as_text=True))
+    assert "<td>fresh</td>" not in page  # nothing of that source in the range
+    assert "<td>model</td><td>0</td><td>0</td><td>—</td><td>0</td><td>—</td>" in page
+    page = admin_client.get("/admin/recommendations/online?from=2026-11-20&to=2026-11-21")
+    page = re.sub(r">\s+<", "><", page.get_data(as_text=True))
+    assert "<td>fresh</td><td>1</td><td>1</td><td>100.0%</td><td>1</td><td>100.0%</td>" in page
 
 
 @pytest.mark.parametrize(

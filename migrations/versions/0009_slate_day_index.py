@@ -1,0 +1,29 @@
+"""an index on when slates were shown
+
+Online metrics count every impression, click and join on the day its slate was first shown, so a
+click after midnight no longer lands on a day without its impression. Their queries pick the
+range's slates by ``recommendation_slates.created_at``, then the slates' events by their index.
+
+Revision ID: 0009_slate_day_index
+Revises: 0008_composed_emails
+Create Date: 2026-11-27 00:00:00
+
+"""
+from alembic import op
+
+
+# revision identifiers, used by Alembic.
+revision = '0009_slate_day_index'
+down_revision = '0008_composed_emails'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('recommendation_slates', schema=None) as batch_op:
+        batch_op.create_index('ix_recommendation_slates_created', ['created_at'], unique=False)
+
+
+def downgrade():
+    with op.batch_alter_table('recommendation_slates', schema=None) as batch_op:
+        batch_op.drop_index('ix_recommendation_slates_created')
