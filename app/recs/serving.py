@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import NamedTuple, TypeVar
@@ -479,6 +479,30 @@ def _blend(filled: list[_Placed], pinned: dict[int, _Placed]) -> list[_Placed]:
     return blended + list(queue)
 
 
+def _placed(page: list[SlateItem], places: dict[int, int]) -> list[SlateItem]:
+    """A page of a slate that already served cards (asked for again: a retry, a reload, the page
+    after a dismissal) carries the places its cards were served at: a card served before keeps
+    its place, and a card new to the slate whose place another card had takes the next free
+    one. So the positions the page gives are those its impressions and cards are stored at, and
+    a client's events about them match the slate."""
+    if not places:
+        return page
+    taken = set(places.values())
+    following = max(taken) + 1
+    placed = []
+    for item in page:
+        position = places.get(item.challenge_id)
+        if position is None:
+            position = item.position
+            if position in taken:
+                while following in taken:
+                    following += 1
+                position = following
+            taken.add(position)
+        placed.append(item if position == item.position else replace(item, position=position))
+    return placed
+
+
 def _existing_slate(user_id: int, slate_id: str | None) -> RecommendationSlate | None:
     if slate_id is None:
         return None
@@ -531,7 +555,7 @@ def get_recommendations(
             existing.source,
             existing.model_version,
             existing.arm,
-            page,
+            _placed(page, events.served_places(existing.id)),
             offset,
             has_more,
         )

@@ -363,6 +363,82 @@ def test_one_card_per_place_when_a_page_is_asked_for_again(student_client, chall
     assert sorted(positions) == sorted(set(positions))
 
 
+def test_a_page_asked_for_again_gives_the_places_its_cards_are_stored_at(
+    student_client, challenges
+):
+    """A retry of a page after the student joined one of its cards: the cards served before keep
+    their places, the new card takes a free one, and the client's events about that page are all
+    taken, at the places the page gave."""
+    from app.models import RecommendationSlateCard
+
+    first = student_client.get(URL + "?k=6").get_json()
+    slate_id = first["slate_id"]
+    joined = first["items"][0]["challenge_id"]
+    assert student_client.post(f"/challenges/{joined}/join").status_code == 303
+    again = student_client.get(f"{URL}?k=6&offset=0&slate_id={slate_id}").get_json()
+    before = {item["challenge_id"]: item["position"] for item in first["items"]}
+    after = {item["challenge_id"]: item["position"] for item in again["items"]}
+    assert joined not in after
+    new = [c for c in after if c not in before]
+    assert len(new) == 1 and after[new[0]] == 6
+    assert all(after[c] == before[c] for c in after if c in before)
+    stored = dict(
+        db.session.execute(
+            select(RecommendationSlateCard.challenge_id, RecommendationSlateCard.position).where(
+                RecommendationSlateCard.slate_id == slate_id
+            )
+        ).all()
+    )
+    assert {c: stored[c] for c in after} == after
+    for item in again["items"]:
+        response = _report(student_client, "impression", again, item)
+        assert response.status_code == 201, response.get_json()
+    impressions = dict(
+        db.session.execute(
+            select(RecommendationEvent.challenge_id, RecommendationEvent.position).where(
+                RecommendationEvent.type == "impression"
+            )
+        ).all()
+    )
+    assert impressions == after
+
+
+def test_the_page_after_a_dismissal_without_javascript_shows_the_places_stored(student_client):
+    """Not interested, without JavaScript, reloads the slate's first page: the cards after the
+    dismissed one keep their places, and the card that fills the gap gets a place of its own."""
+    owner, category = make_user("professor"), make_category("Data Science")
+    for i in range(9):
+        make_challenge(owner=owner, category=category, title=f"Dataset {i}")
+    page = student_client.get("/challenges/recommended").get_data(as_text=True)
+    cards = _places(page)
+    assert [p for _, p in cards] == [0, 1, 2, 3, 4, 5]
+    slate_id = re.search(r'data-slate="([^"]+)"', page).group(1)
+    dismissed = cards[3][0]
+    reloaded = student_client.post(
+        f"/challenges/recommended/{dismissed}/dismiss",
+        data={"slate": slate_id, "next": f"/challenges/recommended?slate={slate_id}"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    shown = _places(reloaded)
+    assert dismissed not in [c for c, _ in shown]
+    assert shown[:5] == cards[:3] + cards[4:]
+    assert shown[5][1] == 6
+    stored = db.session.execute(
+        select(RecommendationEvent.challenge_id, RecommendationEvent.position).where(
+            RecommendationEvent.type == "impression", RecommendationEvent.slate_id == slate_id
+        )
+    ).all()
+    positions = [p for _, p in stored]
+    assert sorted(positions) == sorted(set(positions)) == [0, 1, 2, 3, 4, 5, 6]
+    assert set(shown) <= {(c, p) for c, p in stored}
+
+
+def _places(page: str) -> list[tuple[int, int]]:
+    """(challenge id, data-position) of each card of a rendered slate page, in page order."""
+    found = re.findall(r'data-position="(\d+)".*?href="/challenges/(\d+)\?slate=', page, re.S)
+    return [(int(challenge), int(position)) for position, challenge in found]
+
+
 def _report(client, kind: str, body: dict, card: dict):
     """An API client reporting an event about one card of the page ``body``."""
     return client.post(
