@@ -103,8 +103,17 @@ def _health(now: datetime, published: ModelRun | None, kept: list[ModelRun]) -> 
     config = current_app.config
     age = published.age(now) if published else None
     coverage = metrics.coverage(published.id if published else None, now)
-    # The newest kept version older than the current one: what it covered is the comparison point.
-    previous = next((run for run in kept if published and run.id < published.id), None)
+    # The kept version served last before the current one (after a rollback, the one rolled back
+    # from): what it covered is the comparison point.
+    previous = max(
+        (
+            run
+            for run in kept
+            if published and run.id != published.id and run.published_at is not None
+        ),
+        key=lambda run: run.published_at,
+        default=None,
+    )
     previous_coverage = metrics.coverage(previous.id, now) if previous else None
     warnings = []
     if published is None:
@@ -610,7 +619,8 @@ def _experiment_page(status: int = 200):
 @_admin_route("/recommendations/experiment/start", methods=("POST",))
 def recommendations_experiment_start():
     raw = (request.form.get("allocation_percent") or "").strip()
-    if not re.fullmatch(r"\d{1,3}", raw) or not 0 <= int(raw) <= 100:
+    # [0-9]: \d would take other scripts' digits ("５０"), which no form sends.
+    if not re.fullmatch(r"[0-9]{1,3}", raw) or not 0 <= int(raw) <= 100:
         return _refuse(
             "Allocation must be a whole number of percent from 0 to 100.", _experiment_page
         )

@@ -302,6 +302,7 @@ def test_a_new_experiment_ends_the_rule_of_the_last_winner_on_record(admin_clien
         {"allocation_percent": "101"},
         {"allocation_percent": "-5"},
         {"allocation_percent": "fifty"},
+        {"allocation_percent": "\uff15\uff10"},
         {},
     ],
 )
@@ -407,6 +408,14 @@ def _two_versions():
     old.status = "superseded"
     db.session.commit()
     return old, _with_rows(new, students[:1], challenge)
+
+
+def test_after_a_rollback_the_previous_version_is_the_one_rolled_back_from(admin_client):
+    old, new = _two_versions()  # v-old covers both active students, v-new one of them
+    publish.rollback()
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "v-old" in page and "100.0%" in page
+    assert "(previous version: 50.0%)" in page
 
 
 def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
@@ -530,7 +539,7 @@ def test_rollback_refuses_unknown_or_current_versions(admin_client, version):
 def test_versions_page_puts_the_model_beside_the_baselines(admin_client):
     _two_versions()
     page = admin_client.get("/admin/recommendations/versions").get_data(as_text=True)
-    headers = ["Model or baseline", "ndcg@10", "recall@10", "precision@10", "coverage"]
+    headers = ["Model or baseline", "ndcg@10", "recall@10", "precision@10", "catalogue coverage"]
     assert "".join(f'<th scope="col">{h}</th>' for h in headers) in page
     assert 'svd <span class="muted">(model)</span></td><td>0.3500</td>' in page
     assert "<td>popularity</td><td>0.1500</td>" in page
