@@ -88,7 +88,9 @@ class Slate:
 
     @property
     def next_offset(self) -> int:
-        return self.offset + len(self.items)
+        """Where the next page starts: past this page's cards, which a page asked for again may
+        hold at places past its own (``_placed``), so the next page skips them too."""
+        return max([self.offset + len(self.items)] + [item.position + 1 for item in self.items])
 
 
 class UnknownSlate(LookupError):
@@ -550,7 +552,7 @@ def get_recommendations(
     ]
     has_more = ranked > start + k and offset + k < MAX_SLATE_ITEMS
     if existing is not None:
-        return Slate(
+        continued = Slate(
             existing.id,
             existing.source,
             existing.model_version,
@@ -559,6 +561,9 @@ def get_recommendations(
             offset,
             has_more,
         )
+        if continued.next_offset >= MAX_SLATE_ITEMS:
+            return replace(continued, has_more=False)
+        return continued
     present = {item.source for item in page}
     source = next((s for s in SLATE_SOURCE_ORDER if s in present), "heuristic")
     slate = Slate(

@@ -381,6 +381,7 @@ def test_a_page_asked_for_again_gives_the_places_its_cards_are_stored_at(
     assert joined not in after
     new = [c for c in after if c not in before]
     assert len(new) == 1 and after[new[0]] == 6
+    assert again["next_offset"] == 7  # the next page starts past the new card
     assert all(after[c] == before[c] for c in after if c in before)
     stored = dict(
         db.session.execute(
@@ -431,6 +432,12 @@ def test_the_page_after_a_dismissal_without_javascript_shows_the_places_stored(s
     positions = [p for _, p in stored]
     assert sorted(positions) == sorted(set(positions)) == [0, 1, 2, 3, 4, 5, 6]
     assert set(shown) <= {(c, p) for c, p in stored}
+    # Show more goes on past every card the page showed: none comes back on the next page.
+    more = re.search(r'class="button" href="([^"]+)"[^>]*>Show more', reloaded).group(1)
+    assert "offset=7" in more
+    following = _places(student_client.get(more.replace("&amp;", "&")).get_data(as_text=True))
+    assert following and not {c for c, _ in following} & {c for c, _ in shown + cards}
+    assert [p for _, p in following] == list(range(7, 7 + len(following)))
 
 
 def _places(page: str) -> list[tuple[int, int]]:
