@@ -8,7 +8,9 @@ import gc
 import hashlib
 import hmac
 import math
+import os
 import re
+import stat
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -414,10 +416,26 @@ def bounded_lines(fh: TextIO, name: str, limit: int = MAX_LINE_CHARACTERS) -> It
         yield line
 
 
+def open_regular_file(path: str | Path, **text_options) -> TextIO:
+    """``path`` opened for reading as text, only if it is a regular file (a link to one is
+    fine). A pipe would block the reader until something writes to it, holding whatever lock
+    the reader holds (the pipeline's), and a device never ends: both are refused with OSError
+    at once, without waiting for a writer."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file (a directory, a device or a pipe)")
+        os.set_blocking(descriptor, True)
+        return open(descriptor, **text_options)  # owns the descriptor from here on
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def read_csv(path: str | Path) -> Interactions:
     """Read the export format (ours or any tool's); raises DataError naming the bad line."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open_regular_file(path, newline="", encoding="utf-8-sig") as fh:
             return parse_csv(fh, str(path))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from exc
@@ -521,7 +539,8 @@ def read_movielens(path: str | Path) -> Interactions:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpy warns about an empty file; we say so below
-            raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
+            with open_regular_file(path, encoding="latin-1") as fh:
+                raw = np.loadtxt(fh, dtype=np.int64, ndmin=2)
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from exc
     except ValueError as exc:
@@ -544,7 +563,7 @@ def read_movielens(path: str | Path) -> Interactions:
 def read_movielens_genres(path: str | Path) -> dict[int, np.ndarray]:
     """``u.item``: item id -> 19 genre flags (the last 19 '|'-separated fields)."""
     genres: dict[int, np.ndarray] = {}
-    with open(path, encoding="latin-1") as fh:
+    with open_regular_file(path, encoding="latin-1") as fh:
         for row in csv.reader(fh, delimiter="|"):
             if len(row) >= 20:
                 genres[int(row[0])] = np.asarray(row[-19:], dtype=np.int8)

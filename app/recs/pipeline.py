@@ -45,6 +45,7 @@ from app.recs.data import (
     Interactions,
     excluded_pairs,
     fingerprint,
+    open_regular_file,
     read_csv,
     read_database,
     read_movielens,
@@ -513,7 +514,7 @@ def import_file(path: Path, allow_fewer_students: bool = False) -> ImportReport:
     report = ImportReport()
     min_share = None if allow_fewer_students else float(_config("RECS_IMPORT_MIN_STUDENT_SHARE"))
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open_regular_file(path, newline="", encoding="utf-8-sig") as fh:
             lines = read_output_csv(fh, report)
             if lines is not None:
                 return import_rows(
@@ -623,7 +624,7 @@ def read_interactions_file(
     if fmt == "movielens":
         interactions = read_movielens(path)
         genres_path = Path(path).with_name("u.item")
-        if genres_path.exists():
+        if genres_path.is_file():
             genres = read_movielens_genres(genres_path)
             return interactions, lambda items: ItemFeatures.from_genres(items, genres)
         return interactions, lambda items: ItemFeatures.uniform(len(items))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from app.extensions import db
 from app.models import (
@@ -441,6 +441,7 @@ def publish(run: ModelRun) -> None:
     # Read before the flip: after a failed flush the session refuses every attribute load.
     run_id, version = run.id, run.version
     try:
+        _still_running(run)
         _flip_to(run)
         run.finished_at = run.published_at
         run.report = {**(run.report or {}), "stage": "done"}
@@ -455,6 +456,21 @@ def publish(run: ModelRun) -> None:
         run.rows_count,
         run.users_count,
     )
+
+
+def _still_running(run: ModelRun) -> None:
+    """The run, read again and locked until the flip commits, must still be ``running``. On
+    PostgreSQL the pipeline's lock is held by a connection of its own; if that connection died
+    (an idle-session timeout, a restart, a pooler between), another run may have started and
+    cleaned this one up as interrupted, deleting its rows: then it must not be published. The
+    row lock orders the flip and that clean-up (``cleanup_orphans``), so one or the other wins."""
+    status = db.session.execute(
+        select(ModelRun.status).where(ModelRun.id == run.id).with_for_update()
+    ).scalar()
+    if status != "running":
+        raise PublishError(
+            f"run {run.version} is {status} (cleaned up by another run), not publishing it"
+        )
 
 
 def _flip_to(run: ModelRun) -> None:
@@ -542,16 +558,30 @@ def cleanup_orphans(current_run_id: int | None = None) -> int:
     """Runs left ``running`` by a process that died: mark them failed and drop their rows. Only
     call while holding the pipeline lock, so no live run is mistaken for an orphan."""
     stale = list(
-        db.session.scalars(
-            select(ModelRun).where(
+        db.session.execute(
+            select(ModelRun.id, ModelRun.version).where(
                 ModelRun.status == "running", ModelRun.id != (current_run_id or -1)
             )
         )
     )
-    for run in stale:
-        log.warning("run %s was interrupted; cleaning up its rows", run.version)
-        fail_run(run.id, "interrupted: the process ended before the run finished")
-    return len(stale)
+    cleaned = 0
+    for run_id, version in stale:
+        # Claimed by a conditional update: a run whose process is in fact alive (its lock's
+        # connection died, not the process) and publishing now holds its row until the flip
+        # commits, and is then no longer running, so its rows stay.
+        claimed = db.session.execute(
+            update(ModelRun)
+            .where(ModelRun.id == run_id, ModelRun.status == "running")
+            .values(status="failed", finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        if not claimed:
+            continue
+        log.warning("run %s was interrupted; cleaning up its rows", version)
+        fail_run(run_id, "interrupted: the process ended before the run finished")
+        cleaned += 1
+    return cleaned
 
 
 def prune_versions(keep: int, model_dir: Path) -> list[str]:

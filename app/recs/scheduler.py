@@ -25,6 +25,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.models import ModelRun
@@ -92,12 +93,19 @@ class RunLock:
             self._file.close()
             self._file = None
         if self._connection is not None:
-            self._connection.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
-            )
-            self._connection.commit()
-            self._connection.close()
-            self._connection = None
+            connection, self._connection = self._connection, None
+            try:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                )
+                connection.commit()
+            except SQLAlchemyError as exc:
+                # The connection died during the run (an idle-session timeout, a restart): the
+                # server let the lock go with it. What the run did stands; a publish after a
+                # clean-up by another run was refused (``publish._still_running``).
+                log.warning("the pipeline lock's connection was already gone: %s", exc)
+            finally:
+                connection.close()
 
 
 def _lock_path(app: Flask) -> Path:

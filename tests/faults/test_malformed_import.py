@@ -103,3 +103,45 @@ def test_the_command_reports_a_refusal_and_exits_non_zero(app, campus, tmp_path)
     assert result.exit_code == 1 and "cannot read" in result.output
     assert "published version is unchanged" in result.output
     assert publish.published_run().version == campus["version"]
+
+
+@pytest.mark.parametrize("kind", ["pipe", "device"])
+def test_a_path_that_is_not_a_regular_file_is_refused_at_once(app, campus, tmp_path, kind):
+    """A pipe would block the import, holding the pipeline's lock, until something wrote to it."""
+    import os
+    import threading
+
+    path = {"pipe": tmp_path / "fifo.csv", "device": "/dev/zero"}[kind]
+    if kind == "pipe":
+        os.mkfifo(path)
+        # Were the pipe waited on, a writer turning up later ends the wait, so the test fails
+        # (the empty file gets another answer) instead of hanging.
+        writer = threading.Timer(10, _open_and_close_for_writing, [path])
+        writer.daemon = True
+        writer.start()
+    before = runs()
+    result = app.test_cli_runner().invoke(args=["recs", "import", "--path", str(path)])
+    assert result.exit_code == 1
+    assert "cannot read" in result.output
+    assert runs() == before and publish.published_run().version == campus["version"]
+    for command in (["recs", "train", "--input"], ["recs", "evaluate", "--input"]):
+        result = app.test_cli_runner().invoke(args=[*command, str(path)])
+        assert result.exit_code != 0 and "cannot read" in result.output, result.output
+
+
+def _open_and_close_for_writing(path) -> None:
+    import os
+
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # nobody is reading it: nothing to end
+        pass
+
+
+def test_a_symbolic_link_to_a_file_is_read(app, campus, tmp_path):
+    target = tmp_path / "real.csv"
+    target.write_bytes(HEADER + b"".join(campus["lines"]))
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    report = pipeline.import_file(link)
+    assert report.refused is None and report.accepted == len(campus["lines"])

@@ -142,3 +142,33 @@ def rows_of(version: str) -> list[UserRecommendation]:
     return db.session.scalars(
         select(UserRecommendation).where(UserRecommendation.model_run_id == run.id)
     ).all()
+
+
+def test_a_run_cleaned_up_by_another_run_is_not_published(app, campus):
+    """On PostgreSQL the pipeline's lock lives on a connection of its own; if that connection
+    dies mid-run, a second run can start and clean the first up as interrupted (its rows
+    deleted). The first run's publish must then be refused, and the version served stays."""
+    students = [s.id for s in campus["students"]]
+    challenges = [c.id for c in campus["challenges"]]
+    served = pipeline.import_scored(
+        ScoredRows.from_tuples([(u, c, 1.0) for u in students for c in challenges[:2]])
+    )
+    first = publish.start_run("train")
+    publish.write_rows(
+        first,
+        [
+            {"user_id": u, "challenge_id": c, "score": 1.0, "rank": r}
+            for u in students
+            for r, c in enumerate(challenges[:3], start=1)
+        ],
+    )
+    second = publish.start_run("train")
+    assert publish.cleanup_orphans(second.id) == 1  # the second run, holding the lock now
+    with pytest.raises(publish.PublishError, match="cleaned up by another run"):
+        publish.publish(first)
+    db.session.expire_all()
+    assert publish.published_run().version == served.version
+    assert db.session.get(ModelRun, first.id).status == "failed"
+    assert rows_of(first.version) == []
+    # A run already finished when the clean-up comes is left alone.
+    assert publish.cleanup_orphans(second.id) == 0

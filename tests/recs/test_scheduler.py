@@ -251,3 +251,24 @@ def test_malformed_cron_is_a_clear_error(app):
     app.config["RECS_RETRAIN_CRON"] = "nightly"
     with pytest.raises(ValueError, match="5 fields"):
         scheduler.cron_trigger(app)
+
+
+def test_a_lock_whose_connection_died_is_let_go_without_an_error(app, caplog):
+    """The server ends the lock's session (an idle-session timeout, a restart): the lock went with
+    it, and releasing it is not the run's failure."""
+    from sqlalchemy import text
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("only PostgreSQL's advisory lock lives on a connection")
+    lock = scheduler.RunLock(app)
+    assert lock.acquire()
+    backend = lock._connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    lock._connection.commit()
+    with app.app_context():
+        db.session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        db.session.commit()
+    caplog.set_level("WARNING", logger="app.recs.scheduler")
+    lock.release()
+    assert "the pipeline lock's connection was already gone" in caplog.text
+    assert not scheduler.is_locked(app)
