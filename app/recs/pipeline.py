@@ -23,7 +23,7 @@ from typing import TextIO
 import numpy as np
 from flask import current_app
 from scipy import sparse
-from sqlalchemy import delete, distinct, func, or_, select
+from sqlalchemy import and_, delete, distinct, func, or_, select
 
 from app.extensions import db
 from app.models import (
@@ -740,22 +740,30 @@ def purge_events(days: int, now: datetime | None = None) -> int:
     end it; an end date moved forward after that offers the challenge to everyone again)."""
     cutoff = (now or utcnow()) - timedelta(days=days)
     long_over = select(Challenge.id).where(Challenge.ends_at < cutoff)
+    old_slates = select(RecommendationSlate.id).where(RecommendationSlate.created_at < cutoff)
     result = db.session.execute(
         delete(RecommendationEvent).where(
-            RecommendationEvent.created_at < cutoff,
             or_(
-                RecommendationEvent.type != "dismiss",
-                RecommendationEvent.challenge_id.in_(long_over),
-            ),
+                and_(
+                    RecommendationEvent.created_at < cutoff,
+                    or_(
+                        RecommendationEvent.type != "dismiss",
+                        RecommendationEvent.challenge_id.in_(long_over),
+                    ),
+                ),
+                # Online metrics count a slate's events on the day it was shown: a click just
+                # after the cutoff on a card shown just before goes with its impression, or a
+                # day would have clicks without impressions.
+                and_(
+                    RecommendationEvent.type != "dismiss",
+                    RecommendationEvent.slate_id.in_(old_slates),
+                ),
+            )
         )
     )
     # What old API pages served (and where) goes with their events.
     db.session.execute(
-        delete(RecommendationSlateCard).where(
-            RecommendationSlateCard.slate_id.in_(
-                select(RecommendationSlate.id).where(RecommendationSlate.created_at < cutoff)
-            )
-        )
+        delete(RecommendationSlateCard).where(RecommendationSlateCard.slate_id.in_(old_slates))
     )
     db.session.commit()
     log.info("purged %d recommendation events older than %s", result.rowcount, cutoff.isoformat())

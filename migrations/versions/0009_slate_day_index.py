@@ -4,6 +4,11 @@ Online metrics count every impression, click and join on the day its slate was f
 click after midnight no longer lands on a day without its impression. Their queries pick the
 range's slates by ``recommendation_slates.created_at``, then the slates' events by their index.
 
+On PostgreSQL the index is built CONCURRENTLY, outside a transaction: every page with the
+recommendations block inserts a slate, and a plain CREATE INDEX would hold those inserts for as
+long as the build takes on a large table. Should the build fail halfway, PostgreSQL leaves an
+invalid index of that name; ``DROP INDEX ix_recommendation_slates_created`` and upgrade again.
+
 Revision ID: 0009_slate_day_index
 Revises: 0008_composed_emails
 Create Date: 2026-11-27 00:00:00
@@ -18,12 +23,24 @@ down_revision = '0008_composed_emails'
 branch_labels = None
 depends_on = None
 
+INDEX = 'ix_recommendation_slates_created'
+
 
 def upgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        with op.get_context().autocommit_block():
+            op.create_index(
+                INDEX,
+                'recommendation_slates',
+                ['created_at'],
+                unique=False,
+                postgresql_concurrently=True,
+            )
+        return
     with op.batch_alter_table('recommendation_slates', schema=None) as batch_op:
-        batch_op.create_index('ix_recommendation_slates_created', ['created_at'], unique=False)
+        batch_op.create_index(INDEX, ['created_at'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('recommendation_slates', schema=None) as batch_op:
-        batch_op.drop_index('ix_recommendation_slates_created')
+        batch_op.drop_index(INDEX)

@@ -317,6 +317,24 @@ def test_purge_events_deletes_only_old_events(app, campus):
     assert db.session.scalar(select(RecommendationEvent.type)) == "click"
 
 
+def test_purge_takes_a_slates_clicks_with_its_impressions(app, campus):
+    """Metrics count a slate's events on the day it was shown: a click just after the cutoff on a
+    card shown just before goes with the impression, or that day would count a click without it."""
+    from app.models import utcnow
+    from tests.helpers import make_event
+
+    student, challenge, other = campus["students"][0], *campus["challenges"][:2]
+    cutoff = utcnow() - timedelta(days=365)
+    shown, clicked = cutoff - timedelta(minutes=2), cutoff + timedelta(minutes=2)
+    make_event(student, challenge, "impression", slate_id="old", created_at=shown)
+    make_event(student, challenge, "click", slate_id="old", created_at=clicked)
+    make_event(student, other, "dismiss", slate_id="old", created_at=clicked)  # a standing choice
+    make_event(student, other, "impression", slate_id="new", created_at=clicked)
+    assert pipeline.purge_events(365, now=cutoff + timedelta(days=365)) == 2
+    kept = db.session.execute(select(RecommendationEvent.type, RecommendationEvent.slate_id)).all()
+    assert sorted(kept) == [("dismiss", "old"), ("impression", "new")]
+
+
 def test_purge_keeps_old_dismissals_until_their_challenge_is_long_over(app, campus):
     from app.models import utcnow
     from app.recs.eligibility import load_user_history
