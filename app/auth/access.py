@@ -62,7 +62,9 @@ def role_required(*roles: str):
                 abort(403)
             return view(*args, **kwargs)
 
-        wrapped.allowed_roles = roles  # read by the access-matrix test
+        # Read by the login (a next page the account cannot open leads home instead) and by
+        # the access-matrix test.
+        wrapped.allowed_roles = roles
         return wrapped
 
     return decorator

@@ -52,13 +52,14 @@ def next_for(user: User, target: str | None) -> str | None:
     target = safe_next(target)
     if target is None:
         return None
+    adapter = current_app.create_url_adapter(request)
+    path = urlsplit(target).path
     try:
-        endpoint, _ = current_app.create_url_adapter(request).match(
-            urlsplit(target).path, method="GET"
-        )
-    except RequestRedirect:  # e.g. a missing trailing slash: the page exists
-        return target
-    except HTTPException:  # no such page, or not one a browser can open
+        try:
+            endpoint, _ = adapter.match(path, method="GET")
+        except RequestRedirect as moved:  # e.g. a missing trailing slash: where it leads
+            endpoint, _ = adapter.match(urlsplit(moved.new_url).path, method="GET")
+    except HTTPException:  # no such page, not one a browser can open, or redirected twice
         return None
     roles = getattr(current_app.view_functions.get(endpoint), "allowed_roles", None)
     if roles is not None and user.role not in roles:

@@ -413,6 +413,7 @@ def _conflict(form: ChallengeForm, challenge: Challenge):
             current_user.id,
         )
         flash(f"Challenge “{challenge.title}” saved.", "success")
+        _warn_if_ended(challenge)
         return redirect(url_for("professor.challenges"), 303)
     log.info(
         "challenge edit conflict challenge_id=%s user_id=%s form_version=%r saved_version=%s",
@@ -558,6 +559,7 @@ def _set_status(challenge_id: int, status: ChallengeStatus, verb: str):
     challenge = _manageable_or_abort(challenge_id)
     if challenge.status == status.value:
         flash(f"“{challenge.title}” is already {status.value}.", "info")
+        _warn_if_ended(challenge)
     else:
         previous = challenge.status
         challenge.status = status.value

@@ -485,8 +485,9 @@ def _placed(page: list[SlateItem], places: dict[int, int]) -> list[SlateItem]:
     """A page of a slate that already served cards (asked for again: a retry, a reload, the page
     after a dismissal) carries the places its cards were served at: a card served before keeps
     its place, and a card new to the slate whose place another card had takes the next free
-    one. So the positions the page gives are those its impressions and cards are stored at, and
-    a client's events about them match the slate."""
+    one, if the slate has one left (MAX_SLATE_ITEMS). So the positions the page gives are those
+    its impressions and cards are stored at, a client's events about them match the slate, and
+    the page lists its cards in the order of their places."""
     if not places:
         return page
     taken = set(places.values())
@@ -500,9 +501,12 @@ def _placed(page: list[SlateItem], places: dict[int, int]) -> list[SlateItem]:
                 while following in taken:
                     following += 1
                 position = following
+            if position >= MAX_SLATE_ITEMS:
+                continue  # the slate is full: no place is left for another card
             taken.add(position)
         placed.append(item if position == item.position else replace(item, position=position))
-    return placed
+    # In the order of their places: a page asked for again lists what it listed before.
+    return sorted(placed, key=lambda item: item.position)
 
 
 def _existing_slate(user_id: int, slate_id: str | None) -> RecommendationSlate | None:

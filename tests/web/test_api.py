@@ -404,6 +404,29 @@ def test_a_page_asked_for_again_gives_the_places_its_cards_are_stored_at(
     assert impressions == after
 
 
+def test_a_page_asked_for_again_at_the_end_of_a_full_slate_stays_within_it(student_client):
+    owner, category = make_user("professor"), make_category("Data Science")
+    for i in range(64):
+        make_challenge(owner=owner, category=category, title=f"Dataset {i}")
+    body = student_client.get(URL + "?k=10").get_json()
+    slate_id = body["slate_id"]
+    while body["next_offset"] is not None:
+        last = body
+        body = student_client.get(
+            f"{URL}?k=10&offset={body['next_offset']}&slate_id={slate_id}"
+        ).get_json()
+    last = body if body["items"] else last
+    assert last["items"][-1]["position"] == 59
+    joined = last["items"][0]["challenge_id"]
+    assert student_client.post(f"/challenges/{joined}/join").status_code == 303
+    offset = last["items"][0]["position"]
+    again = student_client.get(f"{URL}?k=10&offset={offset}&slate_id={slate_id}").get_json()
+    positions = [item["position"] for item in again["items"]]
+    assert positions == sorted(positions) and max(positions) <= 59
+    assert joined not in [item["challenge_id"] for item in again["items"]]
+    assert again["next_offset"] is None
+
+
 def test_the_page_after_a_dismissal_without_javascript_shows_the_places_stored(student_client):
     """Not interested, without JavaScript, reloads the slate's first page: the cards after the
     dismissed one keep their places, and the card that fills the gap gets a place of its own."""

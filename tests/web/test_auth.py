@@ -269,6 +269,8 @@ def test_local_next_is_followed(client):
     [
         ("student", "/professor/challenges", "/challenges"),
         ("student", "/admin/", "/challenges"),
+        ("student", "/admin", "/challenges"),  # redirected to /admin/ first
+        ("student", "/professor//challenges", "/challenges"),
         ("professor", "/me/challenges", "/professor/challenges"),
         ("student", "/challenges/1/join", "/challenges"),  # POST only
         ("student", "/no/such/page", "/challenges"),

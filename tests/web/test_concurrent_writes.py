@@ -482,9 +482,14 @@ def test_a_create_token_is_only_ever_its_owners(professor_client, app):
     )
     other = app.test_client()
     login(other, make_user("professor"))
-    response = other.post("/professor/challenges/new", data=create_form(category, token))
+    response = other.post(
+        "/professor/challenges/new", data={**create_form(category, token), "title": "Theirs"}
+    )
     assert response.status_code == 303
     assert count(Challenge) == 2  # not told "already created", nor kept from creating
+    page = other.get(response.location).get_data(as_text=True)
+    assert "Challenge “Theirs” created." in page
+    assert "already created" not in page and "Twice" not in page  # nor told the other's title
 
 
 def test_keys_stale_from_the_previous_release_are_mended_before_names_are_compared(admin_client):

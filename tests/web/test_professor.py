@@ -189,6 +189,12 @@ def test_publishing_a_challenge_that_has_ended_says_students_will_not_see_it(pro
         f"/professor/challenges/{draft.id}/publish", follow_redirects=True
     )
     assert warning in published.get_data(as_text=True)
+    again = professor_client.post(
+        f"/professor/challenges/{draft.id}/publish", follow_redirects=True
+    )
+    assert "is already published" in again.get_data(as_text=True)
+    assert warning in again.get_data(as_text=True)
+    db.session.refresh(draft)
     edited = professor_client.post(
         f"/professor/challenges/{draft.id}/edit",
         data=edit_data(draft, title="Still over", status="published", **ended),
