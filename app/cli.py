@@ -55,6 +55,12 @@ def create_user(email: str, display_name: str, role: str, password: str) -> None
     click.echo(f"Created {role} {email} (id {user.id}).")
 
 
+_ONLY_ADMIN = (
+    "{email} is the only active admin; make another account an admin first "
+    "(flask users role --email ... --role admin)"
+)
+
+
 @users_cli.command("delete")
 @click.option("--email", required=True, help="The account to delete.")
 @click.option(
@@ -68,12 +74,16 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
 
     An account that owns challenges (a professor's or an admin's) is deleted only with
     --reassign-to, which hands every one of them (archived ones too) to another professor or
-    admin, so students' participations stay.
+    admin, so students' participations stay. Refused for the only active admin.
     """
     email = User.normalize_email(email)
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
         raise click.ClickException(f"no account with email {email}")
+    from app.auth.accounts import is_last_active_admin, lock_accounts
+
+    if is_last_active_admin(user):
+        raise click.ClickException(_ONLY_ADMIN.format(email=email))
     owned = list(user.challenges)
     heir = _heir(heir_email, user) if heir_email else None
     if owned and heir is None:
@@ -86,12 +96,15 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
         click.confirm(f"Delete {email} and all of their activity{handover}?", abort=True)
     from app.challenges.service import delete_participations_of
 
+    # Checked again under the accounts' lock: another admin may have been demoted, or the heir,
+    # while the prompt waited, and a role change now waits for this.
+    lock_accounts()
+    db.session.refresh(user)
+    if is_last_active_admin(user):
+        raise click.ClickException(_ONLY_ADMIN.format(email=email))
     if owned:
-        from app.auth.accounts import heir_problem, lock_accounts, move_challenges
+        from app.auth.accounts import heir_problem, move_challenges
 
-        # Checked again under the accounts' lock: the heir may have been demoted while the
-        # prompt waited, and a demotion now waits for this.
-        lock_accounts()
         db.session.refresh(heir)
         problem = heir_problem(user, heir)
         if problem:

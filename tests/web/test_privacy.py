@@ -83,6 +83,19 @@ def test_users_delete_refuses_unknown_accounts_and_owners(app, runner):
     assert db.session.get(User, owner.id) is not None
 
 
+def test_users_delete_keeps_the_only_active_admin(app, runner):
+    only = make_user("admin")
+    make_user("admin", active=False)
+    result = runner.invoke(args=["users", "delete", "--email", only.email, "--yes"])
+    assert result.exit_code == 1 and "is the only active admin" in result.output
+    assert db.session.get(User, only.id) is not None
+    other = make_user("admin")
+    result = runner.invoke(args=["users", "delete", "--email", only.email, "--yes"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(args=["users", "delete", "--email", other.email, "--yes"])
+    assert result.exit_code == 1 and "is the only active admin" in result.output
+
+
 def test_users_delete_hands_a_professors_challenges_to_another_and_keeps_participations(
     app, runner
 ):
