@@ -34,7 +34,28 @@ TITLES = {
     413: "Too large",
     429: "Too many requests",
     500: "Server error",
+    503: "Try again soon",
 }
+
+
+UNAVAILABLE = "The database is not answering just now. Try again in a moment."
+
+
+def _bare_error(status: int, message: str | None):
+    """An error page that needs nothing but this module: no layout, no account, no database."""
+    from markupsafe import escape
+
+    message = message or MESSAGES.get(status, "Error")
+    if wants_json():
+        return json_error(status, message)
+    title = f"{TITLES.get(status, 'Error')} ({status})"
+    html = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)} · Campus Challenges</title></head>"
+        f"<body><main><h1>{escape(title)}</h1><p>{escape(message)}</p>"
+        '<p><a href="/">Back to Campus Challenges</a></p></main></body></html>'
+    )
+    return html, status
 
 
 def wants_json() -> bool:
@@ -160,8 +181,28 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unhandled(exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        from sqlalchemy.exc import DBAPIError
+
         from app.extensions import db
 
-        db.session.rollback()
-        return render_error(500)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        # The database not answering (stopped, restarting, out of connections) is not a bug of
+        # the page: 503, to try again, as /healthz says.
+        unreachable = isinstance(exc, DBAPIError) and (
+            exc.connection_invalidated or type(exc.orig).__name__ == "OperationalError"
+        )
+        status, message = (503, UNAVAILABLE) if unreachable else (500, None)
+        try:
+            db.session.rollback()
+        except Exception:  # the connection is gone with the database
+            log.warning("rolling back after the error failed too", exc_info=True)
+        try:
+            response = render_error(status, message)
+        except Exception:
+            # The page's layout reads the logged-in account, which needs the database too.
+            log.warning("the error page could not be drawn; answering in plain HTML", exc_info=True)
+            response = _bare_error(status, message)
+        if status == 503:
+            response = current_app.make_response(response)
+            response.headers["Retry-After"] = "30"
+        return response

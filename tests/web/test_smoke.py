@@ -82,6 +82,46 @@ def test_error_pages_have_titles_that_say_which_error(student_client):
     assert "<title>No access (403) · Campus Challenges</title>" in refused
 
 
+class OperationalError(Exception):
+    """Named as the drivers name a lost connection."""
+
+
+@pytest.mark.parametrize("path", ["/challenges", "/challenges/recommended"])
+def test_a_database_that_stops_answering_gets_a_page_that_says_so(
+    student_client, monkeypatch, caplog, path
+):
+    """Even the error page's layout needs the logged-in account, which needs the database: the
+    answer is still the app's own page, 503 with when to try again, never the server's bare 500."""
+    from sqlalchemy import exc
+
+    def down(*args, **kwargs):
+        raise exc.OperationalError(
+            "SELECT ...", {}, OperationalError("server closed the connection")
+        )
+
+    monkeypatch.setattr(db.session, "get", down)
+    response = student_client.get(path, headers={"HX-Request": "true"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    assert "The database is not answering just now" in page
+    assert "<title>Try again soon (503) · Campus Challenges</title>" in page
+    assert "unhandled error on GET" in caplog.text
+
+
+def test_an_error_page_that_cannot_be_drawn_is_answered_plainly(student_client, monkeypatch):
+    from app import errors
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the layout failed")
+
+    monkeypatch.setattr(errors, "render_template", broken)
+    monkeypatch.setattr(db.session, "get", broken)
+    response = student_client.get("/challenges")
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.get_data(as_text=True)
+
+
 def test_a_refused_request_cannot_write_a_line_of_its_own_into_the_log(client, caplog):
     forged = "2026-11-26 19:40:00,000 INFO app.auth.routes: login user_id=1"
     with caplog.at_level("WARNING", logger="app.web"):
