@@ -590,13 +590,17 @@ def library_versions() -> dict[str, str]:
     }
 
 
+# An artifact being written; one a killed process left is removed by the next run's pruning.
+STAGING_SUFFIX = ".tmp"
+
+
 def save_artifact(
     directory: Path, model: Recommender, data: InteractionMatrix, metadata: dict
 ) -> Path:
     """Write ``model.npz`` (learned arrays and the training matrix) and ``metadata.json`` (params,
     id maps, metrics...) into a temporary folder, then rename it into place."""
     directory = Path(directory)
-    staging = directory.with_name(directory.name + ".tmp")
+    staging = directory.with_name(directory.name + STAGING_SUFFIX)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

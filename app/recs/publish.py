@@ -614,7 +614,37 @@ def prune_versions(keep: int, model_dir: Path) -> list[str]:
     db.session.commit()
     if stale:
         log.info("pruned %d old model version(s)", len(stale))
+    _remove_unclaimed_artifacts(model_dir)
     return [run.version for run in stale]
+
+
+# The folder names save_artifact writes: a version (see new_version), or one being written.
+ARTIFACT_FOLDER = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}(\.tmp)?")
+
+
+def _remove_unclaimed_artifacts(model_dir: Path) -> None:
+    """Artifact folders no run points at: half-written ones (``.tmp``) and finished ones whose run
+    never recorded them, both left by a process killed while saving. Only a running run's may be
+    in the making; under the pipeline's lock that is the caller's own, already recorded."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return
+    claimed = {
+        Path(path).resolve()
+        for path in db.session.scalars(
+            select(ModelRun.artifact_path).where(ModelRun.artifact_path.is_not(None))
+        )
+    }
+    running = set(db.session.scalars(select(ModelRun.version).where(ModelRun.status == "running")))
+    for entry in folder.iterdir():
+        if not (
+            entry.is_dir() and not entry.is_symlink() and ARTIFACT_FOLDER.fullmatch(entry.name)
+        ):
+            continue
+        if entry.resolve() in claimed or entry.name.removesuffix(".tmp") in running:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        log.info("removed model folder %s, which no run points at", entry.name)
 
 
 def _remove_artifact(path: str | None, model_dir: Path) -> None:

@@ -291,6 +291,21 @@ def test_old_versions_are_pruned(app, campus):
     assert Path(runs[versions[2]].artifact_path).exists() and rows_of(versions[2])
 
 
+def test_artifact_folders_a_killed_run_left_are_removed(app, campus):
+    models = Path(app.config["RECS_MODEL_DIR"])
+    half_written = models / "20261126-223739-d041.tmp"  # killed while saving
+    never_recorded = models / "20261126-223740-beef"  # killed before the run recorded it
+    unrelated = models / "README-notes"
+    for folder in (half_written, never_recorded, unrelated):
+        folder.mkdir(parents=True)
+        (folder / "model.npz").write_bytes(b"x")
+    result = pipeline.train()
+    assert result.status == "published"
+    assert not half_written.exists() and not never_recorded.exists()
+    assert unrelated.exists()
+    assert Path(publish.published_run().artifact_path).is_dir()
+
+
 def test_status_summary_reports_the_published_version(app, campus):
     result = pipeline.train()
     summary = pipeline.status_summary()
