@@ -112,7 +112,13 @@ def export_command(output: Path | None, since, pseudonymize: bool) -> None:
     """Export interactions (joins, completions, clicks, dismisses) with their training weights as
     CSV: user_id,challenge_id,event,weight,timestamp."""
     output = output or pipeline.default_export_path()
-    since = since.replace(tzinfo=since.tzinfo or UTC) if since else None
+    if since:
+        try:  # in UTC, as stored: an offset may carry it out of the calendar (0001-01-01+01:00)
+            since = since.replace(tzinfo=since.tzinfo or UTC).astimezone(UTC)
+        except OverflowError:
+            raise click.BadParameter(
+                "must fall between 0001-01-01 and 9999-12-31 in UTC", param_hint="'--since'"
+            ) from None
     try:
         count = pipeline.export_interactions(output, since, pseudonymize)
     except OSError as exc:

@@ -73,6 +73,14 @@ def test_export_since_a_future_date_is_empty(runner, campus, tmp_path):
     )
 
 
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+0100", "9999-12-31T23:59:59-0100"])
+def test_export_since_a_moment_outside_the_calendar_in_utc_is_bad_input(runner, campus, since):
+    result = runner.invoke(args=["recs", "export", "--since", since])
+    assert result.exit_code == 2
+    assert "'--since': must fall between 0001-01-01 and 9999-12-31 in UTC" in result.output
+    assert "database error" not in result.output
+
+
 def test_train_prints_the_table_and_publishes(runner, campus):
     output = invoke(runner, "train")
     assert "NDCG@10" in output and "heuristic" in output and "Published version" in output
