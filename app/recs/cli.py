@@ -13,8 +13,11 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.extensions import db
+from app.models import ModelRun
 from app.recs import pipeline, scheduler
 from app.recs.data import DataError, read_csv
 from app.recs.evaluate import format_table
@@ -279,14 +282,30 @@ def status_command(as_json: bool) -> None:
         "progress": scheduler.retrain_progress(app),
     }
     for run in summary["runs"]:
-        # Running, yet no process holds the lock for it: one that ended without finishing it.
         run["interrupted"] = (
-            run["status"] == "running" and run["version"] != summary["progress"]["version"]
+            run["status"] == "running"
+            and run["version"] != (summary["progress"]["version"])
+            and _left_unfinished(app, run)
         )
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
     click.echo(_describe_status(summary))
+
+
+def _left_unfinished(app, run: dict) -> bool:
+    """A run listed as running while no process was running one: ended without finishing, unless
+    it finished between the two reads. Its status is read again after the lock is found free
+    (a run's row is written once its process holds the lock, and finished before it lets go), so
+    a run that just finished is shown as it ended, not as interrupted."""
+    if scheduler.is_locked(app):
+        return False
+    db.session.expire_all()
+    now = db.session.scalar(select(ModelRun).where(ModelRun.version == run["version"]))
+    if now is not None and now.status != "running":
+        run.update(pipeline.run_summary(now))
+        return False
+    return now is not None
 
 
 def _describe_status(summary: dict) -> str:

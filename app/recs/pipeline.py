@@ -680,7 +680,7 @@ def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
         # The dashboard's coverage: students active in the last 30 days who have rows.
         covered = metrics.coverage(current.id, now)
         published = {
-            **_run_summary(current),
+            **run_summary(current),
             "age_hours": round(current.age(now).total_seconds() / 3600, 1),
             "coverage": round(covered.share, 4),
             "active_students": covered.active_students,
@@ -690,7 +690,7 @@ def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
     return {
         "published": published,
         "serving_rule": _serving_rule(),
-        "runs": [_run_summary(r) for r in recent_runs(limit)],
+        "runs": [run_summary(r) for r in recent_runs(limit)],
     }
 
 
@@ -706,7 +706,7 @@ def _serving_rule() -> dict | None:
     }
 
 
-def _run_summary(run: ModelRun) -> dict:
+def run_summary(run: ModelRun) -> dict:
     gate = (run.metrics or {}).get("gate") or {}
     report = run.report or {}
     return {

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import ModelRun, RecommendationEvent, UserRecommendation, utcnow
-from app.recs import metrics, publish, scheduler
+from app.recs import metrics, pipeline, publish, scheduler
 from app.recs.data import pseudonym, write_csv
 from tests.recs.planted_data import add_event, planted_interactions, seed_planted_campus
 
@@ -380,6 +380,29 @@ def test_status_names_a_run_its_process_left_unfinished(runner, campus):
     runs = json.loads(invoke(runner, "status", "--json", stdout_only=True))["runs"]
     assert [r["interrupted"] for r in runs if r["version"] == orphan.version] == [True]
     assert not any(r["interrupted"] for r in runs if r["version"] != orphan.version)
+
+
+def test_status_shows_a_run_that_finished_while_it_looked_as_it_ended(
+    runner, campus, monkeypatch
+):
+    """The runs are read, then whether one is in progress: a run finishing in between is not
+    an interrupted one."""
+    run = publish.start_run(kind="train")
+    read_runs = pipeline.status_summary
+
+    def runs_then_the_run_finishes(*args, **kwargs):
+        summary = read_runs(*args, **kwargs)
+        publish.finish_run(run, "rejected", "the gate said no")
+        return summary
+
+    monkeypatch.setattr(pipeline, "status_summary", runs_then_the_run_finishes)
+    runs = json.loads(invoke(runner, "status", "--json", stdout_only=True))["runs"]
+    [shown] = [r for r in runs if r["version"] == run.version]
+    assert (shown["status"], shown["interrupted"], shown["error"]) == (
+        "rejected",
+        False,
+        "the gate said no",
+    )
 
 
 def test_import_refuses_a_file_covering_far_fewer_students(runner, campus, tmp_path, caplog):
