@@ -382,9 +382,7 @@ def test_status_names_a_run_its_process_left_unfinished(runner, campus):
     assert not any(r["interrupted"] for r in runs if r["version"] != orphan.version)
 
 
-def test_status_shows_a_run_that_finished_while_it_looked_as_it_ended(
-    runner, campus, monkeypatch
-):
+def test_status_shows_a_run_that_finished_while_it_looked_as_it_ended(runner, campus, monkeypatch):
     """The runs are read, then whether one is in progress: a run finishing in between is not
     an interrupted one."""
     run = publish.start_run(kind="train")
