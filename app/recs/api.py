@@ -50,11 +50,19 @@ def recommendations():
     except serving.UnknownSlate:
         return _problem("slate_id: no such slate for this student", 404)
     # Built before the write: its commit would expire the challenges, and reloading each is a query.
-    response = jsonify(_slate_json(slate))
+    body = _slate_json(slate)
     # An admin's read is a preview: storing a slate the student never saw would skew metrics. A
     # student's page stores what it served, which the client's events are checked against.
     if user.id == current_user.id and slate.items:
-        events.save_api_page(user.id, slate, new_slate=slate_id is None, created_at=now)
+        stored = events.save_api_page(
+            user.id,
+            slate,
+            new_slate=slate_id is None,
+            created_at=now,
+            places=serving.MAX_SLATE_ITEMS,
+        )
+        _as_stored(body, stored)
+    response = jsonify(body)
     # Personal and different on every call.
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -123,6 +131,24 @@ def _subject() -> tuple[User | None, int, str]:
     if user is None or user.role != Role.STUDENT.value:
         return None, 404, f"user_id: no student {user_id}"
     return user, 200, ""
+
+
+def _as_stored(body: dict, stored: dict[int, int]) -> None:
+    """The page as stored: a card a concurrent request for the same slate displaced keeps the
+    place it was stored at, and a card that found none is left out (its events would be refused)."""
+    items = [
+        {**item, "position": stored[item["challenge_id"]]}
+        for item in body["items"]
+        if item["challenge_id"] in stored
+    ]
+    if items == body["items"]:
+        return
+    body["items"] = sorted(items, key=lambda item: item["position"])
+    if body["next_offset"] is not None and items:
+        following = max(item["position"] for item in items) + 1
+        body["next_offset"] = (
+            max(body["next_offset"], following) if following < serving.MAX_SLATE_ITEMS else None
+        )
 
 
 def _slate_json(slate: serving.Slate) -> dict:

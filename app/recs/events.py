@@ -347,53 +347,81 @@ def _impression(slate_id: str, challenge_id: int):
     ).first()
 
 
-def save_api_page(user_id: int, slate, new_slate: bool, created_at: datetime) -> None:
+def save_api_page(
+    user_id: int, slate, new_slate: bool, created_at: datetime, places: int = 60
+) -> dict[int, int]:
     """A JSON API page: the slate's row when the page starts it, and the cards it served (what
-    the client's events are checked against), in one transaction."""
+    the client's events are checked against), in one transaction. Returns each card's stored
+    place (see ``save_cards``); ``places``: how many a slate has."""
     if new_slate:
         db.session.execute(
             insert(RecommendationSlate.__table__), [_slate_row(user_id, slate, created_at)]
         )
-    save_cards(slate)
+    stored = save_cards(slate, places)
     db.session.commit()
+    return stored
 
 
-def save_cards(slate) -> int:
+# A card whose place a concurrent page of the same slate took is placed again at most this often.
+PLACE_ATTEMPTS = 3
+
+
+def save_cards(slate, places: int = 60) -> dict[int, int]:
     """Add the cards of a JSON API page (``serving.Slate``), once each, to the session's
-    transaction (the caller commits); returns how many are new."""
-    rows = [
-        {
-            "slate_id": slate.slate_id,
-            "challenge_id": item.challenge_id,
-            "position": item.position,
-            "source": item.source,
-        }
-        for item in slate.items
-    ]
-    if not rows:
-        return 0
+    transaction (the caller commits). Returns challenge id -> the place each is stored at: the
+    page's own, or, when a concurrent request for the same slate stored another card there first
+    (a retry racing the original), the next free place below ``places``; a card left without
+    one is not in the answer."""
+    wanted = {item.challenge_id: (item.position, item.source) for item in slate.items}
+    if not wanted:
+        return {}
     table = RecommendationSlateCard.__table__
-    dialect_insert = _INSERTS_IGNORING_DUPLICATES.get(db.session.get_bind().dialect.name)
-    if dialect_insert is None:  # other databases: insert only the cards not stored yet
-        stored = set(
-            db.session.scalars(
-                select(table.c.challenge_id).where(table.c.slate_id == slate.slate_id)
-            )
+    stored: dict[int, int] = {}
+    for _attempt in range(PLACE_ATTEMPTS):
+        _insert_cards(slate.slate_id, wanted)
+        stored = dict(
+            db.session.execute(
+                select(table.c.challenge_id, table.c.position).where(
+                    table.c.slate_id == slate.slate_id, table.c.challenge_id.in_(list(wanted))
+                )
+            ).all()
         )
+        unplaced = [c for c in wanted if c not in stored]
+        if not unplaced:
+            break
         taken = set(
             db.session.scalars(select(table.c.position).where(table.c.slate_id == slate.slate_id))
         )
-        rows = [
-            row
-            for row in rows
-            if row["challenge_id"] not in stored and row["position"] not in taken
-        ]
+        free = (p for p in range(places) if p not in taken)
+        wanted = {
+            challenge: (place, wanted[challenge][1])
+            for challenge, place in zip(unplaced, free, strict=False)
+        }
+        if not wanted:
+            break
+    return stored
+
+
+def _insert_cards(slate_id: str, wanted: dict[int, tuple[int, str]]) -> None:
+    """Insert the cards, skipping one already stored and one whose place is already taken."""
+    table = RecommendationSlateCard.__table__
+    rows = [
+        {"slate_id": slate_id, "challenge_id": challenge, "position": place, "source": source}
+        for challenge, (place, source) in wanted.items()
+    ]
+    dialect_insert = _INSERTS_IGNORING_DUPLICATES.get(db.session.get_bind().dialect.name)
+    if dialect_insert is None:  # other databases: insert only the cards not stored yet
+        stored = set(
+            db.session.scalars(select(table.c.challenge_id).where(table.c.slate_id == slate_id))
+        )
+        taken = set(
+            db.session.scalars(select(table.c.position).where(table.c.slate_id == slate_id))
+        )
+        rows = [r for r in rows if r["challenge_id"] not in stored and r["position"] not in taken]
         if rows:
             db.session.execute(insert(table), rows)
-        return len(rows)
-    # Skips a card already stored, and a card for a place already taken.
-    statement = dialect_insert(table).on_conflict_do_nothing()
-    return int(db.session.execute(statement, rows).rowcount or 0)
+        return
+    db.session.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
 
 # --- POST /recommendations/event: validation and the all-or-nothing batch insert -----------------

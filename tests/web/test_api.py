@@ -404,6 +404,43 @@ def test_a_page_asked_for_again_gives_the_places_its_cards_are_stored_at(
     assert impressions == after
 
 
+def test_a_card_whose_place_a_concurrent_request_took_gets_the_next_free_one(
+    student_client, challenges, monkeypatch
+):
+    """A retry racing the original: both placed their new card at the same free place, and the
+    one that stores second moves its card on and says so, instead of leaving it unstored."""
+    from app.models import RecommendationSlateCard
+    from app.recs import events
+
+    first = student_client.get(URL + "?k=6").get_json()
+    slate_id = first["slate_id"]
+    joined = first["items"][0]["challenge_id"]
+    student_client.post(f"/challenges/{joined}/join")
+    stale = events.served_places(slate_id)  # what the racing request read
+    other = make_challenge(status="draft")  # the card the other request stored first, at 6
+    db.session.add(
+        RecommendationSlateCard(slate_id=slate_id, challenge_id=other.id, position=6, source="x")
+    )
+    db.session.commit()
+    monkeypatch.setattr(events, "served_places", lambda slate: dict(stale))
+    again = student_client.get(f"{URL}?k=6&offset=0&slate_id={slate_id}").get_json()
+    before = {item["challenge_id"] for item in first["items"]}
+    [new] = [item for item in again["items"] if item["challenge_id"] not in before]
+    assert new["position"] == 7
+    stored = dict(
+        db.session.execute(
+            select(RecommendationSlateCard.challenge_id, RecommendationSlateCard.position).where(
+                RecommendationSlateCard.slate_id == slate_id
+            )
+        ).all()
+    )
+    assert stored[new["challenge_id"]] == 7 and stored[other.id] == 6
+    assert all(stored[item["challenge_id"]] == item["position"] for item in again["items"])
+    assert again["next_offset"] == 8
+    response = _report(student_client, "impression", again, new)
+    assert response.status_code == 201, response.get_json()
+
+
 def test_a_page_asked_for_again_at_the_end_of_a_full_slate_stays_within_it(student_client):
     owner, category = make_user("professor"), make_category("Data Science")
     for i in range(64):
