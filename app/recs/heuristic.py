@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import scipy.sparse as sp
@@ -196,8 +196,10 @@ class ScoredChallenge:
     reason: str
 
 
-def _days_phrase(prefix: str, delta: timedelta) -> str:
-    days = int(delta.total_seconds() // SECONDS_PER_DAY)
+def _days_phrase(prefix: str, moment: datetime, now: datetime) -> str:
+    """In calendar days (UTC, as the cards give times): at 23:00, a start at 01:00 is tomorrow,
+    and one 25 hours away the day after."""
+    days = (moment.astimezone(UTC).date() - now.astimezone(UTC).date()).days
     if days <= 0:
         return f"{prefix} today"
     return f"{prefix} tomorrow" if days == 1 else f"{prefix} in {days} days"
@@ -227,9 +229,9 @@ def _reason(
     if recent > 0:
         candidates["recent_popularity"] = popular_reason(window_days)
     if contributions["urgency"] > 0 and challenge.ends_at is not None:
-        candidates["urgency"] = _days_phrase("Ends", challenge.ends_at - now)
+        candidates["urgency"] = _days_phrase("Ends", challenge.ends_at, now)
     if challenge.starts_at > now:
-        candidates["timeframe"] = _days_phrase("Starts", challenge.starts_at - now)
+        candidates["timeframe"] = _days_phrase("Starts", challenge.starts_at, now)
     if challenge.participations_count > 0:
         n = challenge.participations_count
         candidates["popularity"] = f"Joined by {n} student{'' if n == 1 else 's'}"

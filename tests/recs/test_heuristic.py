@@ -165,7 +165,8 @@ def test_cold_start_follows_recent_popularity_with_reasons(new_challenge):
     quiet, busy = new_challenge(reward_points=0), new_challenge(reward_points=0)
     for other in others:
         make_participation(other, busy)
-    ending = new_challenge(reward_points=0, ends_at=utcnow() + timedelta(days=2, hours=1))
+    in_two_days = (utcnow() + timedelta(days=2)).replace(hour=12, minute=0)  # the calendar's
+    ending = new_challenge(reward_points=0, ends_at=in_two_days)
     ranked = recommend_heuristic(student.id, 3)
     assert _ids(ranked)[0] == busy.id
     assert ranked[0].reason == "Popular this week"
@@ -178,3 +179,23 @@ def test_equal_scores_break_ties_by_id_and_exclude_ids_apply(new_challenge):
     student = make_user()
     assert _ids(recommend_heuristic(student.id, 3)) == [first.id, second.id, third.id]
     assert _ids(recommend_heuristic(student.id, 1, exclude_ids={first.id})) == [second.id]
+
+
+@pytest.mark.parametrize(
+    ("now", "moment", "phrase"),
+    [
+        ("2026-11-26 23:20", "2026-11-27 19:19", "tomorrow"),  # 20 hours away, the next day
+        ("2026-11-26 23:20", "2026-11-27 22:19", "tomorrow"),
+        ("2026-11-26 23:20", "2026-11-28 21:51", "in 2 days"),
+        ("2026-11-26 08:00", "2026-11-26 23:59", "today"),
+        ("2026-11-26 23:59", "2026-11-27 00:01", "tomorrow"),
+        ("2026-11-26 00:01", "2026-11-30 00:00", "in 4 days"),
+    ],
+)
+def test_day_phrases_count_calendar_days_in_utc(now, moment, phrase):
+    from app.recs.heuristic import _days_phrase
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    assert _days_phrase("Starts", at(moment), at(now)) == f"Starts {phrase}"
