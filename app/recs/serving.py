@@ -309,13 +309,15 @@ def _from_fold_in(
     req: _Request, run: PublishedRun, need: int, taken: set[int]
 ) -> list[_Pick] | None:
     """The student re-scored from their current row; None when the version has no fold-in state
-    or the student has no positive interaction it knows."""
+    (its precomputed rows are then the best it has). A student with no interaction the version
+    knows gets no model cards: rows precomputed from interactions since withdrawn (the student
+    left the challenges they rested on) would recommend from what the student took back."""
     model = foldin.model_for(run, load=req.load_artifacts)
     if model is None:
         return None
     row = model.user_row(req.history, _weights())
     if not row.nnz:
-        return None
+        return []
     ids, scores = model.ranking(row)
     # No deeper than the rows a published version holds: the heuristic tops up past them.
     picked = _open_in_order(ids.tolist(), taken, min(need, top_n()), req.now)

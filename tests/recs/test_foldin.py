@@ -192,6 +192,25 @@ def test_a_student_with_interactions_but_no_rows_is_folded_in(campus):
     assert campus["group"][slate.items[0].challenge_id] == 0
 
 
+def test_a_student_who_left_everything_the_rows_rest_on_gets_no_model_cards(campus):
+    """The precomputed rows came from joins the student has since taken back: serving them
+    would recommend from what the student withdrew."""
+    from sqlalchemy import update
+
+    student = most_rows(campus)
+    assert from_model(serving.get_recommendations(student, k=6))
+    db.session.execute(  # left them all (completed ones too, which the page would refuse)
+        update(Participation)
+        .where(Participation.user_id == student.id)
+        .values(status="left", updated_at=utcnow())
+    )
+    db.session.commit()
+    assert not load_user_history(student.id).joined_ids
+    after = serving.get_recommendations(student, k=6)
+    assert after.items and not from_model(after)
+    assert {item.source for item in after.items} == {"heuristic"}
+
+
 def test_a_student_without_interactions_gets_the_heuristic(campus):
     slate = serving.get_recommendations(make_user(), k=4)
     assert slate.source == "heuristic" and slate.model_version is None
