@@ -132,6 +132,9 @@ class _Request:
     # version no longer published (its rows still serve, with category reasons), so old slates
     # never push the published model out of the fold-in cache.
     load_artifacts: bool = True
+    # The slate position of the ranking's first card: pinned cards (RECS_CONTENT_POSITIONS) are
+    # at positions of the slate, so a later page of it pins none the first page already had.
+    first_position: int = 0
     _fingerprint: Fingerprint | None = None
 
     def fingerprint(self) -> Fingerprint:
@@ -375,7 +378,9 @@ def content_positions() -> list[int]:
 
 
 def _from_content(req: _Request, need: int, taken: set[int]) -> list[_Pick]:
-    positions = [p for p in content_positions() if p < need]
+    positions = [
+        p - req.first_position for p in content_positions() if 0 <= p - req.first_position < need
+    ]
     if not req.history.joined_ids or not positions:
         return []
     config = current_app.config
@@ -550,6 +555,7 @@ def get_recommendations(
         now=now,
         continues=existing is not None,
         slate_version=existing.model_version if existing is not None else None,
+        first_position=offset - start,
     )
     candidates, ranked = _page(req, arm, skip, start, k)
     page = [

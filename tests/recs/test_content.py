@@ -9,7 +9,7 @@ import pytest
 from app.challenges.service import join
 from app.extensions import db
 from app.models import utcnow
-from app.recs import content, serving
+from app.recs import content, events, serving
 from app.recs.content import ChallengeText, ContentModel
 from app.recs.serving import _blend, _Candidate, get_recommendations
 from tests.helpers import make_category, make_challenge, make_participation, make_user
@@ -108,6 +108,35 @@ def test_a_new_challenge_reaches_a_matching_student_and_not_an_unrelated_one(cam
     unrelated = get_recommendations(poet, k=6)
     assert new.id not in sources(unrelated)
     assert "content" not in sources(unrelated).values()
+
+
+def test_cards_are_pinned_at_positions_of_the_slate_not_of_every_page(campus):
+    """Show more continues the slate: its pages pin no cold challenges of their own, so a slate
+    read in pages of 3 is the slate read in one page of 12."""
+    for n in range(4):
+        make_challenge(
+            owner=campus["owner"],
+            category=campus["Robotics"][0].category,
+            title=f"Robot sensors sprint {n}",
+            description=NEW_ROBOT[1],
+        )
+    engineer = campus["engineer"]
+    whole = get_recommendations(engineer, k=12)
+    pinned = [item.position for item in whole.items if item.source == "content"]
+    assert pinned == serving.content_positions()
+    paged, slate_id, offset = [], None, 0
+    while offset < 12:
+        page = get_recommendations(engineer, k=3, offset=offset, slate_id=slate_id)
+        if slate_id is None:
+            events.save_api_page(engineer.id, page, new_slate=True, created_at=utcnow())
+        else:
+            events.save_cards(page)
+            db.session.commit()
+        slate_id, offset = page.slate_id, page.next_offset
+        paged += page.items
+    assert [(i.challenge_id, i.source) for i in paged] == [
+        (i.challenge_id, i.source) for i in whole.items
+    ]
 
 
 def test_an_older_cold_challenge_names_the_joined_one_it_resembles(campus):
