@@ -165,19 +165,24 @@ def natural_event_id(kind: str, *key: object) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
-def served_places(slate_id: str) -> dict[int, int]:
-    """challenge id -> the position this slate served it at: its impressions (the server's, and
-    the ones clients reported, which take the stored card's position) and the JSON API's cards."""
-    impressions = select(RecommendationEvent.challenge_id, RecommendationEvent.position).where(
+def served_places(slate_id: str) -> dict[int, tuple[int, str | None]]:
+    """challenge id -> (position, source) this slate served it with: its impressions (the
+    server's, and the ones clients reported, which take the stored card's) and the JSON API's
+    cards."""
+    impressions = select(
+        RecommendationEvent.challenge_id, RecommendationEvent.position, RecommendationEvent.source
+    ).where(
         RecommendationEvent.slate_id == slate_id,
         RecommendationEvent.type == "impression",
         RecommendationEvent.position.is_not(None),
     )
-    cards = select(RecommendationSlateCard.challenge_id, RecommendationSlateCard.position).where(
-        RecommendationSlateCard.slate_id == slate_id
-    )
-    places = {int(c): int(p) for c, p in db.session.execute(impressions)}
-    places.update({int(c): int(p) for c, p in db.session.execute(cards)})
+    cards = select(
+        RecommendationSlateCard.challenge_id,
+        RecommendationSlateCard.position,
+        RecommendationSlateCard.source,
+    ).where(RecommendationSlateCard.slate_id == slate_id)
+    places = {int(c): (int(p), source) for c, p, source in db.session.execute(impressions)}
+    places.update({int(c): (int(p), source) for c, p, source in db.session.execute(cards)})
     return places
 
 

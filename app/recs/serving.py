@@ -488,29 +488,33 @@ def _blend(filled: list[_Placed], pinned: dict[int, _Placed]) -> list[_Placed]:
     return blended + list(queue)
 
 
-def _placed(page: list[SlateItem], places: dict[int, int]) -> list[SlateItem]:
+def _placed(page: list[SlateItem], places: dict[int, tuple[int, str | None]]) -> list[SlateItem]:
     """A page of a slate that already served cards (asked for again: a retry, a reload, the page
     after a dismissal) carries the places its cards were served at: a card served before keeps
-    its place, and a card new to the slate whose place another card had takes the next free
-    one, if the slate has one left (MAX_SLATE_ITEMS). So the positions the page gives are those
-    its impressions and cards are stored at, a client's events about them match the slate, and
-    the page lists its cards in the order of their places."""
+    its place and source, and a card new to the slate whose place another card had takes the
+    next free one, if the slate has one left (MAX_SLATE_ITEMS). So the positions and sources the
+    page gives are those its impressions and cards are stored with, a client's events about them
+    match the slate, and the page lists its cards in the order of their places."""
     if not places:
         return page
-    taken = set(places.values())
+    taken = {position for position, _ in places.values()}
     following = max(taken) + 1
     placed = []
     for item in page:
-        position = places.get(item.challenge_id)
-        if position is None:
-            position = item.position
-            if position in taken:
-                while following in taken:
-                    following += 1
-                position = following
-            if position >= MAX_SLATE_ITEMS:
-                continue  # the slate is full: no place is left for another card
-            taken.add(position)
+        served = places.get(item.challenge_id)
+        if served is not None:
+            # Its place, and the source its impression and clicks are credited to.
+            position, source = served
+            placed.append(replace(item, position=position, source=source or item.source))
+            continue
+        position = item.position
+        if position in taken:
+            while following in taken:
+                following += 1
+            position = following
+        if position >= MAX_SLATE_ITEMS:
+            continue  # the slate is full: no place is left for another card
+        taken.add(position)
         placed.append(item if position == item.position else replace(item, position=position))
     # In the order of their places: a page asked for again lists what it listed before.
     return sorted(placed, key=lambda item: item.position)

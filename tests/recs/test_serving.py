@@ -213,3 +213,22 @@ def test_a_slate_that_began_without_model_cards_goes_on_without_them(student, ne
     second = get_recommendations(student, k=2, offset=2, slate_id=first.slate_id)
     assert second.items and {i.source for i in second.items} == {"heuristic"}
     assert second.model_version is None
+
+
+def test_a_page_asked_for_again_gives_its_cards_the_places_and_sources_they_were_served_with():
+    from app.recs.serving import SlateItem, _placed
+
+    def item(challenge_id: int, position: int, source: str = "fresh") -> SlateItem:
+        return SlateItem(None, challenge_id, 1.0, "reason", source, position)
+
+    served = {10: (0, "model"), 11: (1, "model"), 12: (2, "content")}
+    # Re-ranked since (fold-in now): 11 first, a new card 13 where 12 was.
+    page = [item(11, 0), item(10, 1), item(13, 2)]
+    placed = _placed(page, served)
+    assert [(i.challenge_id, i.position, i.source) for i in placed] == [
+        (10, 0, "model"),
+        (11, 1, "model"),
+        (13, 3, "fresh"),
+    ]
+    full = {n: (n, "model") for n in range(60)}
+    assert _placed([item(99, 5)], full) == []  # no place left in the slate
