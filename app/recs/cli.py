@@ -448,12 +448,12 @@ def scheduler_command() -> None:
     help="Keep this many days [default: RECS_EVENT_RETENTION_DAYS].",
 )
 def purge_events_command(days: int | None) -> None:
-    """Delete recommendation events older than the retention period, and the cards of API slates
-    as old. Dismissals ("Not interested") are kept until their challenge has been over for that
-    long."""
+    """Delete recommendation events older than the retention period, with every event of a slate
+    shown before then (metrics count them on its day), and the cards of API slates as old.
+    Dismissals ("Not interested") are kept until their challenge has been over for that long."""
     days = days or int(current_app.config["RECS_EVENT_RETENTION_DAYS"])
     deleted = pipeline.purge_events(days)
-    click.echo(f"Deleted {deleted} events older than {days} days.")
+    click.echo(f"Deleted {deleted} events older than {days} days or of slates shown before then.")
 
 
 def init_app(app: Flask) -> None:

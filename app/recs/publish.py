@@ -32,6 +32,7 @@ from app.models import (
     utcnow,
 )
 from app.recs.data import ascii_int, bounded_lines, pseudonym
+from app.recs.models import STAGING_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -619,18 +620,20 @@ def prune_versions(keep: int, model_dir: Path) -> list[str]:
 
 
 # The folder names save_artifact writes: a version (see new_version), or one being written.
-ARTIFACT_FOLDER = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}(\.tmp)?")
+ARTIFACT_FOLDER = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}(" + re.escape(STAGING_SUFFIX) + ")?")
 
 
 def _remove_unclaimed_artifacts(model_dir: Path) -> None:
     """Artifact folders no run points at: half-written ones (``.tmp``) and finished ones whose run
-    never recorded them, both left by a process killed while saving. Only a running run's may be
-    in the making; under the pipeline's lock that is the caller's own, already recorded."""
+    never recorded them, both left by a process killed while saving. A folder is matched to its
+    run by its name, the version, not by its full path: an installation moved or restored
+    elsewhere keeps its runs' old absolute paths. Only a running run's may be in the making;
+    under the pipeline's lock that is the caller's own."""
     folder = Path(model_dir)
     if not folder.is_dir():
         return
-    claimed = {
-        Path(path).resolve()
+    recorded = {
+        Path(path).name
         for path in db.session.scalars(
             select(ModelRun.artifact_path).where(ModelRun.artifact_path.is_not(None))
         )
@@ -641,7 +644,9 @@ def _remove_unclaimed_artifacts(model_dir: Path) -> None:
             entry.is_dir() and not entry.is_symlink() and ARTIFACT_FOLDER.fullmatch(entry.name)
         ):
             continue
-        if entry.resolve() in claimed or entry.name.removesuffix(".tmp") in running:
+        version = entry.name.removesuffix(STAGING_SUFFIX)
+        half_written = entry.name != version
+        if version in running or (not half_written and entry.name in recorded):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         log.info("removed model folder %s, which no run points at", entry.name)

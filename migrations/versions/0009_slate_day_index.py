@@ -6,14 +6,15 @@ range's slates by ``recommendation_slates.created_at``, then the slates' events 
 
 On PostgreSQL the index is built CONCURRENTLY, outside a transaction: every page with the
 recommendations block inserts a slate, and a plain CREATE INDEX would hold those inserts for as
-long as the build takes on a large table. Should the build fail halfway, PostgreSQL leaves an
-invalid index of that name; ``DROP INDEX ix_recommendation_slates_created`` and upgrade again.
+long as the build takes on a large table. A build that failed or was cancelled halfway leaves an
+invalid index of that name behind; upgrading again drops it and builds it anew.
 
 Revision ID: 0009_slate_day_index
 Revises: 0008_composed_emails
 Create Date: 2026-11-27 00:00:00
 
 """
+import sqlalchemy as sa
 from alembic import op
 
 
@@ -27,8 +28,21 @@ INDEX = 'ix_recommendation_slates_created'
 
 
 def upgrade():
-    if op.get_bind().dialect.name == 'postgresql':
+    bind = op.get_bind()
+    if bind.dialect.name == 'postgresql':
         with op.get_context().autocommit_block():
+            valid = bind.execute(
+                sa.text(
+                    "SELECT i.indisvalid FROM pg_index i "
+                    "JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE c.relname = :name AND pg_table_is_visible(c.oid)"
+                ),
+                {"name": INDEX},
+            ).scalar()
+            if valid:
+                return
+            if valid is not None:  # left invalid by an interrupted build
+                op.drop_index(INDEX, table_name='recommendation_slates', postgresql_concurrently=True)
             op.create_index(
                 INDEX,
                 'recommendation_slates',

@@ -281,9 +281,13 @@ def test_purge_events_command(runner, campus):
     student, challenge = campus["students"][0], campus["challenges"][0]
     add_event(student, challenge, "impression", days_ago=40)
     add_event(student, challenge, "impression", days_ago=1)
-    assert "Deleted 1 events older than 30 days" in invoke(runner, "purge-events", "--days", "30")
+    assert "Deleted 1 events older than 30 days or of slates shown before then" in invoke(
+        runner, "purge-events", "--days", "30"
+    )
     assert db.session.scalar(select(func.count(RecommendationEvent.id))) == 1
-    assert "Deleted 0 events older than 365 days" in invoke(runner, "purge-events")
+    assert "Deleted 0 events older than 365 days or of slates shown before then" in invoke(
+        runner, "purge-events"
+    )
 
 
 def test_scheduler_command_runs_the_blocking_scheduler(app, runner, monkeypatch):

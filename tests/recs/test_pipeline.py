@@ -306,6 +306,17 @@ def test_artifact_folders_a_killed_run_left_are_removed(app, campus):
     assert Path(publish.published_run().artifact_path).is_dir()
 
 
+def test_an_installation_moved_elsewhere_keeps_its_artifacts(app, campus):
+    """Runs record absolute paths; after a move or a restore to another folder, the folders are
+    still theirs, found by name."""
+    first = pipeline.train()
+    run = publish.published_run()
+    run.artifact_path = f"/somewhere/else/instance/models/{first.version}"
+    db.session.commit()
+    pipeline.train()
+    assert (Path(app.config["RECS_MODEL_DIR"]) / first.version).is_dir()
+
+
 def test_status_summary_reports_the_published_version(app, campus):
     result = pipeline.train()
     summary = pipeline.status_summary()
