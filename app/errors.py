@@ -41,6 +41,21 @@ TITLES = {
 UNAVAILABLE = "The database is not answering just now. Try again in a moment."
 
 
+def _unreachable(exc: Exception) -> bool:
+    """The database not answering (stopped, restarting, a lost connection, busy or locked, out of
+    connections) is not a bug of the page: 503, to try again, as /healthz says. A schema the code
+    does not match (no such table: an upgrade without ``flask db upgrade``) is a 500."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.TimeoutError):  # no connection free in the pool in time
+        return True
+    if not isinstance(exc, sa.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.OperationalError) and "no such " not in str(exc.orig)
+
+
 def _bare_error(status: int, message: str | None):
     """An error page that needs nothing but this module: no layout, no account, no database."""
     from markupsafe import escape
@@ -181,17 +196,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unhandled(exc: Exception):
-        from sqlalchemy.exc import DBAPIError
-
         from app.extensions import db
 
         log.exception("unhandled error on %s %s", request.method, request.path)
-        # The database not answering (stopped, restarting, out of connections) is not a bug of
-        # the page: 503, to try again, as /healthz says.
-        unreachable = isinstance(exc, DBAPIError) and (
-            exc.connection_invalidated or type(exc.orig).__name__ == "OperationalError"
-        )
-        status, message = (503, UNAVAILABLE) if unreachable else (500, None)
+        status, message = (503, UNAVAILABLE) if _unreachable(exc) else (500, None)
         try:
             db.session.rollback()
         except Exception:  # the connection is gone with the database

@@ -134,11 +134,16 @@ def _subject() -> tuple[User | None, int, str]:
     return user, 200, ""
 
 
-def _as_stored(body: dict, stored: dict[int, int]) -> None:
-    """The page as stored: a card a concurrent request for the same slate displaced keeps the
-    place it was stored at, and a card that found none is left out (its events would be refused)."""
+def _as_stored(body: dict, stored: dict[int, tuple[int, str]]) -> None:
+    """The page as stored: a card a concurrent request for the same slate stored first keeps the
+    place and source it was stored with, and a card that found no place is left out (its events
+    would be refused)."""
     items = [
-        {**item, "position": stored[item["challenge_id"]]}
+        {
+            **item,
+            "position": stored[item["challenge_id"]][0],
+            "source": stored[item["challenge_id"]][1],
+        }
         for item in body["items"]
         if item["challenge_id"] in stored
     ]

@@ -285,7 +285,7 @@ def status_command(as_json: bool) -> None:
         run["interrupted"] = (
             run["status"] == "running"
             and run["version"] != (summary["progress"]["version"])
-            and _left_unfinished(app, run)
+            and _left_unfinished(run)
         )
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -293,13 +293,11 @@ def status_command(as_json: bool) -> None:
     click.echo(_describe_status(summary))
 
 
-def _left_unfinished(app, run: dict) -> bool:
-    """A run listed as running while no process was running one: ended without finishing, unless
-    it finished between the two reads. Its status is read again after the lock is found free
-    (a run's row is written once its process holds the lock, and finished before it lets go), so
-    a run that just finished is shown as it ended, not as interrupted."""
-    if scheduler.is_locked(app):
-        return False
+def _left_unfinished(run: dict) -> bool:
+    """A run listed as running that is not the one in progress: ended without finishing, unless
+    it finished between the two reads. Its row is read again: a live run holds the pipeline's
+    lock from before its row was written until after it finished, so one still running now and
+    not the run in progress has no process left."""
     db.session.expire_all()
     now = db.session.scalar(select(ModelRun).where(ModelRun.version == run["version"]))
     if now is not None and now.status != "running":

@@ -354,7 +354,7 @@ def _impression(slate_id: str, challenge_id: int):
 
 def save_api_page(
     user_id: int, slate, new_slate: bool, created_at: datetime, places: int = 60
-) -> dict[int, int]:
+) -> dict[int, tuple[int, str]]:
     """A JSON API page: the slate's row when the page starts it, and the cards it served (what
     the client's events are checked against), in one transaction. Returns each card's stored
     place (see ``save_cards``); ``places``: how many a slate has."""
@@ -371,27 +371,29 @@ def save_api_page(
 PLACE_ATTEMPTS = 3
 
 
-def save_cards(slate, places: int = 60) -> dict[int, int]:
+def save_cards(slate, places: int = 60) -> dict[int, tuple[int, str]]:
     """Add the cards of a JSON API page (``serving.Slate``), once each, to the session's
-    transaction (the caller commits). Returns challenge id -> the place each is stored at: the
-    page's own, or, when a concurrent request for the same slate stored another card there first
-    (a retry racing the original), the next free place below ``places``; a card left without
-    one is not in the answer."""
+    transaction (the caller commits). Returns challenge id -> (place, source) each is stored with:
+    the page's own, or, when a concurrent request for the same slate stored another card there
+    first (a retry racing the original), the next free place below ``places``; a card left
+    without one is not in the answer."""
+    page = [item.challenge_id for item in slate.items]
     wanted = {item.challenge_id: (item.position, item.source) for item in slate.items}
     if not wanted:
         return {}
     table = RecommendationSlateCard.__table__
-    stored: dict[int, int] = {}
+    stored: dict[int, tuple[int, str]] = {}
     for _attempt in range(PLACE_ATTEMPTS):
         _insert_cards(slate.slate_id, wanted)
-        stored = dict(
-            db.session.execute(
-                select(table.c.challenge_id, table.c.position).where(
-                    table.c.slate_id == slate.slate_id, table.c.challenge_id.in_(list(wanted))
+        stored = {
+            challenge: (position, source)
+            for challenge, position, source in db.session.execute(
+                select(table.c.challenge_id, table.c.position, table.c.source).where(
+                    table.c.slate_id == slate.slate_id, table.c.challenge_id.in_(page)
                 )
-            ).all()
-        )
-        unplaced = [c for c in wanted if c not in stored]
+            )
+        }
+        unplaced = [c for c in page if c not in stored]
         if not unplaced:
             break
         taken = set(

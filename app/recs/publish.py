@@ -569,20 +569,34 @@ def cleanup_orphans(current_run_id: int | None = None) -> int:
     for run_id, version in stale:
         # Claimed by a conditional update: a run whose process is in fact alive (its lock's
         # connection died, not the process) and publishing now holds its row until the flip
-        # commits, and is then no longer running, so its rows stay.
+        # commits, and is then no longer running, so its rows stay. The claim and the deletion
+        # of the rows commit together, so no failed run is ever left holding rows.
         claimed = db.session.execute(
             update(ModelRun)
             .where(ModelRun.id == run_id, ModelRun.status == "running")
-            .values(status="failed", finished_at=utcnow())
+            .values(
+                status="failed",
+                error=INTERRUPTED,
+                finished_at=utcnow(),
+                rows_count=0,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
-        db.session.commit()
         if not claimed:
+            db.session.rollback()
             continue
-        log.warning("run %s was interrupted; cleaning up its rows", version)
-        fail_run(run_id, "interrupted: the process ended before the run finished")
+        db.session.execute(
+            delete(UserRecommendation).where(UserRecommendation.model_run_id == run_id)
+        )
+        run = db.session.get(ModelRun, run_id, populate_existing=True)
+        run.report = {**(run.report or {}), "stage": "done"}
+        db.session.commit()
+        log.warning("run %s was interrupted; its rows were cleaned up", version)
         cleaned += 1
     return cleaned
+
+
+INTERRUPTED = "interrupted: the process ended before the run finished"
 
 
 def prune_versions(keep: int, model_dir: Path) -> list[str]:
@@ -624,21 +638,22 @@ ARTIFACT_FOLDER = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}(" + re.escape(STAGI
 
 
 def _remove_unclaimed_artifacts(model_dir: Path) -> None:
-    """Artifact folders no run points at: half-written ones (``.tmp``) and finished ones whose run
-    never recorded them, both left by a process killed while saving. A folder is matched to its
-    run by its name, the version, not by its full path: an installation moved or restored
-    elsewhere keeps its runs' old absolute paths. Only a running run's may be in the making;
-    under the pipeline's lock that is the caller's own."""
+    """Artifact folders of this database's runs that their run does not point at: half-written
+    ones (``.tmp``) and finished ones the run never recorded, both left by a process killed while
+    saving. A folder is matched to its run by its name, the version, not by its full path: an
+    installation moved or restored elsewhere keeps its runs' old absolute paths. Folders of
+    versions this database does not know are left alone (another database's, sharing the
+    folder), and so is a running run's, in the making."""
     folder = Path(model_dir)
     if not folder.is_dir():
         return
-    recorded = {
-        Path(path).name
-        for path in db.session.scalars(
-            select(ModelRun.artifact_path).where(ModelRun.artifact_path.is_not(None))
-        )
-    }
-    running = set(db.session.scalars(select(ModelRun.version).where(ModelRun.status == "running")))
+    runs = db.session.execute(select(ModelRun.version, ModelRun.status, ModelRun.artifact_path))
+    recorded, finished = set(), set()
+    for version, status, path in runs:
+        if path:
+            recorded.add(Path(path).name)
+        if status != "running":
+            finished.add(version)
     for entry in folder.iterdir():
         if not (
             entry.is_dir() and not entry.is_symlink() and ARTIFACT_FOLDER.fullmatch(entry.name)
@@ -646,10 +661,10 @@ def _remove_unclaimed_artifacts(model_dir: Path) -> None:
             continue
         version = entry.name.removesuffix(STAGING_SUFFIX)
         half_written = entry.name != version
-        if version in running or (not half_written and entry.name in recorded):
+        if version not in finished or (not half_written and entry.name in recorded):
             continue
         shutil.rmtree(entry, ignore_errors=True)
-        log.info("removed model folder %s, which no run points at", entry.name)
+        log.info("removed model folder %s, which its run does not point at", entry.name)
 
 
 def _remove_artifact(path: str | None, model_dir: Path) -> None:

@@ -30,8 +30,10 @@ INDEX = 'ix_recommendation_slates_created'
 def upgrade():
     bind = op.get_bind()
     if bind.dialect.name == 'postgresql':
-        with op.get_context().autocommit_block():
-            valid = bind.execute(
+        context = op.get_context()
+        with context.autocommit_block():
+            # Offline (``--sql``) there is no database to ask: the script just builds the index.
+            valid = None if context.as_sql else bind.execute(
                 sa.text(
                     "SELECT i.indisvalid FROM pg_index i "
                     "JOIN pg_class c ON c.oid = i.indexrelid "

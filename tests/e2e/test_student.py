@@ -39,6 +39,9 @@ def test_student_logs_in_browses_filters_joins_and_leaves(page, campus):
     cards = challenge_list(page).locator("h3")
     expect(cards).to_have_text(["Sonnet sprint", "Line-following robot"], ignore_case=False)
     expect(page.get_by_text("Unannounced drone race")).to_have_count(0)
+    # The recommendations block loads after the page, above the filters, and moves them down:
+    # wait for it, or a click can land where the button was.
+    expect(page.locator("#recommended-slate article").first).to_be_visible()
 
     page.get_by_label("Category").select_option(label="Robotics")
     page.get_by_role("button", name="Apply").click()
@@ -54,6 +57,7 @@ def test_student_logs_in_browses_filters_joins_and_leaves(page, campus):
     page.get_by_label("Sort by").select_option(label="Highest reward")
     page.get_by_role("button", name="Apply").click()
     expect(cards).to_have_text(["Line-following robot", "Sonnet sprint"])
+    expect(page.locator("#recommended-slate article").first).to_be_visible()  # as above
 
     challenge_list(page).get_by_role("link", name="Line-following robot").click()
     page.get_by_role("button", name="Join challenge").click()

@@ -407,6 +407,19 @@ def test_status_shows_a_run_that_finished_while_it_looked_as_it_ended(runner, ca
     )
 
 
+def test_status_names_an_orphan_while_another_run_is_in_progress(app, runner, campus):
+    orphan = publish.start_run(kind="train")  # its process died
+    lock = scheduler.RunLock(app)
+    assert lock.acquire()  # the live run's process
+    try:
+        live = publish.start_run(kind="train")
+        runs = json.loads(invoke(runner, "status", "--json", stdout_only=True))["runs"]
+    finally:
+        lock.release()
+    shown = {r["version"]: r["interrupted"] for r in runs}
+    assert shown[orphan.version] is True and shown[live.version] is False
+
+
 def test_import_refuses_a_file_covering_far_fewer_students(runner, campus, tmp_path, caplog):
     invoke(runner, "pipeline")
     full = tmp_path / "full.csv"

@@ -293,16 +293,21 @@ def test_old_versions_are_pruned(app, campus):
 
 def test_artifact_folders_a_killed_run_left_are_removed(app, campus):
     models = Path(app.config["RECS_MODEL_DIR"])
-    half_written = models / "20261126-223739-d041.tmp"  # killed while saving
+    # Runs killed while saving: their process died, and the next run marks them failed.
+    for version in ("20261126-223739-d041", "20261126-223740-beef"):
+        db.session.add(ModelRun(version=version, kind="train", status="running"))
+    db.session.commit()
+    half_written = models / "20261126-223739-d041.tmp"  # killed while writing it
     never_recorded = models / "20261126-223740-beef"  # killed before the run recorded it
+    another_databases = models / "20261126-223741-cafe"  # a version this database never had
     unrelated = models / "README-notes"
-    for folder in (half_written, never_recorded, unrelated):
+    for folder in (half_written, never_recorded, another_databases, unrelated):
         folder.mkdir(parents=True)
         (folder / "model.npz").write_bytes(b"x")
     result = pipeline.train()
     assert result.status == "published"
     assert not half_written.exists() and not never_recorded.exists()
-    assert unrelated.exists()
+    assert another_databases.exists() and unrelated.exists()
     assert Path(publish.published_run().artifact_path).is_dir()
 
 

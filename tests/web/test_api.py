@@ -444,6 +444,7 @@ def test_a_card_whose_place_a_concurrent_request_took_gets_the_next_free_one(
     )
     assert stored[new["challenge_id"]] == 7 and stored[other.id] == 6
     assert all(stored[item["challenge_id"]] == item["position"] for item in again["items"])
+    assert len(again["items"]) == 6  # the whole page, the moved card with the others
     assert again["next_offset"] == 8
     response = _report(student_client, "impression", again, new)
     assert response.status_code == 201, response.get_json()

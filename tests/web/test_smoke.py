@@ -109,6 +109,23 @@ def test_a_database_that_stops_answering_gets_a_page_that_says_so(
     assert "unhandled error on GET" in caplog.text
 
 
+def test_which_database_errors_say_try_again():
+    import sqlite3
+
+    from sqlalchemy import exc
+
+    from app.errors import _unreachable
+
+    def operational(message: str) -> exc.OperationalError:
+        return exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
+
+    assert _unreachable(operational("database is locked"))
+    assert _unreachable(exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"))
+    assert not _unreachable(operational("no such table: challenges"))  # an upgrade not run
+    assert not _unreachable(exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE")))
+    assert not _unreachable(ValueError("a bug"))
+
+
 def test_an_error_page_that_cannot_be_drawn_is_answered_plainly(student_client, monkeypatch):
     from app import errors
 
