@@ -53,8 +53,7 @@ def recommendations():
     body = _slate_json(slate)
     # An admin's read is a preview: storing a slate the student never saw would skew metrics. A
     # student's page stores what it served, which the client's events are checked against.
-    # An empty page still stores a new slate's row, so the slate_id it answers can be passed back.
-    if user.id == current_user.id and (slate.items or slate_id is None):
+    if user.id == current_user.id and slate.items:
         stored = events.save_api_page(
             user.id,
             slate,

@@ -363,14 +363,6 @@ def test_one_card_per_place_when_a_page_is_asked_for_again(student_client, chall
     assert sorted(positions) == sorted(set(positions))
 
 
-def test_an_empty_slate_can_be_asked_for_again(student_client):
-    """Nothing to recommend: the answer's slate_id is still one the API knows."""
-    body = student_client.get(URL).get_json()
-    assert body["items"] == [] and body["next_offset"] is None
-    again = student_client.get(f"{URL}?slate_id={body['slate_id']}")
-    assert again.status_code == 200 and again.get_json()["items"] == []
-
-
 def test_a_page_asked_for_again_gives_the_places_its_cards_are_stored_at(
     student_client, challenges
 ):
