@@ -158,7 +158,7 @@ def init_app(app: Flask) -> None:
         from flask_login import current_user
 
         log.warning(
-            "CSRF failure path=%s address=%s logged_in=%s reason=%s",
+            "CSRF failure path=%r address=%s logged_in=%s reason=%s",
             request.path,
             request.remote_addr,
             current_user.is_authenticated,
@@ -186,7 +186,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if exc.code and exc.code >= 500:
-            log.error("HTTP %s on %s", exc.code, request.path)
+            log.error("HTTP %s on %r", exc.code, request.path)
         description = (
             exc.description
             if exc.code not in MESSAGES or exc.description != type(exc).description
@@ -198,7 +198,7 @@ def init_app(app: Flask) -> None:
     def _unhandled(exc: Exception):
         from app.extensions import db
 
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %r", request.method, request.path)
         status, message = (503, UNAVAILABLE) if _unreachable(exc) else (500, None)
         try:
             db.session.rollback()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, abort, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
@@ -81,6 +81,12 @@ def _security_headers(response):
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    # A logged-in page is that person's (their challenges, a participants list with emails, the
+    # console): no shared or browser cache keeps it. Read only if the request loaded the account
+    # already: loading it here could fail again on an error page the database caused.
+    user = g.get("_login_user")
+    if user is not None and user.is_authenticated and request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "private, no-store")
     return response
 
 
@@ -106,7 +112,7 @@ def _refuse_file_uploads() -> None:
     where text is expected (and fail inside a validator): refuse it as bad input instead."""
     if request.mimetype == "multipart/form-data" and request.files:
         log.warning(
-            "refused a file upload in %s %s address=%s",
+            "refused a file upload in %s %r address=%s",  # %r: a path may hold a newline
             request.method,
             request.path,
             request.remote_addr,

@@ -74,6 +74,7 @@ def _history_statement():
             Participation.challenge_id,
             Challenge.category_id,
             Challenge.title,
+            Challenge.status,
             Participation.status,
             Participation.joined_at,
             Participation.updated_at,
@@ -88,6 +89,7 @@ def _history_statement():
             RecommendationEvent.challenge_id,
             Challenge.category_id,
             Challenge.title,
+            Challenge.status,
             RecommendationEvent.type,
             latest,
             latest,
@@ -102,6 +104,7 @@ def _history_statement():
             RecommendationEvent.challenge_id,
             Challenge.category_id,
             Challenge.title,
+            Challenge.status,
             RecommendationEvent.type,
         )
     )
@@ -111,7 +114,7 @@ def _history_statement():
 def _history(rows: Iterable[tuple]) -> UserHistory:
     joined, dismissed, categories = set(), set(), Counter()
     interactions, titles, moments = [], {}, []
-    for challenge_id, category_id, title, kind, happened_at, updated_at, count in rows:
+    for challenge_id, category_id, title, status, kind, happened_at, updated_at, count in rows:
         # Each change is dated as the training dates it (``data.read_database``), so a student
         # whose data the training read in full is never taken for one who acted since.
         if kind == ParticipationStatus.LEFT.value:
@@ -122,7 +125,10 @@ def _history(rows: Iterable[tuple]) -> UserHistory:
             dismissed.add(challenge_id)
             interactions.append((challenge_id, "dismiss", happened_at.timestamp(), count))
             continue
-        titles[challenge_id] = title
+        # The reasons quote these titles: a challenge taken back to draft (and perhaps renamed)
+        # since is not public, and its reason falls back to the category's phrase.
+        if status != ChallengeStatus.DRAFT.value:
+            titles[challenge_id] = title
         if kind == "click":
             interactions.append((challenge_id, "click", happened_at.timestamp(), count))
             continue

@@ -232,3 +232,21 @@ def test_a_page_asked_for_again_gives_its_cards_the_places_and_sources_they_were
     ]
     full = {n: (n, "model") for n in range(60)}
     assert _placed([item(99, 5)], full) == []  # no place left in the slate
+
+
+def test_a_reason_never_quotes_a_challenge_taken_back_to_draft(app):
+    """A challenge a student only clicked can go back to draft, and be renamed: its new title is
+    not public, so no "Because you looked at ..." quotes it."""
+    from app.recs.eligibility import load_user_history
+    from app.recs.serving import _because
+    from tests.helpers import make_event
+
+    student, seen, joined = make_user(), make_challenge(), make_challenge()
+    make_event(student, seen, "click", slate_id="s")
+    make_participation(student, joined)
+    assert _because(load_user_history(student.id), seen.id) == f"Because you looked at {seen.title}"
+    seen.status, seen.title = "draft", "CONFIDENTIAL: Lab 4 closure plan"
+    db.session.commit()
+    history = load_user_history(student.id)
+    assert seen.id not in history.titles and _because(history, seen.id) is None
+    assert _because(history, joined.id) == f"Because you joined {joined.title}"

@@ -139,6 +139,27 @@ def test_an_error_page_that_cannot_be_drawn_is_answered_plainly(student_client, 
     assert "Something went wrong on our side" in response.get_data(as_text=True)
 
 
+def test_a_logged_in_page_is_kept_by_no_cache(student_client, client):
+    make_challenge()
+    assert student_client.get("/me/challenges").headers["Cache-Control"] == "private, no-store"
+    assert student_client.get("/challenges").headers["Cache-Control"] == "private, no-store"
+    assert "no-store" not in client.get("/login").headers.get("Cache-Control", "")
+    assert "no-store" not in student_client.get("/static/app.css").headers.get("Cache-Control", "")
+
+
+def test_a_refused_upload_cannot_write_a_line_of_its_own_into_the_log(client, caplog):
+    forged = "2026-11-27 00:00:00,000 INFO app.auth.routes: login user_id=1"
+    with caplog.at_level("WARNING", logger="app.web"):
+        response = client.post(
+            f"/nothing%0a{forged.replace(' ', '%20')}",
+            data={"f": (io.BytesIO(b"x"), "a.txt")},
+            content_type="multipart/form-data",
+        )
+    assert response.status_code == 400
+    [record] = [r for r in caplog.records if "file upload" in r.getMessage()]
+    assert "\n" not in record.getMessage()
+
+
 def test_a_refused_request_cannot_write_a_line_of_its_own_into_the_log(client, caplog):
     forged = "2026-11-26 19:40:00,000 INFO app.auth.routes: login user_id=1"
     with caplog.at_level("WARNING", logger="app.web"):
