@@ -64,11 +64,17 @@ def _bare_error(status: int, message: str | None):
     if wants_json():
         return json_error(status, message)
     title = f"{TITLES.get(status, 'Error')} ({status})"
+    from app.auth.routes import safe_next
+
+    # A page asked for with GET can simply be asked for again once the database answers.
+    here = safe_next(request.full_path.rstrip("?")) if request.method == "GET" else None
+    again = f'<a href="{escape(here)}">Try again</a> · ' if here else ""
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)} · Campus Challenges</title></head>"
         f"<body><main><h1>{escape(title)}</h1><p>{escape(message)}</p>"
-        '<p><a href="/">Back to Campus Challenges</a></p></main></body></html>'
+        f'<p>{again}<a href="/">Back to Campus Challenges</a></p></main></body></html>'
     )
     return html, status
 

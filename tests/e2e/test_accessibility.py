@@ -163,6 +163,7 @@ WORD_WIDTHS = """cells => cells.map(cell => {
         ("professor", "/professor/challenges/{challenge}/participants"),
         ("professor", "/professor/stats"),
         ("admin", "/admin/users"),
+        ("admin", "/admin/categories"),
         ("admin", "/admin/recommendations/online"),
     ],
 )

@@ -85,8 +85,8 @@ def test_online_metrics_page_shows_the_numbers(admin_client):
     db.session.commit()
 
     page = admin_client.get("/admin/recommendations/online").get_data(as_text=True)
-    assert "<td>model</td><td>4</td><td>1</td><td>25.0%</td>" in page
-    assert "<td>heuristic</td><td>1</td><td>0</td><td>0.0%</td>" in page
+    assert '<th scope="row">model</th><td>4</td><td>1</td><td>25.0%</td>' in page
+    assert '<th scope="row">heuristic</th><td>1</td><td>0</td><td>0.0%</td>' in page
     assert 'src="/admin/recommendations/charts/daily-ctr.svg?from=' in page
     chart = admin_client.get("/admin/recommendations/charts/daily-ctr.svg")
     assert b"model" in chart.data and b"heuristic" in chart.data
@@ -112,11 +112,14 @@ def test_no_day_shows_a_rate_over_100_percent_when_a_slate_is_clicked_the_next_d
         )
     page = admin_client.get("/admin/recommendations/online?from=2026-11-21&to=2026-11-21")
     page = re.sub(r">\s+<", "><", page.get_data(as_text=True))
-    assert "<td>fresh</td>" not in page  # nothing of that source in the range
-    assert "<td>model</td><td>0</td><td>0</td><td>—</td><td>0</td><td>—</td>" in page
+    assert '<th scope="row">fresh</th>' not in page  # nothing of that source in the range
+    assert '<th scope="row">model</th><td>0</td><td>0</td><td>—</td><td>0</td><td>—</td>' in page
     page = admin_client.get("/admin/recommendations/online?from=2026-11-20&to=2026-11-21")
     page = re.sub(r">\s+<", "><", page.get_data(as_text=True))
-    assert "<td>fresh</td><td>1</td><td>1</td><td>100.0%</td><td>1</td><td>100.0%</td>" in page
+    assert (
+        '<th scope="row">fresh</th><td>1</td><td>1</td><td>100.0%</td><td>1</td><td>100.0%</td>'
+        in page
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,7 +151,7 @@ def test_a_refused_range_stays_in_the_fields_to_be_corrected(admin_client, profe
         assert 'name="from" value="2024-03-05"' in page and 'name="to" value="2024-03-01"' in page
     online = admin_client.get(f"/admin/recommendations/online?{query}").get_data(as_text=True)
     assert online.count('aria-invalid="true"') == 2
-    assert 'aria-invalid' not in admin_client.get("/admin/recommendations/online").get_data(True)
+    assert "aria-invalid" not in admin_client.get("/admin/recommendations/online").get_data(True)
 
 
 def _published_run(version="v1", **kw) -> ModelRun:

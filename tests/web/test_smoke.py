@@ -134,9 +134,12 @@ def test_an_error_page_that_cannot_be_drawn_is_answered_plainly(student_client, 
 
     monkeypatch.setattr(errors, "render_template", broken)
     monkeypatch.setattr(db.session, "get", broken)
-    response = student_client.get("/challenges")
+    response = student_client.get("/challenges?page=2")
+    page = response.get_data(as_text=True)
     assert response.status_code == 500
-    assert "Something went wrong on our side" in response.get_data(as_text=True)
+    assert "Something went wrong on our side" in page
+    assert '<a href="/challenges?page=2">Try again</a>' in page
+    assert 'name="viewport"' in page
 
 
 def test_a_logged_in_page_is_kept_by_no_cache(student_client, client):
