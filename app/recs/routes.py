@@ -63,7 +63,12 @@ def fragment():
     # how many "Show more" added.
     announce = _is_htmx() and offset > 0 and not restarted
     html = render_template(
-        template, slate=slate, now=utcnow(), restarted=restarted, announce=announce
+        template,
+        slate=slate,
+        now=utcnow(),
+        restarted=restarted,
+        announce=announce,
+        htmx=_is_htmx(),
     )
     events.record_page(current_user.id, slate, new_slate)
     response = current_app.make_response(html)

@@ -245,6 +245,11 @@ def test_show_more_of_a_gone_slate_replaces_the_list(student_client, challenges)
     assert response.headers["HX-Reswap"] == "innerHTML"
     html = response.get_data(as_text=True)
     assert "here is a fresh one" in html and len(card_ids(html)) == 6
+    # Said in the block's status line, which screen readers read out as it changes.
+    assert (
+        '<p id="recs-status" hx-swap-oob="innerHTML">That list had expired, so here is a fresh '
+        "one.</p>" in html
+    )
     # The "Show more" that had focus is gone with the old list: the first new card takes it.
     assert html.count("autofocus") == 1 and "autofocus" in html.split("</h3>", 1)[0]
     # Continuing a slate that exists appends, as before.
@@ -253,6 +258,7 @@ def test_show_more_of_a_gone_slate_replaces_the_list(student_client, challenges)
     # Without HTMX it is a whole page anyway; the note still says why it starts again.
     page = student_client.get(gone).get_data(as_text=True)
     assert "<html" in page and "here is a fresh one" in page and 'id="recommended-slate"' in page
+    assert page.count('id="recs-status"') == 1 and "hx-swap-oob" not in page
 
 
 def test_nothing_to_recommend_writes_no_slate(student_client):
