@@ -42,7 +42,7 @@ def stats():
     rows = metrics.challenge_counts(current_user.id, period)
     total = sum((row.counts for row in rows), metrics.Counts())
     return render_template(
-        "professor/stats.html", rows=rows, total=total, period=period
+        "professor/stats.html", rows=rows, total=total, period=period, range_refused=bool(error)
     ), 400 if error else 200
 
 

@@ -88,18 +88,23 @@ def range_or_default(
         return default_range(today), str(exc)
 
 
+# The range form's labels: a message names the field as the page shows it.
+DAY_FIELDS = {"from": "From (UTC day)", "to": "To (UTC day)"}
+
+
 def _parse_day(raw: str, name: str) -> date:
     # fromisoformat also takes "20240105" and week dates; the form only ever sends YYYY-MM-DD.
+    label = DAY_FIELDS.get(name, name)
     if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):  # \d would take other scripts' digits
         try:
             day = date.fromisoformat(raw)
         except ValueError:
-            raise ValueError(f"'{name}' is not a day of the calendar: {raw}.") from None
+            raise ValueError(f"{label}: {raw} is not a day of the calendar.") from None
         else:
             if FIRST_DAY <= day <= LAST_DAY:
                 return day
-            raise ValueError(f"'{name}' must be between {FIRST_DAY} and {LAST_DAY}.")
-    raise ValueError(f"'{name}' must be a date written as YYYY-MM-DD.")
+            raise ValueError(f"{label}: must be between {FIRST_DAY} and {LAST_DAY}.")
+    raise ValueError(f"{label}: must be a date written as YYYY-MM-DD.")
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,15 @@ def test_a_refused_range_stays_in_the_fields_to_be_corrected(admin_client, profe
     ):
         page = browser.get(f"{url}?{query}").get_data(as_text=True)
         assert 'name="from" value="2024-03-05"' in page and 'name="to" value="2024-03-01"' in page
-    online = admin_client.get(f"/admin/recommendations/online?{query}").get_data(as_text=True)
-    assert online.count('aria-invalid="true"') == 2
-    assert "aria-invalid" not in admin_client.get("/admin/recommendations/online").get_data(True)
+    for browser, url in (
+        (admin_client, "/admin/recommendations/online"),
+        (professor_client, "/professor/stats"),  # the same form
+    ):
+        page = browser.get(f"{url}?{query}").get_data(as_text=True)
+        assert page.count('aria-invalid="true"') == 2 and "From (UTC day)" in page
+        assert "aria-invalid" not in browser.get(url).get_data(True)
+    wrong_day = admin_client.get("/admin/recommendations/online?from=2024-02-30").get_data(True)
+    assert "From (UTC day): 2024-02-30 is not a day of the calendar." in wrong_day
 
 
 def _published_run(version="v1", **kw) -> ModelRun:
