@@ -157,7 +157,8 @@ class ArmStats:
 
 
 def arm_stats(experiment: Experiment) -> dict[str, ArmStats]:
-    """Impressions, clicks and attributed joins per arm since the experiment started."""
+    """Impressions, clicks and attributed joins per arm of the slates shown while the experiment
+    ran."""
     counts = {
         kind: func.sum(case((RecommendationEvent.type == kind, 1), else_=0))
         for kind in ("impression", "click", "join")
@@ -168,11 +169,12 @@ def arm_stats(experiment: Experiment) -> dict[str, ArmStats]:
         .join(RecommendationSlate, RecommendationSlate.id == RecommendationEvent.slate_id)
         .where(
             RecommendationEvent.arm.in_((experiment.control_arm, experiment.treatment_arm)),
-            RecommendationEvent.created_at >= experiment.started_at,
-            RecommendationEvent.created_at <= end,
-            # A slate begun before the experiment carries the arm (or winner) of its own time:
-            # its later pages and clicks are not this experiment's.
+            # The slates the experiment served, with everything they led to, as online metrics
+            # count them: a slate begun before it carries the arm (or winner) of its own time,
+            # and a click or a join after the stop on a slate shown before it is the
+            # experiment's (left out, the stop would cut its rates short).
             RecommendationSlate.created_at >= experiment.started_at,
+            RecommendationSlate.created_at <= end,
         )
         .group_by(RecommendationEvent.arm)
     ).all()

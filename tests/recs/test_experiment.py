@@ -87,6 +87,38 @@ def test_arm_stats_counts_events_per_arm(app):
     assert stats["model"].ctr.rate == pytest.approx(0.3)
 
 
+def test_a_join_after_the_stop_on_a_slate_shown_during_counts(app):
+    from app.recs.experiment import stop_experiment
+
+    experiment = start_experiment("m vs h", 50, salt="s")
+    student, challenge = make_user(), make_challenge()
+    shown = RecommendationSlate(
+        id="shown-during", user_id=student.id, source="model", created_at=utcnow()
+    )
+    db.session.add(shown)
+    for kind in ("impression", "click"):
+        db.session.add(RecommendationEvent(
+            event_id=f"{kind}-during", user_id=student.id, challenge_id=challenge.id, type=kind,
+            arm="model", source="model", slate_id=shown.id, created_at=utcnow()))
+    db.session.commit()
+    stop_experiment(experiment, None)
+    later = utcnow() + timedelta(minutes=5)
+    db.session.add(RecommendationEvent(
+        event_id="join-after", user_id=student.id, challenge_id=challenge.id, type="join",
+        arm="model", source="model", slate_id=shown.id, created_at=later))
+    after_stop = RecommendationSlate(
+        id="shown-after", user_id=student.id, source="model", created_at=later
+    )
+    db.session.add(after_stop)
+    db.session.add(RecommendationEvent(
+        event_id="impression-after", user_id=student.id, challenge_id=challenge.id,
+        type="impression", arm="model", source="model", slate_id=after_stop.id, created_at=later))
+    db.session.commit()
+    db.session.refresh(experiment)
+    stats = arm_stats(experiment)["model"]
+    assert (stats.impressions, stats.clicks, stats.joins) == (1, 1, 1)
+
+
 def test_more_successes_than_trials_do_not_break_the_statistics():
     odd = Proportion(6, 1)
     assert odd.rate == 1.0 and odd.wilson_interval()[1] <= 1.0
