@@ -20,11 +20,22 @@ from app.forms import PageForm
 from app.models import CHALLENGE_STATUSES
 from app.text import Visible, clean_line, clean_text
 
-# The browser widget submits "YYYY-MM-DDTHH:MM"; the first format is also the one rendered back.
+# The browser widget submits "YYYY-MM-DDTHH:MM", the shape the fields render (UTCDateTimeField).
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
 # Postgres INTEGER tops out at 2**31 - 1; a sane cap keeps a typo from becoming a database error.
 MAX_REWARD_POINTS = 100_000
 UTC_HELP = "Date and time in UTC (not your local time zone)."
+
+
+class UTCDateTimeField(DateTimeLocalField):
+    """A date and time in UTC, written back as the browser's widget reads it: strftime leaves a
+    year before 1000 without its leading zeros ("202-05-06"), which the widget shows as empty."""
+
+    def _value(self) -> str:
+        if self.raw_data or not self.data:
+            return super()._value()
+        value = self.data.astimezone(UTC) if self.data.tzinfo else self.data
+        return value.replace(tzinfo=None).isoformat(timespec="minutes")
 
 
 class ChallengeForm(PageForm):
@@ -53,14 +64,14 @@ class ChallengeForm(PageForm):
     version = HiddenField()
     # The create form: a one-time token, so submitting the same form twice creates one challenge.
     creation_token = HiddenField()
-    starts_at = DateTimeLocalField(
+    starts_at = UTCDateTimeField(
         "Starts at",
         format=DATETIME_FORMATS,
         tz=UTC,
         validators=[InputRequired()],
         description=UTC_HELP,
     )
-    ends_at = DateTimeLocalField(
+    ends_at = UTCDateTimeField(
         "Ends at (optional)",
         format=DATETIME_FORMATS,
         tz=UTC,

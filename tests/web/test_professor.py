@@ -117,6 +117,23 @@ def test_edit_form_shows_current_values(professor_client):
     assert 'value="2031-05-06T07:08"' in page
 
 
+def test_edit_form_writes_a_year_before_1000_with_four_digits(professor_client):
+    # A date field reads only YYYY-MM-DD: "202-05-06T07:08" shows as empty, and saving the
+    # form unchanged then said the start was missing.
+    challenge = make_challenge(
+        owner=professor_client.user,
+        starts_at=datetime(202, 5, 6, 7, 8, tzinfo=UTC),
+        ends_at=datetime(2031, 5, 6, 7, 8, tzinfo=UTC),
+    )
+    url = f"/professor/challenges/{challenge.id}/edit"
+    page = professor_client.get(url).get_data(as_text=True)
+    assert 'value="0202-05-06T07:08"' in page
+    unchanged = edit_data(challenge, starts_at="0202-05-06T07:08", ends_at="2031-05-06T07:08")
+    assert professor_client.post(url, data=unchanged).status_code == 303
+    db.session.refresh(challenge)
+    assert challenge.starts_at == datetime(202, 5, 6, 7, 8, tzinfo=UTC)
+
+
 def test_saving_the_edit_form_unchanged_keeps_the_stored_seconds(professor_client):
     starts_at = datetime(2031, 5, 6, 7, 8, 31, tzinfo=UTC)
     ends_at = datetime(2031, 6, 6, 7, 8, 59, tzinfo=UTC)
