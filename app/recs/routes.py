@@ -24,6 +24,7 @@ from app.auth import role_required
 from app.extensions import db
 from app.models import Challenge, ChallengeStatus, utcnow
 from app.recs import events, serving
+from app.recs.eligibility import eligible_challenges
 from app.recs.throttle import budgeted
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,16 @@ def fragment():
     # Focus moves to the first added card, which reads only that card: the status line says
     # how many "Show more" added.
     announce = _is_htmx() and offset > 0 and not restarted
+    now = utcnow()
     html = render_template(
         template,
         slate=slate,
-        now=utcnow(),
+        now=now,
         restarted=restarted,
         announce=announce,
         htmx=_is_htmx(),
+        # An empty first page: a student new to an empty campus has dismissed nothing.
+        nothing_open=not slate.items and slate.offset == 0 and not _anything_open(now),
     )
     events.record_page(current_user.id, slate, new_slate)
     response = current_app.make_response(html)
@@ -79,6 +83,13 @@ def fragment():
     response.headers["Cache-Control"] = "no-store"
     response.vary.add("HX-Request")
     return response
+
+
+def _anything_open(now) -> bool:
+    return (
+        db.session.scalar(eligible_challenges(now).with_only_columns(Challenge.id).limit(1))
+        is not None
+    )
 
 
 def _slate_page(slate_id: str | None, offset: int) -> tuple[serving.Slate, bool]:

@@ -263,8 +263,20 @@ def test_show_more_of_a_gone_slate_replaces_the_list(student_client, challenges)
 
 def test_nothing_to_recommend_writes_no_slate(student_client):
     html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
-    assert "No recommendations right now" in html
+    assert "nothing to recommend" in html
     assert db.session.scalar(select(func.count(RecommendationSlate.id))) == 0
+
+
+def test_an_empty_block_says_why(student_client, app):
+    # A new student on a campus where nothing is open has joined and dismissed nothing.
+    make_challenge(title="Old one", status="archived")
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    assert "No challenge is open right now, so there is nothing to recommend." in html
+    assert "you have joined or dismissed" not in html
+    challenge = make_challenge(title="Only one")
+    student_client.post(f"/challenges/{challenge.id}/join")
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    assert "you have joined or dismissed every open challenge" in html
 
 
 @pytest.mark.parametrize("offset", ["-1", "abc", "99999999", "1e3"])

@@ -25,6 +25,15 @@ def test_student_sees_published_challenge(student_client):
     assert student_client.get(f"/challenges/{challenge.id}").status_code == 200
 
 
+def test_an_empty_list_says_whether_the_search_found_nothing(student_client):
+    page = student_client.get("/challenges").get_data(as_text=True)
+    assert "No challenge is open right now" in page
+    assert "Try another search" not in page
+    make_challenge(title="Build a solar boat")
+    page = student_client.get("/challenges?q=kite").get_data(as_text=True)
+    assert "No challenges match. Try another search or category." in page
+
+
 def test_a_category_filter_of_a_deleted_category_shows_every_category(student_client, caplog):
     challenge = make_challenge(title="Build a solar boat")
     filtered = student_client.get(f"/challenges?category={challenge.category_id}")
