@@ -23,6 +23,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_object(DefaultConfig)
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env()
+    _read_flags(app)
     if database_url_from_env() and not os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = database_url_from_env()
     if config:
@@ -72,6 +73,25 @@ def create_app(config: dict | None = None) -> Flask:
     recs_scheduler.init_app(app)
     recs_throttle.init_app(app)
     return app
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _read_flags(app: Flask) -> None:
+    """``FLASK_*`` variables are read as JSON, where only ``true`` and ``false`` are flags:
+    ``FLASK_REGISTRATION_ENABLED=False`` stayed the text "False", which counts as true, and left
+    registration open. A flag takes the usual spellings in any case; anything else fails at
+    startup with the setting's name."""
+    for name, default in vars(DefaultConfig).items():
+        value = app.config.get(name)
+        if not isinstance(default, bool) or isinstance(value, bool):
+            continue
+        word = str(value).strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ValueError(f"{name} must be true or false, not {value!r}")
+        app.config[name] = word in _TRUE
 
 
 def _instance_secret_key(instance: Path) -> str:

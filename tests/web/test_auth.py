@@ -97,6 +97,22 @@ def test_registration_disabled_by_config_is_404(make_app):
     assert "Register" not in client.get("/login").get_data(as_text=True)
 
 
+@pytest.mark.parametrize("spelling", ["False", "FALSE", "off", "no", "0", "false"])
+def test_registration_turned_off_from_the_environment_in_any_spelling_is_404(
+    make_app, monkeypatch, spelling
+):
+    monkeypatch.setenv("FLASK_REGISTRATION_ENABLED", spelling)
+    closed = make_app()
+    assert closed.config["REGISTRATION_ENABLED"] is False
+    assert closed.test_client().get("/register").status_code == 404
+
+
+def test_a_flag_that_is_neither_true_nor_false_fails_at_startup(make_app, monkeypatch):
+    monkeypatch.setenv("FLASK_REGISTRATION_ENABLED", "nope")
+    with pytest.raises(ValueError, match="REGISTRATION_ENABLED must be true or false, not 'nope'"):
+        make_app()
+
+
 def test_logout_requires_post(student_client):
     assert student_client.get("/logout").status_code == 405
     assert student_client.get("/challenges").status_code == 200
