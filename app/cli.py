@@ -24,7 +24,12 @@ demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 
 @users_cli.command("create")
 @click.option("--email", prompt=True, help="Login email (stored lower-cased and composed, NFC).")
-@click.option("--name", "display_name", prompt="Display name", help="Name shown in the app.")
+@click.option(
+    "--name",
+    "display_name",
+    prompt="Display name",
+    help="Name shown in the app (at most 120 characters).",
+)
 @click.option(
     "--role",
     type=click.Choice(ROLES),
@@ -37,18 +42,34 @@ demo_cli = AppGroup("demo", help="Demo data for trying the product.")
     prompt=True,
     hide_input=True,
     confirmation_prompt=True,
-    help="At least 8 characters.",
+    help="8 to 200 characters.",
 )
 def create_user(email: str, display_name: str, role: str, password: str) -> None:
     """Create an account (student, professor or admin)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from app.auth.forms import NAME_MAX, PASSWORD_MAX, PASSWORD_MIN
+    from app.text import clean_line, has_visible
+
+    # Checked as registration checks them: the login form takes no longer password, and an
+    # address with a space in it is one nobody types.
     email = User.normalize_email(email)
-    if "@" not in email or len(email) > 254:
-        raise click.BadParameter("not an email address", param_hint="--email")
-    if len(password) < 8:
-        raise click.BadParameter("must be at least 8 characters", param_hint="--password")
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise click.BadParameter(f"not an email address: {exc}", param_hint="--email") from None
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise click.BadParameter(
+            f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", param_hint="--password"
+        )
+    display_name = clean_line(display_name)
+    if len(display_name) > NAME_MAX:
+        raise click.BadParameter(f"at most {NAME_MAX} characters", param_hint="--name")
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise click.ClickException(f"an account with email {email} already exists")
-    user = User(email=email, display_name=display_name.strip() or email, role=role)
+    user = User(
+        email=email, display_name=display_name if has_visible(display_name) else email, role=role
+    )
     user.set_password(password)
     db.session.add(user)
     db.session.commit()

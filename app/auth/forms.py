@@ -6,20 +6,28 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 from app.forms import PageForm
 from app.text import Visible, clean_line
 
+# What registration, the login, the password change and `flask users create` all accept.
+NAME_MAX = 120
+PASSWORD_MIN, PASSWORD_MAX = 8, 200
+
 
 class LoginForm(PageForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
 
 
 class RegisterForm(PageForm):
     # Shown to admins and professors beside other people's names: no direction overrides or
     # invisible characters to pass for someone else with.
     display_name = StringField(
-        "Name", filters=[clean_line], validators=[DataRequired(), Visible(), Length(min=2, max=120)]
+        "Name",
+        filters=[clean_line],
+        validators=[DataRequired(), Visible(), Length(min=2, max=NAME_MAX)],
     )
     email = EmailField("University email", validators=[DataRequired(), Email(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
+    )
     confirm = PasswordField(
         "Repeat password",
         validators=[DataRequired(), EqualTo("password", "Passwords do not match.")],
@@ -28,9 +36,11 @@ class RegisterForm(PageForm):
 
 class PasswordChangeForm(PageForm):
     current_password = PasswordField(
-        "Current password", validators=[DataRequired(), Length(max=200)]
+        "Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX)]
     )
-    password = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=200)])
+    password = PasswordField(
+        "New password", validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
+    )
     confirm = PasswordField(
         "Repeat new password",
         validators=[DataRequired(), EqualTo("password", "Passwords do not match.")],

@@ -486,3 +486,42 @@ def test_a_login_without_an_email_is_not_held_to_the_registration_budget(make_ap
     client.post("/logout")
     response = client.post("/login", data={"email": "", "password": "whatever1"})
     assert response.status_code == 400  # what is missing, not "too many attempts"
+
+
+def create_account(runner, **options):
+    values = {
+        "email": "new.admin@uni.edu",
+        "name": "New Admin",
+        "role": "admin",
+        "password": "longenough1",
+        **options,
+    }
+    args = [part for name, value in values.items() for part in (f"--{name}", value)]
+    return runner.invoke(args=["users", "create", *args])
+
+
+def test_users_create_makes_an_account_that_logs_in(client, runner):
+    result = create_account(runner, email=" New.Admin@Uni.edu ", name="  Ada \u202eLovelace\u200b ")
+    assert result.exit_code == 0, result.output
+    created = db.session.scalar(select(User).where(User.email == "new.admin@uni.edu"))
+    assert created.display_name == "Ada Lovelace"
+    response = client.post("/login", data={"email": created.email, "password": "longenough1"})
+    assert response.location == "/admin/"
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        # The login form takes at most 200 characters: a longer password could never be used.
+        ("password", "p" * 201, "8 to 200 characters"),
+        ("password", "short", "8 to 200 characters"),
+        ("name", "N" * 121, "at most 120 characters"),
+        ("email", "new admin@uni.edu", "not an email address"),
+        ("email", "new.admin@", "not an email address"),
+    ],
+)
+def test_users_create_refuses_what_registration_refuses(runner, option, value, message):
+    result = create_account(runner, **{option: value})
+    assert result.exit_code == 2
+    assert message in result.output
+    assert db.session.scalar(select(func.count(User.id))) == 0
