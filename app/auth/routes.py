@@ -95,7 +95,8 @@ def _throttled(action: str, template: str, form, refused: Refusal):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
-        return redirect(home_for(current_user))
+        # A second tab sent here before the first one logged in: on to the page it was for.
+        return redirect(next_for(current_user, request.args.get("next")) or home_for(current_user))
     form = LoginForm()
     if request.method == "POST":
         address = _client_address()

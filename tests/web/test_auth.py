@@ -303,6 +303,15 @@ def test_a_next_page_the_account_cannot_open_leads_home(client, role, target, la
     assert response.location == landing
 
 
+def test_the_login_page_of_someone_logged_in_already_follows_its_next_page(student_client):
+    # E.g. a second tab sent to log in before the first one did.
+    response = student_client.get("/login", query_string={"next": "/me/challenges"})
+    assert response.location == "/me/challenges"
+    for target in ("//evil.example/", "/admin/"):
+        response = student_client.get("/login", query_string={"next": target})
+        assert response.location == "/challenges"
+
+
 def test_password_change_logs_out_other_sessions(app, student_client):
     other_device = app.test_client()
     login(other_device, student_client.user)
