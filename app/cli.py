@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
@@ -15,6 +17,8 @@ from app.models import (
     User,
     UserRecommendation,
 )
+
+log = logging.getLogger(__name__)
 
 users_cli = AppGroup(
     "users", help="Create, delete and change accounts, and hand over their challenges."
@@ -162,6 +166,38 @@ def set_role(email: str, role: str) -> None:
         raise click.ClickException(str(exc).rstrip(".")) from None
     article = "an" if role == "admin" else "a"
     click.echo(f"{email} is {'now' if changed else 'already'} {article} {role}.")
+
+
+@users_cli.command("password")
+@click.option("--email", required=True, help="The account whose password is set.")
+@click.option(
+    "--password",
+    prompt="New password",
+    hide_input=True,
+    confirmation_prompt=True,
+    help="8 to 200 characters.",
+)
+def set_password(email: str, password: str) -> None:
+    """Set an account's password, e.g. one its owner forgot, and log out its sessions.
+
+    Without it, an account whose password is lost can only be deleted, with its participations.
+    """
+    from app.auth.forms import PASSWORD_MAX, PASSWORD_MIN
+
+    email = User.normalize_email(email)
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise click.ClickException(f"no account with email {email}")
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise click.BadParameter(
+            f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", param_hint="--password"
+        )
+    user.set_password(password)  # a new session token: every session of the account ends
+    db.session.commit()
+    log.info("password of user_id=%s set from the command line", user.id)
+    click.echo(f"Password of {email} set; its sessions were logged out.")
+    if not user.active:
+        click.echo(f"{email} is deactivated: an admin can activate it on the Users page.")
 
 
 @users_cli.command("hand-over")

@@ -534,3 +534,27 @@ def test_users_create_refuses_what_registration_refuses(runner, option, value, m
     assert result.exit_code == 2
     assert message in result.output
     assert db.session.scalar(select(func.count(User.id))) == 0
+
+
+def test_users_password_sets_a_forgotten_password_and_ends_the_accounts_sessions(app, runner):
+    student = make_user("student")
+    old_device = app.test_client()
+    login(old_device, student)
+    result = runner.invoke(
+        args=["users", "password", "--email", student.email.upper()],
+        input="a new secret\na new secret\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Password of {student.email} set; its sessions were logged out." in result.output
+    assert old_device.get("/challenges").status_code == 302
+    fresh = app.test_client()
+    assert login(fresh, student, password=PASSWORD).status_code == 401
+    assert login(fresh, student, password="a new secret").status_code == 302
+    short = runner.invoke(
+        args=["users", "password", "--email", student.email, "--password", "short"]
+    )
+    assert short.exit_code == 2 and "8 to 200 characters" in short.output
+    missing = runner.invoke(
+        args=["users", "password", "--email", "nobody@uni.test", "--password", "long enough"]
+    )
+    assert missing.exit_code == 1 and "no account with email nobody@uni.test" in missing.output
