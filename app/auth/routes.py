@@ -130,6 +130,7 @@ def login():
             else:
                 flash("Wrong email or password.", "error")
             return render_template("auth/login.html", form=form), 401
+        log.info("login refused address=%s: %s", address, _fields(form))
         return render_template("auth/login.html", form=form), 400
     return render_template("auth/login.html", form=form)
 
@@ -174,6 +175,7 @@ def register():
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
+            log.info("registration refused for email=%r: it has an account", email[:80])
             form.email.errors.append("An account with this email already exists.")
             return render_template("auth/register.html", form=form), 409
         session.clear()
@@ -181,8 +183,10 @@ def register():
         log.info("registered user_id=%s", user.id)
         flash("Welcome! Your account is ready.", "success")
         return redirect(url_for("challenges.index"))
-    status = 400 if request.method == "POST" else 200
-    return render_template("auth/register.html", form=form), status
+    if request.method == "POST":
+        log.info("registration refused address=%s: %s", address, _fields(form))
+        return render_template("auth/register.html", form=form), 400
+    return render_template("auth/register.html", form=form)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -213,5 +217,12 @@ def change_password():
         login_user(current_user._get_current_object())
         flash("Password changed. Other sessions were logged out.", "success")
         return redirect(home_for(current_user))
-    status = 400 if request.method == "POST" else 200
-    return render_template("auth/password.html", form=form), status
+    if request.method == "POST":
+        log.info("password change refused user_id=%s: %s", current_user.id, _fields(form))
+        return render_template("auth/password.html", form=form), 400
+    return render_template("auth/password.html", form=form)
+
+
+def _fields(form) -> str:
+    """The fields a form was refused for: their names, never what was typed in them."""
+    return ", ".join(form.errors)

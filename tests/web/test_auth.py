@@ -78,6 +78,28 @@ def test_registration_validation_is_400(client):
     assert "Passwords do not match." in response.get_data(as_text=True)
 
 
+def test_refused_account_forms_are_logged_without_what_was_typed(client, student_client, caplog):
+    caplog.set_level("INFO", logger="app.auth.routes")
+    register(client, email="taken@uni.edu")
+    register(
+        client.application.test_client(),
+        email="taken@uni.edu",
+        password="secret-one",
+        confirm="secret-one",
+    )
+    assert "registration refused for email='taken@uni.edu': it has an account" in caplog.text
+    register(client.application.test_client(), email="fresh@uni.edu", confirm="secret-two")
+    assert "registration refused address=127.0.0.1: confirm" in caplog.text
+    client.application.test_client().post("/login", data={"email": "", "password": "secret-3"})
+    assert "login refused address=127.0.0.1: email" in caplog.text
+    student_client.post(
+        "/account/password",
+        data={"current_password": PASSWORD, "password": "secret-4", "confirm": "secret-5"},
+    )
+    assert f"password change refused user_id={student_client.user.id}: confirm" in caplog.text
+    assert not any(f"secret-{n}" in caplog.text for n in ("one", "two", "3", "4", "5"))
+
+
 def test_a_form_with_errors_opens_on_a_summary_linking_each_field(client):
     html = register(client, display_name="", confirm="different1").get_data(as_text=True)
     assert "<title>Error: Register · Campus Challenges</title>" in html
