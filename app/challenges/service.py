@@ -148,3 +148,51 @@ def delete_participations_of(user_id: int) -> None:
     for challenge_id in rows:
         _bump_count(challenge_id, -1)
     db.session.execute(delete(Participation).where(Participation.user_id == user_id))
+
+
+@dataclass(frozen=True)
+class Marked:
+    """What marking participants (not) completed did: user ids by what became of them."""
+
+    changed: list[int]
+    unchanged: list[int]  # already in the asked state
+    refused: list[int]  # left the challenge, or never joined it
+
+
+def mark_completed(challenge: Challenge, user_ids: list[int], completed: bool) -> Marked:
+    """Mark the participations of ``user_ids`` in ``challenge`` completed (or back to joined).
+
+    Only a current participant's status changes: one who left stays left, and a concurrent leave
+    wins or loses as a whole because the update is conditional on the status it starts from.
+    ``participations_count`` counts joined and completed alike, so it does not change."""
+    to_status, from_status = (
+        (ParticipationStatus.COMPLETED.value, ParticipationStatus.JOINED.value)
+        if completed
+        else (ParticipationStatus.JOINED.value, ParticipationStatus.COMPLETED.value)
+    )
+    wanted = sorted(set(user_ids))
+    changed = list(
+        db.session.scalars(
+            update(Participation)
+            .where(
+                Participation.challenge_id == challenge.id,
+                Participation.user_id.in_(wanted),
+                Participation.status == from_status,
+            )
+            .values(status=to_status, updated_at=utcnow())
+            .returning(Participation.user_id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    db.session.commit()
+    statuses = dict(
+        db.session.execute(
+            select(Participation.user_id, Participation.status).where(
+                Participation.challenge_id == challenge.id, Participation.user_id.in_(wanted)
+            )
+        ).all()
+    )
+    done = set(changed)
+    unchanged = [u for u in wanted if u not in done and statuses.get(u) == to_status]
+    refused = [u for u in wanted if u not in done and statuses.get(u) != to_status]
+    return Marked(sorted(done), unchanged, refused)

@@ -15,6 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from wtforms.fields.choices import SelectChoice
 
 from app.auth import role_required
+from app.challenges.service import mark_completed
 from app.extensions import db
 from app.models import (
     CHALLENGE_STATUSES,
@@ -599,7 +600,10 @@ def archive_challenge(challenge_id: int):
 @bp.route("/challenges/<int:challenge_id>/participants")
 @role_required(*MANAGERS)
 def participants(challenge_id: int):
-    challenge = _manageable_or_abort(challenge_id)
+    return _participants_page(_manageable_or_abort(challenge_id))
+
+
+def _participants_page(challenge: Challenge, status: int = 200):
     rows = db.session.execute(
         select(Participation, User)
         .join(User, User.id == Participation.user_id)
@@ -615,6 +619,72 @@ def participants(challenge_id: int):
             .group_by(Participation.status)
         ).all()
     )
-    return render_template(
-        "professor/participants.html", challenge=challenge, rows=rows, by_status=by_status
+    return (
+        render_template(
+            "professor/participants.html", challenge=challenge, rows=rows, by_status=by_status
+        ),
+        status,
     )
+
+
+# One form marks at most this many participants; a larger class is marked a page of boxes at a time.
+MAX_MARKED = 1000
+_MARKS = {"completed": True, "joined": False}
+
+
+@bp.route("/challenges/<int:challenge_id>/participants/status", methods=["POST"])
+@role_required(*MANAGERS)
+def mark_participants(challenge_id: int):
+    """Mark the chosen participants completed (``status=completed``) or not (``joined``)."""
+    challenge = _manageable_or_abort(challenge_id)
+    wanted = request.form.get("status", "")
+    raw_ids = request.form.getlist("user_id")
+    problem = None
+    if wanted not in _MARKS:
+        problem = "Choose whether to mark them completed or not completed."
+    elif not raw_ids:
+        problem = "Choose at least one participant first."
+    elif len(raw_ids) > MAX_MARKED:
+        problem = f"At most {MAX_MARKED} participants can be marked at once."
+    elif not all(r.isascii() and r.isdigit() and len(r) <= 10 for r in raw_ids):
+        problem = "That choice of participants is not valid. Reload the page and choose again."
+    if problem:
+        log.warning(
+            "participants of challenge_id=%s not marked by user_id=%s: %s",
+            challenge.id,
+            current_user.id,
+            problem,
+        )
+        flash(problem, "error")
+        return _participants_page(challenge, 400)
+    marked = mark_completed(challenge, [int(r) for r in raw_ids], _MARKS[wanted])
+    log.info(
+        "participants of challenge_id=%s marked %s by user_id=%s: changed=%s unchanged=%s "
+        "refused=%s",
+        challenge.id,
+        wanted,
+        current_user.id,
+        marked.changed,
+        marked.unchanged,
+        marked.refused,
+    )
+    _flash_marked(marked, "completed" if _MARKS[wanted] else "not completed")
+    return redirect(url_for("professor.participants", challenge_id=challenge.id), 303)
+
+
+def _people(count: int) -> str:
+    return f"{count} participant{'' if count == 1 else 's'}"
+
+
+def _flash_marked(marked, state: str) -> None:
+    if marked.changed:
+        flash(f"Marked {_people(len(marked.changed))} {state}.", "success")
+    if marked.unchanged:
+        verb = "was" if len(marked.unchanged) == 1 else "were"
+        flash(f"{_people(len(marked.unchanged))} {verb} already {state}.", "info")
+    if marked.refused:
+        flash(
+            f"{_people(len(marked.refused))} left the challenge (or never joined it), so "
+            f"{'was' if len(marked.refused) == 1 else 'were'} not changed.",
+            "warning",
+        )

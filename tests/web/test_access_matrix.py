@@ -106,6 +106,10 @@ ACCESS: dict[str, list[Case]] = {
         get("/professor/challenges/{own}/participants", 302, 403, 200, 200),
         get("/professor/challenges/{foreign}/participants", 302, 403, 403, 200),
     ],
+    "professor.mark_participants": [
+        post("/professor/challenges/{own}/participants/status", 302, 403, 400, 400),
+        post("/professor/challenges/{foreign}/participants/status", 302, 403, 403, 400),
+    ],
     "professor.stats": [get("/professor/stats", 302, 403, 200, 403)],
     "professor.stats_chart": [get("/professor/stats/chart.svg", 302, 403, 200, 403)],
     "admin.index": [get("/admin/", 302, 403, 403, 200)],

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Challenge
+from app.models import Challenge, Participation
 from tests.helpers import login, make_category, make_challenge, make_participation, make_user
 
 
@@ -280,6 +280,151 @@ def test_participants_page_lists_name_email_status(professor_client):
     assert "Grace Hopper" in page and "grace@uni.test" in page and "Alan Turing" in page
     assert '<span class="badge left">left</span>' in page
     assert page.index("Grace Hopper") < page.index("Alan Turing")
+
+
+def _statuses(challenge) -> dict[str, str]:
+    db.session.expire_all()
+    return {
+        p.user.email: p.status
+        for p in db.session.scalars(
+            select(Participation).where(Participation.challenge_id == challenge.id)
+        )
+    }
+
+
+def test_professor_marks_participants_completed_and_back(professor_client, caplog):
+    challenge = make_challenge(owner=professor_client.user)
+    ada = make_user("student", email="ada@uni.test")
+    bob = make_user("student", email="bob@uni.test")
+    gone = make_user("student", email="gone@uni.test")
+    outsider = make_user("student", email="outsider@uni.test")
+    for student in (ada, bob):
+        make_participation(student, challenge)
+    make_participation(gone, challenge, status="left")
+    url = f"/professor/challenges/{challenge.id}/participants/status"
+    with caplog.at_level("INFO", logger="app.professor.routes"):
+        response = professor_client.post(
+            url,
+            data={"status": "completed", "user_id": [str(ada.id), str(gone.id), str(outsider.id)]},
+            follow_redirects=True,
+        )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Marked 1 participant completed." in page
+    assert "2 participants left the challenge (or never joined it), so were not changed." in page
+    assert _statuses(challenge) == {
+        "ada@uni.test": "completed",
+        "bob@uni.test": "joined",
+        "gone@uni.test": "left",
+    }
+    assert f"changed=[{ada.id}]" in caplog.text
+    assert db.session.get(Challenge, challenge.id).participations_count == 2
+
+    again = professor_client.post(
+        url,
+        data={"status": "completed", "user_id": [str(ada.id), str(bob.id)]},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert (
+        "Marked 1 participant completed." in again
+        and "1 participant was already completed." in again
+    )
+    back = professor_client.post(
+        url, data={"status": "joined", "user_id": str(bob.id)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Marked 1 participant not completed." in back
+    assert _statuses(challenge)["bob@uni.test"] == "joined"
+    assert db.session.get(Challenge, challenge.id).participations_count == 2
+
+
+def test_a_completion_is_a_training_interaction_dated_when_it_was_marked(professor_client, app):
+    from app.recs.data import read_database
+
+    challenge = make_challenge(owner=professor_client.user)
+    ada = make_user("student", email="ada@uni.test")
+    make_participation(ada, challenge, joined_at=datetime(2024, 1, 1, tzinfo=UTC))
+    professor_client.post(
+        f"/professor/challenges/{challenge.id}/participants/status",
+        data={"status": "completed", "user_id": str(ada.id)},
+    )
+    read = read_database(app.config["RECS_INTERACTION_WEIGHTS"])
+    events = dict(zip(read.events.tolist(), read.timestamps.tolist(), strict=True))
+    assert set(events) == {"join", "complete"}
+    assert events["complete"] > events["join"]
+
+
+def test_participants_page_offers_marking_to_current_participants_only(professor_client):
+    challenge = make_challenge(owner=professor_client.user)
+    ada = make_user("student", display_name="Ada Lovelace")
+    done = make_user("student", display_name="Done Student")
+    gone = make_user("student", display_name="Gone Student")
+    make_participation(ada, challenge)
+    make_participation(done, challenge, status="completed")
+    make_participation(gone, challenge, status="left")
+    page = professor_client.get(f"/professor/challenges/{challenge.id}/participants").get_data(
+        as_text=True
+    )
+    assert 'aria-label="Mark Ada Lovelace completed"' in page
+    assert 'aria-label="Mark Done Student not completed"' in page
+    assert "Gone Student completed" not in page and "Select Gone Student" not in page
+    assert 'aria-label="Select Ada Lovelace"' in page and 'aria-label="Select Done Student"' in page
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"status": "completed"}, "Choose at least one participant first."),
+        ({"status": "finished", "user_id": "1"}, "Choose whether to mark them completed"),
+        ({"status": "completed", "user_id": "1e3"}, "That choice of participants is not valid."),
+        ({"status": "completed", "user_id": "\u0661"}, "That choice of participants is not valid."),
+        ({"status": "completed", "user_id": "9" * 11}, "That choice of participants is not valid."),
+        ({"status": "completed", "user_id": ["1"] * 1001}, "At most 1000 participants"),
+    ],
+)
+def test_marking_refuses_a_bad_choice_with_400_and_changes_nothing(
+    professor_client, caplog, data, message
+):
+    challenge = make_challenge(owner=professor_client.user)
+    ada = make_user("student", email="ada@uni.test")
+    make_participation(ada, challenge)
+    with caplog.at_level("WARNING", logger="app.professor.routes"):
+        response = professor_client.post(
+            f"/professor/challenges/{challenge.id}/participants/status", data=data
+        )
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert "not marked" in caplog.text
+    assert _statuses(challenge) == {"ada@uni.test": "joined"}
+
+
+def test_a_professor_cannot_mark_participants_of_another_professors_challenge(professor_client):
+    other = make_user("professor")
+    challenge = make_challenge(owner=other)
+    ada = make_user("student", email="ada@uni.test")
+    make_participation(ada, challenge)
+    response = professor_client.post(
+        f"/professor/challenges/{challenge.id}/participants/status",
+        data={"status": "completed", "user_id": str(ada.id)},
+    )
+    assert response.status_code == 403
+    assert _statuses(challenge) == {"ada@uni.test": "joined"}
+
+
+def test_a_student_cannot_leave_a_challenge_marked_completed(professor_client, app):
+    challenge = make_challenge(owner=professor_client.user)
+    ada = make_user("student", email="ada@uni.test", password="pw-ada-1234")
+    make_participation(ada, challenge)
+    professor_client.post(
+        f"/professor/challenges/{challenge.id}/participants/status",
+        data={"status": "completed", "user_id": str(ada.id)},
+    )
+    student = app.test_client()
+    login(student, ada, "pw-ada-1234")
+    page = student.post(f"/challenges/{challenge.id}/leave", follow_redirects=True).get_data(
+        as_text=True
+    )
+    assert "You already completed this challenge" in page
+    assert _statuses(challenge) == {"ada@uni.test": "completed"}
 
 
 def test_create_without_categories_explains_why(professor_client):
