@@ -638,6 +638,14 @@ def recommendations_experiment_start():
     return redirect(url_for("admin.recommendations_experiment"), 303)
 
 
+def _shown_another(experiment: Experiment) -> bool:
+    """Whether the form came from a page that showed another experiment than ``experiment``
+    (loaded before that one was stopped and this one began): acting on it would change an
+    experiment the admin never saw. A form without the field (a script) acts on the current one."""
+    shown = request.form.get("experiment")
+    return shown is not None and shown.strip() != str(experiment.id)
+
+
 @_admin_route("/recommendations/experiment/stop", methods=("POST",))
 def recommendations_experiment_stop():
     winner = request.form.get("winner") or ""
@@ -646,6 +654,12 @@ def recommendations_experiment_stop():
     running = experiments.running_experiment()
     if running is None:
         return _refuse("No experiment is running.", _experiment_page)
+    if _shown_another(running):
+        return _refuse(
+            f"Experiment “{running.name}” started after this page was loaded, and nothing was "
+            "stopped: look at its figures below before stopping it.",
+            _experiment_page,
+        )
     try:
         experiments.stop_experiment(running, None if winner == "none" else winner)
     except ValueError as exc:
@@ -664,6 +678,12 @@ def recommendations_experiment_end_winner():
     current = experiments.ruling_experiment()
     if current is None:
         return _refuse("No experiment's winner is being served to everyone.", _experiment_page)
+    if _shown_another(current):
+        return _refuse(
+            f"The winner of experiment “{current.name}”, stopped after this page was loaded, is "
+            "served to everyone now, and nothing was changed: look at it below first.",
+            _experiment_page,
+        )
     winner = current.winner
     experiments.end_winner(current)
     log.info("experiment %s: its winner %s no longer served to everyone", current.id, winner)

@@ -671,3 +671,37 @@ def test_a_model_winner_is_the_default_and_rules_nothing(admin_client):
     page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
     assert "Serve the default again" not in page
     assert admin_client.post("/admin/recommendations/experiment/end-winner").status_code == 400
+
+
+def test_a_stop_form_of_an_experiment_since_stopped_leaves_the_next_one_running(admin_client):
+    from app.recs.experiment import stop_experiment
+
+    first = start_experiment("First", 50)
+    page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
+    assert f'name="experiment" value="{first.id}"' in page
+    # Another tab stops it and starts the next one; this tab's form still names the first.
+    stop_experiment(first, None)
+    second = start_experiment("Second", 10)
+    response = admin_client.post(
+        "/admin/recommendations/experiment/stop",
+        data={"winner": "heuristic", "experiment": str(first.id)},
+    )
+    assert response.status_code == 400
+    assert "“Second” started after this page was loaded" in response.get_data(as_text=True)
+    db.session.refresh(second)
+    assert (second.status, second.winner) == ("running", None)
+
+
+def test_a_hand_back_form_of_an_earlier_winner_leaves_the_later_one_serving(admin_client):
+    from app.recs.experiment import end_winner, ruling_experiment, stop_experiment
+
+    first = start_experiment("First", 50)
+    stop_experiment(first, "heuristic")
+    end_winner(first)
+    second = start_experiment("Second", 50)
+    stop_experiment(second, "heuristic")
+    response = admin_client.post(
+        "/admin/recommendations/experiment/end-winner", data={"experiment": str(first.id)}
+    )
+    assert response.status_code == 400
+    assert ruling_experiment() == second
