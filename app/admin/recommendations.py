@@ -30,7 +30,7 @@ from app.models import (
 from app.recs import experiment as experiments
 from app.recs import heuristic, metrics, publish, scheduler, serving
 from app.recs.eligibility import UserHistory, load_user_history
-from app.text import clean_line
+from app.text import clean_line, has_visible
 from app.web import database_id
 
 log = logging.getLogger(__name__)
@@ -624,7 +624,10 @@ def recommendations_experiment_start():
         return _refuse(
             "Allocation must be a whole number of percent from 0 to 100.", _experiment_page
         )
-    name = (request.form.get("name") or "").strip()
+    # Cleaned as every name people type: no bidirectional override reorders the page around it.
+    name = clean_line(request.form.get("name") or "")
+    if name and not has_visible(name):
+        return _refuse("Name: write at least one visible character.", _experiment_page)
     try:
         started = experiments.start_experiment(name, int(raw))
     except ValueError as exc:

@@ -705,3 +705,22 @@ def test_a_hand_back_form_of_an_earlier_winner_leaves_the_later_one_serving(admi
     )
     assert response.status_code == 400
     assert ruling_experiment() == second
+
+
+def test_an_experiment_name_is_cleaned_like_every_other_name(admin_client):
+    response = admin_client.post(
+        "/admin/recommendations/experiment/start",
+        data={"name": " Spring\u202e test\n\tB ", "allocation_percent": "50"},
+    )
+    assert response.status_code == 303
+    assert db.session.scalar(select(Experiment.name)) == "Spring test B"
+
+
+def test_an_experiment_name_that_shows_nothing_is_refused(admin_client):
+    response = admin_client.post(
+        "/admin/recommendations/experiment/start",
+        data={"name": "\u2800\u3164", "allocation_percent": "50"},
+    )
+    assert response.status_code == 400
+    assert "Name: write at least one visible character." in response.get_data(as_text=True)
+    assert count(Experiment) == 0
