@@ -465,7 +465,8 @@ def _find_students(query: str) -> list[User]:
             .order_by(
                 (User.email == User.normalize_email(query)).desc(), User.display_name, User.id
             )
-            .limit(SEARCH_LIMIT)
+            # One more than shown, to tell the admin when the list is not all of them.
+            .limit(SEARCH_LIMIT + 1)
         )
     )
 
@@ -496,7 +497,13 @@ def recommendations_preview():
 def _preview_page(query: str, matches: list[User], student: User | None, status: int = 200):
     context = _preview_of(student) if student is not None else {}
     return render_template(
-        "admin/recommendations_preview.html", q=query, matches=matches, student=student, **context
+        "admin/recommendations_preview.html",
+        q=query,
+        matches=matches[:SEARCH_LIMIT],
+        more_matches=len(matches) > SEARCH_LIMIT,
+        search_limit=SEARCH_LIMIT,
+        student=student,
+        **context,
     ), status
 
 

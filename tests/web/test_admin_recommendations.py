@@ -724,3 +724,16 @@ def test_an_experiment_name_that_shows_nothing_is_refused(admin_client):
     assert response.status_code == 400
     assert "Name: write at least one visible character." in response.get_data(as_text=True)
     assert count(Experiment) == 0
+
+
+def test_preview_search_says_when_it_shows_only_the_first_matches(admin_client):
+    from app.admin.recommendations import SEARCH_LIMIT
+
+    for n in range(SEARCH_LIMIT + 1):
+        make_user(display_name=f"Namesake {n:02d}")
+    page = admin_client.get("/admin/recommendations/preview?q=namesake").get_data(as_text=True)
+    assert page.count('class="button small"') == SEARCH_LIMIT
+    assert f"More than {SEARCH_LIMIT} students match “namesake”" in page
+    make_user(display_name="Unique Person")
+    page = admin_client.get("/admin/recommendations/preview?q=namesake 0").get_data(as_text=True)
+    assert "More than" not in page
