@@ -18,7 +18,8 @@ def test_overview_counts_users_challenges_participations(admin_client):
     page = admin_client.get("/admin/").get_data(as_text=True)
     # 3 students, 1 professor, 1 admin; one account deactivated.
     assert '<div class="value">3</div><div class="muted">students</div>' in page
-    assert '<div class="value">1</div><div class="muted">professors</div>' in page
+    assert '<div class="value">1</div><div class="muted">professor</div>' in page
+    assert '<div class="value">1</div><div class="muted">admin</div>' in page
     assert '<div class="value">1</div><div class="muted">deactivated</div>' in page
     assert '<div class="value">1</div><div class="muted"><span class="badge draft">' in page
     assert '<div class="value">1</div><div class="muted"><span class="badge joined">' in page
