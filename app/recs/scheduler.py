@@ -251,8 +251,8 @@ def trigger_retrain(app: Flask) -> bool:
 
 
 def retrain_progress(app: Flask) -> dict:
-    """{running, started_at, stage, version, last_result, next_run_at}, read from the database and
-    the lock, so it is right whichever worker asks."""
+    """{running, started_at, stage, version, last_result, next_run_at, next_run_zone}, read from
+    the database and the lock, so it is right whichever worker asks."""
     with app.app_context():
         # Any kind: an import holds the same lock while it writes its version.
         latest = db.session.scalar(select(ModelRun).order_by(ModelRun.id.desc()).limit(1))
@@ -263,13 +263,16 @@ def retrain_progress(app: Flask) -> dict:
             .limit(1)
         )
         running = latest is not None and latest.status == "running" and is_locked(app)
+        next_run = next_run_time(app)
         return {
             "running": running,
             "started_at": latest.started_at.isoformat() if running else None,
             "stage": (latest.report or {}).get("stage") if running else None,
             "version": latest.version if running else None,
             "last_result": _result_summary(finished),
-            "next_run_at": _iso(next_run_time(app)),
+            "next_run_at": _iso(next_run),
+            # The cron's zone (the server's), which the offset alone does not name.
+            "next_run_zone": next_run.tzname() if next_run else None,
         }
 
 

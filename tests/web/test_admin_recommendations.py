@@ -737,3 +737,17 @@ def test_preview_search_says_when_it_shows_only_the_first_matches(admin_client):
     make_user(display_name="Unique Person")
     page = admin_client.get("/admin/recommendations/preview?q=namesake 0").get_data(as_text=True)
     assert "More than" not in page
+
+
+def test_the_training_block_gives_the_next_run_in_the_zone_the_schedule_is_in(
+    admin_client, monkeypatch
+):
+    from zoneinfo import ZoneInfo
+
+    from app.recs import scheduler
+
+    # The cron runs in the server's local time; the rest of the block is in UTC.
+    next_run = datetime(2026, 1, 15, 3, 0, tzinfo=ZoneInfo("America/New_York"))
+    monkeypatch.setattr(scheduler, "next_run_time", lambda app: next_run)
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "Next scheduled run: 2026-01-15 03:00 EST" in page
