@@ -325,6 +325,18 @@ def _flash_outcome(result: dict | None) -> None:
     flash(f"{said}.", {"published": "success", "failed": "error"}.get(status, "warning"))
 
 
+def _published_since_page() -> str | None:
+    """The version published since the page with the form was drawn (a run finished meanwhile),
+    if any: rolling back would take down a version the admin never saw. A form without the
+    field (a script) rolls back from whatever is published."""
+    shown = request.form.get("published")
+    current = publish.published_run()
+    version = current.version if current else ""
+    if shown is None or shown.strip() == version:
+        return None
+    return version or "none"
+
+
 @_admin_route("/recommendations/rollback", methods=("POST",))
 def recommendations_rollback():
     version = (request.form.get("version") or "").strip()[:64]
@@ -338,6 +350,11 @@ def recommendations_rollback():
     with scheduler.single_runner(current_app._get_current_object()) as acquired:
         if not acquired:
             refusal = "A retraining run is in progress: roll back once it has finished."
+        elif (since := _published_since_page()) is not None:
+            refusal = (
+                f"Version {since} was published after this page was loaded, and nothing was "
+                "rolled back: look at it before rolling back."
+            )
         else:
             try:
                 previous, target = publish.rollback(version)

@@ -751,3 +751,25 @@ def test_the_training_block_gives_the_next_run_in_the_zone_the_schedule_is_in(
     monkeypatch.setattr(scheduler, "next_run_time", lambda app: next_run)
     page = admin_client.get("/admin/recommendations").get_data(as_text=True)
     assert "Next scheduled run: 2026-01-15 03:00 EST" in page
+
+
+def test_a_rollback_form_from_before_a_new_version_was_published_rolls_nothing_back(admin_client):
+    from app.recs.publish import published_run
+
+    old, new = _two_versions()
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert '<input type="hidden" name="published" value="v-new">' in page
+    # A run publishes a newer version while the page is open.
+    newest = _published_run("v-newest", algorithm="svd", metrics=_metrics(0.4))
+    _with_rows(newest, [make_user()], db.session.get(Challenge, _first_challenge_id()))
+    new.status = "superseded"
+    db.session.commit()
+    response = admin_client.post(
+        "/admin/recommendations/rollback", data={"version": "v-old", "published": "v-new"}
+    )
+    assert response.status_code == 400
+    assert "Version v-newest was published after this page was loaded" in response.get_data(
+        as_text=True
+    )
+    assert published_run().version == "v-newest"
+    assert publish.ROLLED_BACK_AT not in (db.session.get(ModelRun, newest.id).report or {})
