@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
 
 from app.admin import bp
@@ -40,6 +40,7 @@ SEARCH_LIMIT = 20
 RECENT_EVENTS = 30
 WINNER_CHOICES = ("model", "heuristic", "none")
 DEFAULT_ALLOCATION_PERCENT = 50
+EXPERIMENTS_SHOWN = 20
 # Warn when the published version covers this much less of the active students than the one before.
 COVERAGE_DROP_WARNING = 0.05
 
@@ -234,12 +235,15 @@ def model_name(run: ModelRun) -> str | None:
     return chosen or _comparison(run).get("best") or run.algorithm
 
 
+SERVED_STATUSES = ("published", "superseded")
+
+
 def _versions() -> list[ModelRun]:
     return list(
         reversed(
             db.session.scalars(
                 select(ModelRun)
-                .where(ModelRun.status.in_(("published", "superseded")))
+                .where(ModelRun.status.in_(SERVED_STATUSES))
                 .order_by(ModelRun.id.desc())
                 .limit(VERSIONS_SHOWN)
             ).all()
@@ -260,6 +264,9 @@ def recommendations_versions():
         evaluated={run.id: evaluated_students(run) for run in versions},
         baselines=BASELINES,
         published=publish.published_run(),
+        versions_total=db.session.scalar(
+            select(func.count(ModelRun.id)).where(ModelRun.status.in_(SERVED_STATUSES))
+        ),
     )
 
 
@@ -629,12 +636,15 @@ def recommendations_experiment():
 
 def _experiment_page(status: int = 200):
     latest = experiments.latest_experiment()
-    past = db.session.scalars(select(Experiment).order_by(Experiment.id.desc()).limit(20)).all()
+    past = db.session.scalars(
+        select(Experiment).order_by(Experiment.id.desc()).limit(EXPERIMENTS_SHOWN)
+    ).all()
     return render_template(
         "admin/recommendations_experiment.html",
         experiment=latest,
         comparison=_compare_arms(latest) if latest is not None else None,
         past=past,
+        experiments_total=db.session.scalar(select(func.count(Experiment.id))),
         winners=WINNER_CHOICES,
         default_allocation=DEFAULT_ALLOCATION_PERCENT,
     ), status

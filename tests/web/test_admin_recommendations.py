@@ -773,3 +773,24 @@ def test_a_rollback_form_from_before_a_new_version_was_published_rolls_nothing_b
     )
     assert published_run().version == "v-newest"
     assert publish.ROLLED_BACK_AT not in (db.session.get(ModelRun, newest.id).report or {})
+
+
+def test_the_versions_page_says_it_lists_only_the_latest_versions(admin_client):
+    from app.admin.recommendations import VERSIONS_SHOWN
+
+    for n in range(VERSIONS_SHOWN + 1):
+        _published_run(f"v{n:02d}").status = "superseded"
+    db.session.commit()
+    page = admin_client.get("/admin/recommendations/versions").get_data(as_text=True)
+    assert "v01" in page and "v00" not in page
+    assert f"The last {VERSIONS_SHOWN} versions that were published" in page
+
+
+def test_the_experiment_list_says_it_shows_only_the_latest(admin_client):
+    from app.recs.experiment import stop_experiment
+
+    for n in range(21):
+        stop_experiment(start_experiment(f"Run {n:02d}", 50), None)
+    page = admin_client.get("/admin/recommendations/experiment").get_data(as_text=True)
+    assert "Run 01" in page and "Run 00" not in page
+    assert "<h2>The last 20 experiments</h2>" in page
