@@ -450,7 +450,9 @@ def purge_events_command(days: int | None) -> None:
     shown before then (metrics count them on its day), and the cards of API slates as old.
     Dismissals ("Not interested") are kept until their challenge has been over for that long."""
     days = days or int(current_app.config["RECS_EVENT_RETENTION_DAYS"])
-    deleted = pipeline.purge_events(days)
+    # The scheduled purge's lock: never delete events under a training run's export.
+    with _pipeline_lock():
+        deleted = pipeline.purge_events(days)
     click.echo(f"Deleted {deleted} events older than {days} days or of slates shown before then.")
 
 

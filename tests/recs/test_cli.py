@@ -324,6 +324,7 @@ def test_commands_refuse_to_overlap_a_running_pipeline(app, runner, campus):
         assert acquired
         assert "another recommendation run is in progress" in invoke(runner, "pipeline", code=1)
         assert "in progress" in invoke(runner, "import", code=1)
+        assert "in progress" in invoke(runner, "purge-events", code=1)
     invoke(runner, "pipeline")
 
 
