@@ -179,7 +179,12 @@ def train_command(input_path: Path | None) -> None:
 
 
 @recs_cli.command("generate")
-@click.option("--version", callback=_not_blank, help="Model version [default: the published one].")
+@click.option(
+    "--version",
+    callback=_not_blank,
+    help="Model version [default: the published one; when it was imported (no artifact), the "
+    "newest trained version].",
+)
 @click.option(
     "--k",
     type=click.IntRange(1, 1000),
