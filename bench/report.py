@@ -6,6 +6,7 @@ command behind each table, the targets, and what the profiles say limits each fi
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from bench.common import REPO, RESULTS_DIR, progress
@@ -744,7 +745,8 @@ def build() -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(build())
     progress(f"wrote {DOC.relative_to(REPO)}")

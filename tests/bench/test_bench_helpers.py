@@ -188,3 +188,12 @@ def test_ease_ceiling_lists_the_reported_draw_first_and_compares_it_with_the_oth
     assert "seed-42 draw plain EASE peaks at 0.4401 over an l2 sweep from 100 to 1000" in reading
     assert "on seeds 0, 1 it peaks at 0.4481 on average" in reading
     assert "moves the same model's best by +0.0080" in reading
+
+
+def test_report_help_prints_help_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "DOC", tmp_path / "benchmarks.md")
+    with pytest.raises(SystemExit) as exited:
+        report.main(["--help"])
+    assert exited.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+    assert not (tmp_path / "benchmarks.md").exists()
