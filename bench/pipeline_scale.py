@@ -227,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(map(str, DEFAULT_SIZES)),
         help="Comma-separated student counts [default: %(default)s].",
     )
-    parser.add_argument("--challenges", type=int, default=CHALLENGES)
+    parser.add_argument(
+        "--challenges",
+        type=int,
+        default=CHALLENGES,
+        help="Challenges of the synthetic campus [default: %(default)s].",
+    )
     parser.add_argument(
         "--profile-size",
         type=int,
