@@ -83,9 +83,15 @@ def _client_address() -> str:
     return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
-def _throttled(action: str, template: str, form, refused: Refusal):
+def _throttled(action: str, template: str, form, refused: Refusal, who: str = ""):
+    """A refusal by a budget; ``who`` (``email=...`` or ``user_id=...``) names the account the
+    attempt was about, so the log tells whose password is being guessed."""
     log.warning(
-        "%s rate limit hit (%s) for address=%s", action, refused.name.lower(), _client_address()
+        "%s rate limit hit (%s) for address=%s%s",
+        action,
+        refused.name.lower(),
+        _client_address(),
+        f" {who}" if who else "",
     )
     db.session.commit()  # keeps the clean-up of expired attempts done by attempts.refusal
     flash(refused.value, "error")
@@ -104,7 +110,8 @@ def login():
         # No email typed: the form refuses it below, and there is no account to count against.
         refused = attempts.refusal(address, account) if account else None
         if refused:
-            return _throttled("login", "auth/login.html", form, refused)
+            email = User.normalize_email(form.email.data)
+            return _throttled("login", "auth/login.html", form, refused, f"email={email[:80]!r}")
         if form.validate_on_submit():
             email = User.normalize_email(form.email.data)
             user = db.session.scalar(select(User).where(User.email == email))
@@ -202,7 +209,13 @@ def change_password():
         # must not keep its owner, logged in, from changing the password.
         refused = attempts.refusal(address, account, across_addresses=False)
         if refused:
-            return _throttled("password change", "auth/password.html", form, refused)
+            return _throttled(
+                "password change",
+                "auth/password.html",
+                form,
+                refused,
+                f"user_id={current_user.id}",
+            )
     if form.validate_on_submit():
         if not current_user.check_password(form.current_password.data):
             attempts.record(address, account)
