@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from app.models import Challenge, utcnow
+from app.models import Challenge, Participation, User, utcnow
 from tests.e2e.pages import challenge_list, log_in, server_view
-from tests.helpers import make_category, make_user
+from tests.helpers import make_category, make_challenge, make_participation, make_user
 
 pytestmark = pytest.mark.e2e
 
@@ -66,3 +66,38 @@ def test_professor_creates_and_publishes_a_challenge_that_a_student_then_sees(op
 
 def _stored_status() -> str | None:
     return server_view().scalar(select(Challenge.status).where(Challenge.title == TITLE))
+
+
+def test_professor_marks_a_selection_completed_and_takes_one_back(open_page):
+    professor = make_user("professor")
+    challenge = make_challenge(owner=professor, title="Bridge building")
+    ada = make_user("student", display_name="Ada Byron")
+    bob = make_user("student", display_name="Bob Stone")
+    cyd = make_user("student", display_name="Cyd Moss")
+    for student in (ada, bob, cyd):
+        make_participation(student, challenge)
+    page = open_page()
+    log_in(page, professor)
+    page.goto(f"/professor/challenges/{challenge.id}/participants")
+
+    page.get_by_role("checkbox", name="Select Ada Byron").check()
+    page.get_by_role("checkbox", name="Select Cyd Moss").check()
+    page.get_by_role("button", name="Mark selected completed").click()
+    expect(page.get_by_role("status")).to_contain_text("Marked 2 participants completed.")
+    expect(page.get_by_role("row", name=re.compile("Ada Byron"))).to_contain_text("completed")
+    expect(page.get_by_role("row", name=re.compile("Bob Stone"))).to_contain_text("joined")
+
+    page.get_by_role("button", name="Mark not completed: Cyd Moss").click()
+    expect(page.get_by_role("status")).to_contain_text("Marked 1 participant not completed.")
+    page.get_by_role("button", name="Mark completed: Bob Stone").click()
+    expect(page.get_by_role("status")).to_contain_text("Marked 1 participant completed.")
+    stored = dict(
+        server_view()
+        .execute(
+            select(User.display_name, Participation.status)
+            .join(Participation, Participation.user_id == User.id)
+            .where(Participation.challenge_id == challenge.id)
+        )
+        .all()
+    )
+    assert stored == {"Ada Byron": "completed", "Bob Stone": "completed", "Cyd Moss": "joined"}

@@ -364,9 +364,9 @@ def test_participants_page_offers_marking_to_current_participants_only(professor
     page = professor_client.get(f"/professor/challenges/{challenge.id}/participants").get_data(
         as_text=True
     )
-    assert 'aria-label="Mark Ada Lovelace completed"' in page
-    assert 'aria-label="Mark Done Student not completed"' in page
-    assert "Gone Student completed" not in page and "Select Gone Student" not in page
+    assert 'aria-label="Mark completed: Ada Lovelace"' in page
+    assert 'aria-label="Mark not completed: Done Student"' in page
+    assert "completed: Gone Student" not in page and "Select Gone Student" not in page
     assert 'aria-label="Select Ada Lovelace"' in page and 'aria-label="Select Done Student"' in page
 
 
