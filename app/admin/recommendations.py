@@ -300,8 +300,15 @@ def recommendations_retrain():
         log.info("admin started retraining")
         flash("Retraining started. This page follows its progress.", "success")
     else:
-        flash("A training run is already in progress.", "warning")
+        flash(_busy("retrain"), "warning")
     return redirect(url_for("admin.recommendations"), 303)
+
+
+def _busy(action: str) -> str:
+    """The refusal of an action that needs the pipeline lock, naming what holds it: a rollback or
+    the event purge holds it as a training run does."""
+    holder = scheduler.lock_holder(_app())
+    return f"{holder[0].upper()}{holder[1:]} is in progress: {action} once it has finished."
 
 
 @_admin_route("/recommendations/progress")
@@ -356,7 +363,7 @@ def recommendations_rollback():
     refusal = None
     with scheduler.single_runner(current_app._get_current_object()) as acquired:
         if not acquired:
-            refusal = "A retraining run is in progress: roll back once it has finished."
+            refusal = _busy("roll back")
         elif (since := _published_since_page()) is not None:
             refusal = (
                 f"Version {since} was published after this page was loaded, and nothing was "

@@ -145,6 +145,16 @@ def is_locked(app: Flask) -> bool:
     return True
 
 
+def lock_holder(app: Flask) -> str:
+    """What holds the pipeline lock, for a refusal to name: a run the database records as going
+    on (the same reading as ``retrain_progress``), else one of the jobs that record nothing."""
+    with app.app_context():
+        latest = db.session.scalar(select(ModelRun).order_by(ModelRun.id.desc()).limit(1))
+    if latest is not None and latest.status == "running":
+        return "an import" if latest.kind == "import" else "a training run"
+    return "another run (a retrain, an import, a rollback or the event purge)"
+
+
 # --- Running the pipeline -------------------------------------------------------------------------
 
 

@@ -517,16 +517,21 @@ def _first_challenge_id() -> int:
     return db.session.scalar(select(func.min(Challenge.id)))
 
 
-def test_rollback_waits_for_a_running_retrain(admin_client, app):
+def test_rollback_waits_while_another_run_holds_the_lock(admin_client, app):
     from app.recs import scheduler
     from app.recs.publish import published_run
 
     _two_versions()
-    with scheduler.single_runner(app) as acquired:  # a run in progress holds the lock
+    with scheduler.single_runner(app) as acquired:  # a rollback or the purge: no run recorded
         assert acquired
         response = admin_client.post("/admin/recommendations/rollback", data={"version": "v-old"})
     assert response.status_code == 400
-    assert "A retraining run is in progress" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert (
+        "Another run (a retrain, an import, a rollback or the event purge) is in progress: "
+        "roll back once it has finished." in page
+    )
+    assert "retraining run" not in page  # nothing says this lock holder is training
     assert published_run().version == "v-new"
     after = admin_client.post("/admin/recommendations/rollback", data={"version": "v-old"})
     assert after.status_code == 303 and published_run().version == "v-old"
@@ -569,9 +574,26 @@ def test_retrain_now_goes_through_the_scheduler(admin_client, monkeypatch):
     response = admin_client.post("/admin/recommendations/retrain", follow_redirects=True)
     assert len(started) == 1
     assert "Retraining started" in response.get_data(as_text=True)
-    monkeypatch.setattr(scheduler, "trigger_retrain", lambda app: False)
-    response = admin_client.post("/admin/recommendations/retrain", follow_redirects=True)
-    assert "already in progress" in response.get_data(as_text=True)
+
+
+def test_retrain_now_names_what_holds_the_lock(admin_client, app):
+    from app.recs import scheduler
+
+    with scheduler.single_runner(app) as acquired:  # a rollback or the purge: no run recorded
+        assert acquired
+        page = admin_client.post("/admin/recommendations/retrain", follow_redirects=True)
+    page = page.get_data(as_text=True)
+    assert (
+        "Another run (a retrain, an import, a rollback or the event purge) is in progress: "
+        "retrain once it has finished." in page
+    )
+    assert "training run is" not in page
+
+    db.session.add(ModelRun(version="v-running", status="running", kind="train"))
+    db.session.commit()
+    with scheduler.single_runner(app):
+        page = admin_client.post("/admin/recommendations/retrain", follow_redirects=True)
+    assert "A training run is in progress: retrain once it has finished." in page.get_data(True)
 
 
 def test_progress_polls_while_running_and_reloads_when_done(admin_client, monkeypatch):
