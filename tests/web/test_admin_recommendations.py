@@ -480,6 +480,22 @@ def test_dashboard_warns_when_the_last_run_failed_and_nothing_is_published(admin
     assert "nothing to roll back to" in page
 
 
+def test_latest_runs_show_the_day_a_run_finished(admin_client):
+    db.session.add(
+        ModelRun(
+            version="v-midnight",
+            status="rejected",
+            kind="train",
+            started_at=datetime(2024, 5, 1, 23, 50),
+            finished_at=datetime(2024, 5, 2, 0, 10),
+        )
+    )
+    db.session.commit()
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "<th>Started (UTC)</th><th>Finished (UTC)</th>" in page
+    assert "<td>2024-05-01 23:50</td>\n      <td>2024-05-02 00:10</td>" in page
+
+
 def test_rollback_and_forward_through_the_page(admin_client):
     from app.recs.publish import published_run
 
