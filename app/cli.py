@@ -91,7 +91,7 @@ _ONLY_ADMIN = (
 @click.option(
     "--reassign-to",
     "heir_email",
-    help="A professor or admin who takes over the challenges the account owns.",
+    help="A professor or admin who takes over the challenges the account owns (if it owns any).",
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
@@ -110,7 +110,8 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
     if is_last_active_admin(user):
         raise click.ClickException(_ONLY_ADMIN.format(email=email))
     owned = list(user.challenges)
-    heir = _heir(heir_email, user) if heir_email else None
+    # With nothing to hand over, whoever --reassign-to names takes nothing and need not qualify.
+    heir = _heir(heir_email, user) if heir_email and owned else None
     if owned and heir is None:
         raise click.ClickException(
             f"{email} owns {len(owned)} challenge(s); pass --reassign-to EMAIL (a professor or "
@@ -143,6 +144,8 @@ def delete_user(email: str, heir_email: str | None, yes: bool) -> None:
     db.session.commit()
     if owned:
         click.echo(f"Handed {len(owned)} challenge(s) to {heir.email}.")
+    elif heir_email:
+        click.echo(f"{email} owns no challenge: nothing was handed over.")
     click.echo(f"Deleted {email} and their activity.")
 
 

@@ -166,6 +166,16 @@ def test_users_delete_refuses_an_heir_who_cannot_own_challenges(app, runner):
     assert db.session.get(Challenge, challenge.id).owner_id == leaving.id
 
 
+def test_users_delete_needs_no_heir_for_an_account_that_owns_no_challenge(app, runner):
+    leaving, student = make_user("professor"), make_user("student")
+    result = runner.invoke(
+        args=["users", "delete", "--email", leaving.email, "--reassign-to", student.email, "--yes"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{leaving.email} owns no challenge: nothing was handed over." in result.output
+    assert db.session.scalar(select(User).where(User.email == leaving.email)) is None
+
+
 def test_users_role_changes_a_role_from_the_command_line(app, runner):
     student = make_user("student")
     result = runner.invoke(
