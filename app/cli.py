@@ -159,16 +159,62 @@ def set_role(email: str, role: str) -> None:
     """
     from app.auth.accounts import RoleChangeRefused, change_role
 
-    email = User.normalize_email(email)
-    user = db.session.scalar(select(User).where(User.email == email))
-    if user is None:
-        raise click.ClickException(f"no account with email {email}")
+    user = _account(email)
     try:
         changed = change_role(user, role)
     except RoleChangeRefused as exc:
         raise click.ClickException(str(exc).rstrip(".")) from None
     article = "an" if role == "admin" else "a"
-    click.echo(f"{email} is {'now' if changed else 'already'} {article} {role}.")
+    click.echo(f"{user.email} is {'now' if changed else 'already'} {article} {role}.")
+    _say_if_deactivated(user)
+
+
+@users_cli.command("deactivate")
+@click.option("--email", required=True, help="The account to deactivate.")
+def deactivate_user(email: str) -> None:
+    """Deactivate an account, as the admin Users page does: it can no longer log in and its
+    sessions end; its challenges, participations and history stay (`users activate` lets it in
+    again). Refused for the only active admin."""
+    _set_active(email, False)
+
+
+@users_cli.command("activate")
+@click.option("--email", required=True, help="The account to activate.")
+def activate_user(email: str) -> None:
+    """Activate a deactivated account, as the admin Users page does: it can log in again."""
+    _set_active(email, True)
+
+
+def _set_active(email: str, active: bool) -> None:
+    from app.auth.accounts import ActivationRefused, set_active
+
+    user = _account(email)
+    try:
+        changed = set_active(user, active)
+    except ActivationRefused as exc:
+        raise click.ClickException(str(exc).rstrip(".")) from None
+    if not changed:
+        click.echo(f"{user.email} is already {'active' if active else 'deactivated'}.")
+    elif active:
+        click.echo(f"{user.email} activated: it can log in again.")
+    else:
+        click.echo(f"{user.email} deactivated: it cannot log in, and its sessions were logged out.")
+
+
+def _account(email: str) -> User:
+    email = User.normalize_email(email)
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise click.ClickException(f"no account with email {email}")
+    return user
+
+
+def _say_if_deactivated(user: User) -> None:
+    if not user.active:
+        click.echo(
+            f"{user.email} is deactivated and cannot log in: "
+            f"`flask users activate --email {user.email}` lets it in again."
+        )
 
 
 @users_cli.command("password")
@@ -187,10 +233,7 @@ def set_password(email: str, password: str) -> None:
     """
     from app.auth.forms import PASSWORD_MAX, PASSWORD_MIN
 
-    email = User.normalize_email(email)
-    user = db.session.scalar(select(User).where(User.email == email))
-    if user is None:
-        raise click.ClickException(f"no account with email {email}")
+    user = _account(email)
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise click.BadParameter(
             f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", param_hint="--password"
@@ -198,9 +241,8 @@ def set_password(email: str, password: str) -> None:
     user.set_password(password)  # a new session token: every session of the account ends
     db.session.commit()
     log.info("password of user_id=%s set from the command line", user.id)
-    click.echo(f"Password of {email} set; its sessions were logged out.")
-    if not user.active:
-        click.echo(f"{email} is deactivated: an admin can activate it on the Users page.")
+    click.echo(f"Password of {user.email} set; its sessions were logged out.")
+    _say_if_deactivated(user)
 
 
 @users_cli.command("hand-over")

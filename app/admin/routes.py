@@ -309,29 +309,22 @@ def users():
 
 
 def _set_active(user_id: int, active: bool):
-    from app.auth.accounts import is_last_active_admin, lock_accounts
+    from app.auth.accounts import ActivationRefused, set_active
 
-    lock_accounts()
     user = db.get_or_404(User, user_id)
-    db.session.refresh(user)
-    if not active and user.id == current_user.id:
-        log.warning("admin user_id=%s tried to deactivate their own account", user.id)
-        flash("You cannot deactivate your own account.", "error")
-        return _users_page(400)
-    if not active and is_last_active_admin(user):
-        log.warning("deactivating the only active admin user_id=%s refused", user.id)
-        flash(f"{user.email} is the only active admin.", "error")
-        return _users_page(400)
     verb = "activated" if active else "deactivated"
-    if user.active == active:
+    try:
+        changed = set_active(user, active, by=current_user)
+    except ActivationRefused as exc:
+        log.warning(
+            "user_id=%s not %s by admin user_id=%s: %s", user.id, verb, current_user.id, exc
+        )
+        flash(str(exc), "error")
+        return _users_page(400)
+    if not changed:
         flash(f"{user.display_name} is already {verb}.", "info")
-        return _back_to_users()
-    user.active = active
-    # A new token ends every existing login session of this user.
-    user.rotate_session_token()
-    db.session.commit()
-    log.info("user %s user_id=%s by admin user_id=%s", verb, user.id, current_user.id)
-    flash(f"{user.display_name} ({user.email}) {verb}.", "success")
+    else:
+        flash(f"{user.display_name} ({user.email}) {verb}.", "success")
     return _back_to_users()
 
 

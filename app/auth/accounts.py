@@ -1,5 +1,6 @@
 """Changing what an account may do, and handing a professor's challenges to another: the one set
-of rules the admin *Users* page and `flask users role | hand-over | delete` share."""
+of rules the admin *Users* page and `flask users role | activate | deactivate | hand-over | delete`
+share."""
 
 from __future__ import annotations
 
@@ -70,6 +71,34 @@ def change_role(user: User, role: str, by: User | None = None) -> bool:
         previous,
         role,
         f"user_id={by.id}" if by is not None else "the command line",
+    )
+    return True
+
+
+class ActivationRefused(ValueError):
+    """A deactivation that would lock out the one deactivating, or the campus's last admin."""
+
+
+def set_active(user: User, active: bool, by: User | None = None) -> bool:
+    """Activate or deactivate ``user``; False when they already are. Either way every session of
+    theirs ends (a new session token), so a deactivated account is logged out at once. Refused:
+    an admin deactivating their own account, and the last active admin."""
+    lock_accounts()
+    db.session.refresh(user)
+    if not active and by is not None and by.id == user.id:
+        raise ActivationRefused("You cannot deactivate your own account.")
+    if not active and is_last_active_admin(user):
+        raise ActivationRefused(f"{user.email} is the only active admin.")
+    if user.active == active:
+        return False
+    user.active = active
+    user.rotate_session_token()
+    db.session.commit()
+    log.info(
+        "user %s user_id=%s by %s",
+        "activated" if active else "deactivated",
+        user.id,
+        f"admin user_id={by.id}" if by is not None else "the command line",
     )
     return True
 

@@ -171,6 +171,40 @@ def test_admin_cannot_deactivate_themselves(admin_client):
     assert admin_client.get("/admin/").status_code == 200
 
 
+def test_users_deactivate_and_activate_follow_the_users_pages_rules(app, runner):
+    student = make_user("student")
+    their_session = app.test_client()
+    login(their_session, student)
+    result = runner.invoke(args=["users", "deactivate", "--email", student.email.upper()])
+    assert result.exit_code == 0, result.output
+    assert "cannot log in, and its sessions were logged out" in result.output
+    assert their_session.get("/challenges").status_code == 302
+    assert login(app.test_client(), student).status_code == 401
+    again = runner.invoke(args=["users", "deactivate", "--email", student.email])
+    assert again.exit_code == 0 and f"{student.email} is already deactivated." in again.output
+
+    result = runner.invoke(args=["users", "activate", "--email", student.email])
+    assert result.exit_code == 0 and "it can log in again" in result.output
+    assert login(app.test_client(), student).status_code == 302
+
+    only = make_user("admin")
+    refused = runner.invoke(args=["users", "deactivate", "--email", only.email])
+    assert refused.exit_code == 1 and f"{only.email} is the only active admin" in refused.output
+    db.session.refresh(only)
+    assert only.active is True
+    missing = runner.invoke(args=["users", "activate", "--email", "nobody@uni.test"])
+    assert missing.exit_code == 1 and "no account with email nobody@uni.test" in missing.output
+
+
+def test_users_role_says_when_the_account_cannot_log_in(runner):
+    student = make_user("student", active=False)
+    result = runner.invoke(args=["users", "role", "--email", student.email, "--role", "admin"])
+    assert result.exit_code == 0
+    assert f"{student.email} is now an admin." in result.output
+    assert f"{student.email} is deactivated and cannot log in" in result.output
+    assert f"flask users activate --email {student.email}" in result.output
+
+
 def test_unknown_user_is_404(admin_client):
     assert admin_client.post("/admin/users/999999/deactivate").status_code == 404
 
