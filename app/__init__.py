@@ -4,8 +4,10 @@ config."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -24,6 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env()
     _read_flags(app)
+    _check_types(app)
     if database_url_from_env() and not os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = database_url_from_env()
     if config:
@@ -92,6 +95,50 @@ def _read_flags(app: Flask) -> None:
         if word not in _TRUE + _FALSE:
             raise ValueError(f"{name} must be true or false, not {value!r}")
         app.config[name] = word in _TRUE
+
+
+# Whole-number defaults that are durations passed to timedelta, where a fraction means something.
+_FRACTIONS_ALLOWED = {"LOGIN_RATE_WINDOW_SECONDS", "RECS_STALE_AFTER_HOURS"}
+
+
+def _check_types(app: Flask) -> None:
+    """A number, list or mapping set as something else (``FLASK_LOGIN_RATE_LIMIT=ten`` stays the
+    text "ten") failed on every request that read it; it fails at startup instead, naming the
+    setting. Text settings and those without a default take anything."""
+    for name, default in vars(DefaultConfig).items():
+        value = app.config.get(name)
+        expected = _expected_type(name, value, default)
+        if expected:
+            raise ValueError(f"{name} must be {expected}, not {value!r}")
+
+
+def _expected_type(name: str, value, default) -> str | None:
+    """What ``value`` should be to stand in for ``default``, or None when it is that."""
+    if isinstance(default, bool):
+        return None  # _read_flags
+    if isinstance(default, timedelta):  # Flask also takes a number of seconds
+        return None if _is_number(value) or isinstance(value, timedelta) else "a number of seconds"
+    if isinstance(default, float) or name in _FRACTIONS_ALLOWED:
+        return None if _is_number(value) else "a number"
+    if isinstance(default, int):
+        return None if _is_number(value) and isinstance(value, int) else "a whole number"
+    if isinstance(default, tuple):  # None: no such positions at all
+        whole = isinstance(value, list | tuple) and all(
+            _is_number(item) and isinstance(item, int) for item in value
+        )
+        return None if value is None or whole else "a list of whole numbers"
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            return "a JSON object"
+        weights = all(_is_number(item) for item in default.values())
+        if weights and not all(_is_number(item) for item in value.values()):
+            return "a JSON object of numbers"
+    return None
+
+
+def _is_number(value) -> bool:
+    # JSON reads NaN and Infinity as floats.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _instance_secret_key(instance: Path) -> str:

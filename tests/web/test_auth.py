@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -133,6 +135,44 @@ def test_a_flag_that_is_neither_true_nor_false_fails_at_startup(make_app, monkey
     monkeypatch.setenv("FLASK_REGISTRATION_ENABLED", "nope")
     with pytest.raises(ValueError, match="REGISTRATION_ENABLED must be true or false, not 'nope'"):
         make_app()
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("LOGIN_RATE_LIMIT", "ten", "a whole number"),
+        ("LOGIN_RATE_LIMIT", "true", "a whole number"),
+        ("RECS_SLATE_SIZE", "6.5", "a whole number"),
+        ("RECS_GATE_MARGIN", "none", "a number"),
+        ("RECS_GATE_MARGIN", "NaN", "a number"),
+        ("RECS_STALE_AFTER_HOURS", "two days", "a number"),
+        ("RECS_HEURISTIC_WEIGHTS", '{"affinity": "high"}', "a JSON object of numbers"),
+        ("RECS_INTERACTION_WEIGHTS", "join=3", "a JSON object"),
+        ("RECS_CONTENT_POSITIONS", "2,5", "a list of whole numbers"),
+        ("PERMANENT_SESSION_LIFETIME", "7d", "a number of seconds"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_fails_at_startup(make_app, monkeypatch, name, value, expected):
+    monkeypatch.setenv(f"FLASK_{name}", value)
+    with pytest.raises(ValueError, match=rf"^{name} must be {expected}, not "):
+        make_app()
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("RECS_GATE_MARGIN", "0"),  # a whole number is a number
+        ("RECS_STALE_AFTER_HOURS", "1.5"),  # a duration may be a fraction
+        ("RECS_CONTENT_POSITIONS", "null"),  # no content positions
+        ("RECS_CONTENT_POSITIONS", "[1, 3]"),
+        ("PERMANENT_SESSION_LIFETIME", "3600"),
+        ("RECS_PSEUDONYM_KEY", "12345"),  # no default: anything
+        ("SQLALCHEMY_ENGINE_OPTIONS", '{"pool_pre_ping": true, "pool_recycle": 300}'),
+    ],
+)
+def test_settings_of_the_type_their_default_allows_start(make_app, monkeypatch, name, value):
+    monkeypatch.setenv(f"FLASK_{name}", value)
+    assert make_app().config[name] == json.loads(value)
 
 
 def test_logout_requires_post(student_client):
