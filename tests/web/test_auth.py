@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -624,3 +625,22 @@ def test_users_password_sets_a_forgotten_password_and_ends_the_accounts_sessions
         args=["users", "password", "--email", "nobody@uni.test", "--password", "long enough"]
     )
     assert missing.exit_code == 1 and "no account with email nobody@uni.test" in missing.output
+
+
+def test_a_login_lasts_the_session_lifetime_from_when_its_cookie_was_written(
+    app, client, monkeypatch
+):
+    """As the README and the operations guide say: browsing does not extend a login; past
+    PERMANENT_SESSION_LIFETIME after the session last changed, it has ended."""
+    from itsdangerous import TimestampSigner
+
+    student = make_user("student")
+    login(client, student)
+    client.get("/challenges")  # shows the welcome message: the session changes, and is signed
+    signed = int(time.time())
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    for elapsed, status in [(lifetime // 2, 200), (lifetime - 60, 200), (lifetime + 60, 302)]:
+        monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self, e=elapsed: signed + e)
+        response = client.get("/challenges")
+        assert response.status_code == status, elapsed
+        assert status == 302 or "Set-Cookie" not in response.headers  # browsing signs nothing
