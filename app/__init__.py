@@ -3,6 +3,7 @@ config."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(DefaultConfig)
+    # Each app its own copy: FLASK_RECS_HEURISTIC_WEIGHTS__affinity=2 sets one key in place,
+    # which would otherwise change the class's dict for every app made after in this process.
+    app.config.update(copy.deepcopy({k: v for k, v in app.config.items() if isinstance(v, dict)}))
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env()
     _read_flags(app)

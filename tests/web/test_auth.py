@@ -644,3 +644,13 @@ def test_a_login_lasts_the_session_lifetime_from_when_its_cookie_was_written(
         response = client.get("/challenges")
         assert response.status_code == status, elapsed
         assert status == 302 or "Set-Cookie" not in response.headers  # browsing signs nothing
+
+
+def test_a_nested_setting_from_the_environment_changes_only_that_app(make_app, monkeypatch):
+    monkeypatch.setenv("FLASK_RECS_HEURISTIC_WEIGHTS__affinity", "9.5")
+    assert make_app().config["RECS_HEURISTIC_WEIGHTS"]["affinity"] == 9.5
+    monkeypatch.delenv("FLASK_RECS_HEURISTIC_WEIGHTS__affinity")
+    from app.config import DefaultConfig
+
+    assert DefaultConfig.RECS_HEURISTIC_WEIGHTS["affinity"] != 9.5
+    assert make_app().config["RECS_HEURISTIC_WEIGHTS"] == DefaultConfig.RECS_HEURISTIC_WEIGHTS
