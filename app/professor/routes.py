@@ -29,6 +29,7 @@ from app.models import (
 )
 from app.professor import bp
 from app.professor.forms import ChallengeForm
+from app.web import database_id
 
 log = logging.getLogger(__name__)
 
@@ -627,7 +628,8 @@ def _participants_page(challenge: Challenge, status: int = 200):
     )
 
 
-# One form marks at most this many participants; a larger class is marked a page of boxes at a time.
+# One form marks at most this many participants (a bound on one UPDATE's list of ids); the page is
+# not paged, so a larger selection is refused and marked in parts.
 MAX_MARKED = 1000
 _MARKS = {"completed": True, "joined": False}
 
@@ -639,6 +641,7 @@ def mark_participants(challenge_id: int):
     challenge = _manageable_or_abort(challenge_id)
     wanted = request.form.get("status", "")
     raw_ids = request.form.getlist("user_id")
+    user_ids = [database_id(r) for r in raw_ids]
     problem = None
     if wanted not in _MARKS:
         problem = "Choose whether to mark them completed or not completed."
@@ -646,7 +649,7 @@ def mark_participants(challenge_id: int):
         problem = "Choose at least one participant first."
     elif len(raw_ids) > MAX_MARKED:
         problem = f"At most {MAX_MARKED} participants can be marked at once."
-    elif not all(r.isascii() and r.isdigit() and len(r) <= 10 for r in raw_ids):
+    elif None in user_ids:
         problem = "That choice of participants is not valid. Reload the page and choose again."
     if problem:
         log.warning(
@@ -657,7 +660,7 @@ def mark_participants(challenge_id: int):
         )
         flash(problem, "error")
         return _participants_page(challenge, 400)
-    marked = mark_completed(challenge, [int(r) for r in raw_ids], _MARKS[wanted])
+    marked = mark_completed(challenge, user_ids, _MARKS[wanted])
     log.info(
         "participants of challenge_id=%s marked %s by user_id=%s: changed=%s unchanged=%s "
         "refused=%s",

@@ -378,6 +378,9 @@ def test_participants_page_offers_marking_to_current_participants_only(professor
         ({"status": "completed", "user_id": "1e3"}, "That choice of participants is not valid."),
         ({"status": "completed", "user_id": "\u0661"}, "That choice of participants is not valid."),
         ({"status": "completed", "user_id": "9" * 11}, "That choice of participants is not valid."),
+        # Ten digits, but past an INTEGER column: PostgreSQL refused the query with a 500.
+        ({"status": "completed", "user_id": "9" * 10}, "That choice of participants is not valid."),
+        ({"status": "completed", "user_id": "0"}, "That choice of participants is not valid."),
         ({"status": "completed", "user_id": ["1"] * 1001}, "At most 1000 participants"),
     ],
 )
