@@ -71,9 +71,9 @@ def create_user(email: str, display_name: str, role: str, password: str) -> None
         raise click.BadParameter(f"at most {NAME_MAX} characters", param_hint="--name")
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise click.ClickException(f"an account with email {email} already exists")
-    user = User(
-        email=email, display_name=display_name if has_visible(display_name) else email, role=role
-    )
+    # No name: the address stands in, cut to what the name column holds.
+    name = display_name if has_visible(display_name) else email[:NAME_MAX]
+    user = User(email=email, display_name=name, role=role)
     user.set_password(password)
     db.session.add(user)
     db.session.commit()

@@ -585,6 +585,15 @@ def test_users_create_makes_an_account_that_logs_in(client, runner):
     assert response.location == "/admin/"
 
 
+def test_users_create_without_a_name_uses_the_email_cut_to_a_names_length(runner):
+    # An address may be 254 characters; the name column holds 120 (PostgreSQL refuses more).
+    email = f"{'a' * 64}@{'b' * 60}.{'c' * 20}.edu"
+    result = create_account(runner, email=email, name=" \u200b ")
+    assert result.exit_code == 0, result.output
+    created = db.session.scalar(select(User).where(User.email == email))
+    assert created.display_name == email[:120]
+
+
 @pytest.mark.parametrize(
     "option, value, message",
     [
