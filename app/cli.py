@@ -26,6 +26,15 @@ users_cli = AppGroup(
 demo_cli = AppGroup("demo", help="Demo data for trying the product.")
 
 
+def _password_length(ctx: click.Context, param: click.Parameter, password: str) -> str:
+    """What registration accepts, checked as it is typed: a refused one is asked for again."""
+    from app.auth.forms import PASSWORD_MAX, PASSWORD_MIN
+
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise click.BadParameter(f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    return password
+
+
 @users_cli.command("create")
 @click.option("--email", prompt=True, help="Login email (stored lower-cased and composed, NFC).")
 @click.option(
@@ -46,13 +55,14 @@ demo_cli = AppGroup("demo", help="Demo data for trying the product.")
     prompt=True,
     hide_input=True,
     confirmation_prompt=True,
+    callback=_password_length,
     help="8 to 200 characters.",
 )
 def create_user(email: str, display_name: str, role: str, password: str) -> None:
     """Create an account (student, professor or admin)."""
     from email_validator import EmailNotValidError, validate_email
 
-    from app.auth.forms import NAME_MAX, PASSWORD_MAX, PASSWORD_MIN
+    from app.auth.forms import NAME_MAX
     from app.text import clean_line, has_visible
 
     # Checked as registration checks them: the login form takes no longer password, and an
@@ -62,10 +72,6 @@ def create_user(email: str, display_name: str, role: str, password: str) -> None
         validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:
         raise click.BadParameter(f"not an email address: {exc}", param_hint="--email") from None
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise click.BadParameter(
-            f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", param_hint="--password"
-        )
     display_name = clean_line(display_name)
     if len(display_name) > NAME_MAX:
         raise click.BadParameter(f"at most {NAME_MAX} characters", param_hint="--name")
@@ -224,6 +230,7 @@ def _say_if_deactivated(user: User) -> None:
     prompt="New password",
     hide_input=True,
     confirmation_prompt=True,
+    callback=_password_length,
     help="8 to 200 characters.",
 )
 def set_password(email: str, password: str) -> None:
@@ -231,13 +238,7 @@ def set_password(email: str, password: str) -> None:
 
     Without it, an account whose password is lost can only be deleted, with its participations.
     """
-    from app.auth.forms import PASSWORD_MAX, PASSWORD_MIN
-
     user = _account(email)
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise click.BadParameter(
-            f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", param_hint="--password"
-        )
     user.set_password(password)  # a new session token: every session of the account ends
     db.session.commit()
     log.info("password of user_id=%s set from the command line", user.id)

@@ -663,3 +663,17 @@ def test_a_nested_setting_from_the_environment_changes_only_that_app(make_app, m
 
     assert DefaultConfig.RECS_HEURISTIC_WEIGHTS["affinity"] != 9.5
     assert make_app().config["RECS_HEURISTIC_WEIGHTS"] == DefaultConfig.RECS_HEURISTIC_WEIGHTS
+
+
+def test_users_password_asks_again_for_a_password_of_the_wrong_length(runner):
+    # Refused only after the account was looked up and the password typed twice, it ended the
+    # command, and everything had to be typed again.
+    student = make_user("student")
+    result = runner.invoke(
+        args=["users", "password", "--email", student.email],
+        input="short\nlong enough1\nlong enough1\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "8 to 200 characters" in result.output
+    db.session.refresh(student)
+    assert student.check_password("long enough1")
