@@ -78,7 +78,8 @@ class ParticipationStatus(str, enum.Enum):
 ROLES = tuple(r.value for r in Role)
 CHALLENGE_STATUSES = tuple(s.value for s in ChallengeStatus)
 PARTICIPATION_STATUSES = tuple(s.value for s in ParticipationStatus)
-EVENT_TYPES = ("impression", "click", "dismiss", "join")
+# A "restore" takes back the student's earlier "dismiss" of the same challenge (eligibility.py).
+EVENT_TYPES = ("impression", "click", "dismiss", "join", "restore")
 SOURCES = ("model", "fresh", "content", "heuristic")
 RUN_STATUSES = ("running", "published", "rejected", "failed", "superseded")
 

@@ -21,14 +21,16 @@ from typing import TextIO
 
 import numpy as np
 from scipy import sparse
-from sqlalchemy import ColumnElement, String, select, type_coerce, union_all
+from sqlalchemy import ColumnElement, String, or_, select, type_coerce, union_all
 
 from app.extensions import db
 from app.models import Participation, ParticipationStatus, RecommendationEvent
+from app.recs.eligibility import dismissal_stands
 
 EXPORT_HEADER = ("user_id", "challenge_id", "event", "weight", "timestamp")
 # Clicks and dismisses come from the event table; joins and completions from participations, which
-# are the source of truth (a "join" event row duplicates the participation it belongs to).
+# are the source of truth (a "join" event row duplicates the participation it belongs to). A dismiss
+# the student took back ("restore") is not read: as if it had never been.
 EVENT_TYPES_FROM_LOG = ("click", "dismiss")
 MAX_ID_LENGTH = 64
 # Weights are small multiples of an interaction (config RECS_INTERACTION_WEIGHTS); far past this a
@@ -271,7 +273,10 @@ def _logged_events(since: datetime | None) -> tuple[np.ndarray, ...]:
         RecommendationEvent.challenge_id,
         RecommendationEvent.type,
         created_at,
-    ).where(RecommendationEvent.type.in_(EVENT_TYPES_FROM_LOG))
+    ).where(
+        RecommendationEvent.type.in_(EVENT_TYPES_FROM_LOG),
+        or_(RecommendationEvent.type != "dismiss", dismissal_stands()),
+    )
     if since is not None:
         query = query.where(RecommendationEvent.created_at >= since)
     users, items, types, created = _columns(query, 4)
@@ -289,7 +294,7 @@ def excluded_pairs() -> tuple[np.ndarray, np.ndarray]:
         Participation.status != ParticipationStatus.LEFT.value
     )
     dismissed = select(RecommendationEvent.user_id, RecommendationEvent.challenge_id).where(
-        RecommendationEvent.type == "dismiss"
+        RecommendationEvent.type == "dismiss", dismissal_stands()
     )
     users, items = _columns(union_all(joined, dismissed), 2)
     return _int_array(users), _int_array(items)

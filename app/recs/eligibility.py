@@ -16,8 +16,19 @@ from functools import cache
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import Integer, Select, bindparam, func, literal, or_, select, union_all
-from sqlalchemy.orm import joinedload
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import aliased, joinedload
 
 from app.extensions import db
 from app.models import (
@@ -29,7 +40,8 @@ from app.models import (
 )
 
 # The training's event names (``data.read_database``): a participation is a "join", plus a
-# "complete" once completed; clicks and dismisses come from the event log.
+# "complete" once completed; clicks and dismisses come from the event log. A "restore" is no
+# signal of its own: it takes back the dismisses before it (``dismissal_stands``).
 FEEDBACK_EVENTS = ("click", "dismiss")
 EXTENSION_KEY = "recs_scoring_catalogue"
 # The fingerprint sees every change to a challenge (a join bumps its counter and so updated_at);
@@ -37,6 +49,21 @@ EXTENSION_KEY = "recs_scoring_catalogue"
 # and a commit that lands after a later-stamped one. Scores lag by at most this much, never
 # eligibility, which the page's own query checks again.
 CATALOGUE_MAX_AGE = timedelta(seconds=10)
+
+
+def dismissal_stands(dismiss=RecommendationEvent) -> ColumnElement[bool]:
+    """True for a ``dismiss`` row no restore of the same student and challenge came at or after.
+
+    "Not interested" is taken back by storing a ``restore``, never by deleting the dismiss, so the
+    history stays whole; serving, training and the event endpoint all read a dismissal through
+    this condition (a later dismiss stands again)."""
+    restore = aliased(RecommendationEvent, name="restore")
+    return ~exists().where(
+        restore.user_id == dismiss.user_id,
+        restore.challenge_id == dismiss.challenge_id,
+        restore.type == "restore",
+        restore.created_at >= dismiss.created_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -47,7 +74,8 @@ class UserHistory:
     training's vocabulary, so serving can rebuild the student's row of the interaction matrix
     (fold-in): repeated clicks on one challenge are one entry with their count and the latest
     moment, so the history stays one row per challenge and event however often a student
-    clicks. ``changed_at`` is the student's latest join, leave, completion, click or dismiss.
+    clicks. ``changed_at`` is the student's latest join, leave, completion, click, dismiss or
+    restore; ``dismissed_ids`` holds only the dismissals no restore took back.
     """
 
     joined_ids: frozenset[int] = frozenset()
@@ -98,7 +126,8 @@ def _history_statement():
         .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
         .where(
             RecommendationEvent.user_id == bindparam("user_id"),
-            RecommendationEvent.type.in_(FEEDBACK_EVENTS),
+            RecommendationEvent.type.in_((*FEEDBACK_EVENTS, "restore")),
+            or_(RecommendationEvent.type != "dismiss", dismissal_stands()),
         )
         .group_by(
             RecommendationEvent.challenge_id,
@@ -121,6 +150,8 @@ def _history(rows: Iterable[tuple]) -> UserHistory:
             moments.append(updated_at)
             continue
         moments.append(happened_at)
+        if kind == "restore":  # the student's row changed: the dismissal it took back is gone
+            continue
         if kind == "dismiss":
             dismissed.add(challenge_id)
             interactions.append((challenge_id, "dismiss", happened_at.timestamp(), count))
@@ -150,7 +181,8 @@ def _history(rows: Iterable[tuple]) -> UserHistory:
 
 
 def excluded_challenge_ids(user_id: int) -> frozenset[int]:
-    """Challenges never to recommend to this student: joined (not left) or dismissed."""
+    """Challenges never to recommend to this student: joined (not left) or dismissed (and not
+    restored since)."""
     return load_user_history(user_id).excluded_ids
 
 

@@ -1,4 +1,5 @@
-"""The one place that writes recommendation events: impressions, clicks, dismisses and joins."""
+"""The one place that writes recommendation events: impressions, clicks, dismisses, restores and
+joins."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flask import current_app
 from sqlalchemy import and_, func, insert, literal, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import (
@@ -26,6 +28,7 @@ from app.models import (
     User,
     utcnow,
 )
+from app.recs.eligibility import dismissal_stands
 
 log = logging.getLogger(__name__)
 
@@ -300,18 +303,63 @@ def record_page(user_id: int, slate, new_slate: bool) -> int:
 
 def was_served(user_id: int, slate_id: str | None, challenge_id: int) -> bool:
     """Whether the server put this challenge on a slate of this student's."""
+    return served_card(user_id, slate_id, challenge_id) is not None
+
+
+@dataclass(frozen=True)
+class _Dismissal:
+    """A student's dismisses and restores of one challenge: how many restores, the latest moment
+    of either, and whether a dismissal stands (no restore at or after it)."""
+
+    restores: int
+    latest: datetime | None
+    stands: bool
+
+
+def has_dismissed(user_id: int, challenge_id: int) -> bool:
+    """Whether the student ever marked this challenge "not interested" (restored or not)."""
+    return _dismissal(user_id, challenge_id).latest is not None
+
+
+def served_card(user_id: int, slate_id: str | None, challenge_id: int):
+    """(position, source, api_card) of this challenge's card in a slate of this student's, or
+    None when that slate is not theirs or never served it."""
     slate = owned_slate(user_id, slate_id)
-    return slate is not None and _impression(slate.id, challenge_id) is not None
+    return _impression(slate.id, challenge_id) if slate is not None else None
+
+
+def _dismissal(user_id: int, challenge_id: int) -> _Dismissal:
+    rows = db.session.execute(
+        select(RecommendationEvent.type, RecommendationEvent.created_at).where(
+            RecommendationEvent.user_id == user_id,
+            RecommendationEvent.challenge_id == challenge_id,
+            RecommendationEvent.type.in_(("dismiss", "restore")),
+        )
+    ).all()
+    dismissed = max((at for kind, at in rows if kind == "dismiss"), default=None)
+    restored = max((at for kind, at in rows if kind == "restore"), default=None)
+    return _Dismissal(
+        restores=sum(kind == "restore" for kind, _ in rows),
+        latest=max(filter(None, (dismissed, restored)), default=None),
+        stands=dismissed is not None and (restored is None or restored < dismissed),
+    )
 
 
 def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None) -> bool:
-    """Record "not interested" once per (student, challenge), with the slate if it is theirs."""
+    """Record "not interested" once per (student, challenge), with the slate if it is theirs;
+    again after the student restored it, once per restore."""
     slate = owned_slate(user_id, slate_id)
     shown = _impression(slate.id, challenge_id) if slate else None
     if shown is None:
         slate = None  # not a card of that slate: the dismissal stands, credited to no slate
+    before = _dismissal(user_id, challenge_id)
+    if before.stands:
+        return False
+    # The first dismissal keeps the id it always had; each later one is keyed by the restores
+    # before it, so a double click still stores one.
+    key = (user_id, challenge_id, before.restores)[: 3 if before.restores else 2]
     row = {
-        "event_id": natural_event_id("dismiss", user_id, challenge_id),
+        "event_id": natural_event_id("dismiss", *key),
         "user_id": user_id,
         "challenge_id": challenge_id,
         "type": "dismiss",
@@ -320,9 +368,57 @@ def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None)
         "source": shown.source if shown else None,
         "model_version": slate.model_version if slate else None,
         "arm": slate.arm if slate else None,
-        "created_at": utcnow(),
+        # Strictly after the restore it follows, whatever another server's clock says.
+        "created_at": _after(before.latest, strictly=True),
     }
     return _insert_new([row]) == 1
+
+
+def record_restore(user_id: int, challenge_id: int) -> bool:
+    """Take back the student's standing "not interested" of this challenge by storing a
+    ``restore`` (the dismiss stays on record); False when none stands (already restored, a
+    double click, or never dismissed)."""
+    before = _dismissal(user_id, challenge_id)
+    if not before.stands:
+        return False
+    row = {
+        # One restore per dismissal: a double click collapses on the unique key.
+        "event_id": natural_event_id("restore", user_id, challenge_id, before.restores),
+        "user_id": user_id,
+        "challenge_id": challenge_id,
+        "type": "restore",
+        "created_at": _after(before.latest, strictly=False),
+    }
+    stored = _insert_new([row]) == 1
+    if stored:
+        log.info("dismissal restored: user_id=%s challenge_id=%s", user_id, challenge_id)
+    return stored
+
+
+def _after(moment: datetime | None, strictly: bool) -> datetime:
+    """Now, or ``moment`` (plus a microsecond when ``strictly``) when a clock says otherwise:
+    which of a dismiss and a restore came last is read from their ``created_at``."""
+    now = utcnow()
+    if moment is None:
+        return now
+    return max(now, moment + timedelta(microseconds=1) if strictly else moment)
+
+
+def standing_dismissals(user_id: int) -> list[tuple[Challenge, datetime]]:
+    """The student's challenges marked "not interested" and not restored, with when, newest
+    first; drafts left out (not public, and never recommended)."""
+    return db.session.execute(
+        select(Challenge, RecommendationEvent.created_at)
+        .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
+        .where(
+            RecommendationEvent.user_id == user_id,
+            RecommendationEvent.type == "dismiss",
+            dismissal_stands(),
+            Challenge.status != ChallengeStatus.DRAFT.value,
+        )
+        .options(joinedload(Challenge.category))
+        .order_by(RecommendationEvent.created_at.desc(), RecommendationEvent.id.desc())
+    ).all()
 
 
 def _impression(slate_id: str, challenge_id: int):
@@ -618,11 +714,13 @@ def _recorded(user_id: int, incoming: list[IncomingEvent]) -> _Recorded:
         _add_api_cards(found, uncovered)
         _mark_unchecked(found, {slate for slate, _ in _uncovered(incoming, found)})
     if any(e.type == "dismiss" for e in incoming):
+        # A dismissal the student restored is no duplicate: "not interested" again stands again.
         dismissed = db.session.scalars(
             select(RecommendationEvent.challenge_id).where(
                 RecommendationEvent.user_id == user_id,
                 RecommendationEvent.type == "dismiss",
                 RecommendationEvent.challenge_id.in_(challenge_ids),
+                dismissal_stands(),
             )
         )
         found.keys.update(("dismiss", None, challenge_id) for challenge_id in dismissed)

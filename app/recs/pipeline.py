@@ -732,12 +732,18 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+# A student's standing choices, kept until their challenge is long over (see ``purge_events``).
+STANDING_EVENTS = ("dismiss", "restore")
+
+
 def purge_events(days: int, now: datetime | None = None) -> int:
     """Delete recommendation events older than ``days`` (personal data kept no longer than
     needed); returns how many. A dismissal is the student's standing "never recommend this
     again", not a record of a moment: it stays until the challenge has been over for the whole
     retention period (an archived challenge can be published again, so archiving alone does not
-    end it; an end date moved forward after that offers the challenge to everyone again)."""
+    end it; an end date moved forward after that offers the challenge to everyone again). A
+    restore, which takes a dismissal back, is kept as long: without it the dismissal would
+    stand again."""
     cutoff = (now or utcnow()) - timedelta(days=days)
     long_over = select(Challenge.id).where(Challenge.ends_at < cutoff)
     old_slates = select(RecommendationSlate.id).where(RecommendationSlate.created_at < cutoff)
@@ -745,7 +751,7 @@ def purge_events(days: int, now: datetime | None = None) -> int:
         delete(RecommendationEvent).where(
             RecommendationEvent.created_at < cutoff,
             or_(
-                RecommendationEvent.type != "dismiss",
+                RecommendationEvent.type.not_in(STANDING_EVENTS),
                 RecommendationEvent.challenge_id.in_(long_over),
             ),
         )
@@ -756,7 +762,7 @@ def purge_events(days: int, now: datetime | None = None) -> int:
     # slate condition a join, and scans every old slate once per event.
     of_old_slates = db.session.execute(
         delete(RecommendationEvent).where(
-            RecommendationEvent.type != "dismiss",
+            RecommendationEvent.type.not_in(STANDING_EVENTS),
             RecommendationEvent.created_at >= cutoff,
             exists().where(
                 RecommendationSlate.id == RecommendationEvent.slate_id,

@@ -287,3 +287,25 @@ def test_no_payload_gets_a_5xx_or_a_partial_write(student_client, shown, data):
         assert response.json["problems"]
     else:
         assert stored() == before + response.json["stored"]
+
+
+def test_restore_is_not_a_client_event_but_a_dismiss_after_one_stands_again(
+    student_client, shown
+):
+    """Taking back "not interested" is the restore route's; a client can dismiss again after."""
+    from app.recs import events as recs_events
+
+    slate_id, ids = shown
+    refused = student_client.post(URL, json=event(slate_id, ids[0], "restore"))
+    assert refused.status_code == 400
+    assert refused.get_json()["problems"] == ["type: must be one of impression, click, dismiss"]
+    assert student_client.post(URL, json=event(slate_id, ids[0], "dismiss")).status_code == 201
+    assert student_client.post(URL, json=event(slate_id, ids[0], "dismiss")).status_code == 200
+    assert recs_events.record_restore(student_client.user.id, ids[0])
+    assert student_client.post(URL, json=event(slate_id, ids[0], "dismiss")).status_code == 201
+    kinds = db.session.scalars(
+        select(RecommendationEvent.type)
+        .where(RecommendationEvent.type.in_(("dismiss", "restore")))
+        .order_by(RecommendationEvent.id)
+    )
+    assert kinds.all() == ["dismiss", "restore", "dismiss"]

@@ -256,3 +256,77 @@ def test_0008_composes_stored_emails_and_leaves_look_alikes_as_they_are(tmp_path
             found = db.session.scalar(select(User).where(User.email == User.normalize_email(typed)))
             assert found is not None
         db.engine.dispose()
+
+
+def _scratch_database(tmp_path, name: str) -> str:
+    """A database of its own: SQLite in tmp_path, or a fresh one on the PostgreSQL server the
+    suite runs against (TEST_DATABASE_URL), so a migration is tried on both."""
+    import os
+
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        return "sqlite:///" + str(tmp_path / f"{name}.db")
+    from tests.conftest import _postgres_database
+
+    return _postgres_database(base, name)
+
+
+def test_0010_takes_restores_and_downgrading_keeps_what_each_student_chose(tmp_path):
+    """After 0010 a restore can be stored and nothing else new; downgrading deletes each
+    restore with the dismissals it took back, so no restored challenge is hidden again, and
+    keeps a dismissal that came after."""
+    import pytest
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from app import create_app
+    from tests.conftest import _test_config
+
+    app = create_app(_test_config(_scratch_database(tmp_path, "migrate_0010"), tmp_path))
+    insert = text(
+        "INSERT INTO recommendation_events (event_id, user_id, challenge_id, type, created_at)"
+        " VALUES (:e, 1, :c, :t, :at)"
+    )
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS), revision="0009_slate_day_index")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, display_name, password_hash, role, active,"
+                    " session_token, created_at) VALUES (1, 's@uni.test', 'S', 'x', 'student',"
+                    " true, 't', '2026-11-01 00:00:00')"
+                )
+            )
+            connection.execute(text("INSERT INTO categories (id, name) VALUES (1, 'C')"))
+            for challenge in (1, 2):
+                connection.execute(
+                    text(
+                        "INSERT INTO challenges (id, title, description, category_id, owner_id,"
+                        " reward_points, status, starts_at, created_at, updated_at, version,"
+                        " participations_count) VALUES (:c, :t, '', 1, 1, 1, 'published',"
+                        " '2026-11-01 00:00:00', '2026-11-01 00:00:00', '2026-11-01 00:00:00',"
+                        " 1, 0)"
+                    ),
+                    {"c": challenge, "t": f"C{challenge}"},
+                )
+            connection.execute(insert, {"e": "d1", "c": 1, "t": "dismiss", "at": "2026-11-02"})
+            connection.execute(insert, {"e": "d2", "c": 2, "t": "dismiss", "at": "2026-11-02"})
+        upgrade(directory=str(MIGRATIONS))
+        with db.engine.begin() as connection:
+            connection.execute(insert, {"e": "r1", "c": 1, "t": "restore", "at": "2026-11-03"})
+            connection.execute(insert, {"e": "r2", "c": 2, "t": "restore", "at": "2026-11-03"})
+            connection.execute(insert, {"e": "d3", "c": 2, "t": "dismiss", "at": "2026-11-04"})
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert, {"e": "x", "c": 1, "t": "undismiss", "at": "2026-11-05"})
+        downgrade(directory=str(MIGRATIONS), revision="0009_slate_day_index")
+        with db.engine.connect() as connection:
+            kept = connection.execute(
+                text("SELECT event_id FROM recommendation_events ORDER BY id")
+            ).scalars()
+            # Challenge 1 stays restored (nothing hides it); challenge 2's later dismissal stands.
+            assert kept.all() == ["d3"]
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(insert, {"e": "r3", "c": 1, "t": "restore", "at": "2026-11-05"})
+        upgrade(directory=str(MIGRATIONS))
+        db.engine.dispose()
