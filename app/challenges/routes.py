@@ -193,4 +193,9 @@ def mine():
         .where(Participation.user_id == current_user.id)
         .order_by(Participation.status == "left", Participation.joined_at.desc())
     ).all()
-    return render_template("challenges/mine.html", rows=rows, now=utcnow())
+    return render_template(
+        "challenges/mine.html",
+        rows=rows,
+        dismissed=rec_events.standing_dismissals(current_user.id),
+        now=utcnow(),
+    )

@@ -15,6 +15,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import current_user
@@ -24,13 +25,15 @@ from app.auth import role_required
 from app.extensions import db
 from app.models import Challenge, ChallengeStatus, utcnow
 from app.recs import events, serving
-from app.recs.eligibility import eligible_challenges
+from app.recs.eligibility import eligible_challenges, excluded_challenge_ids, is_eligible
 from app.recs.throttle import budgeted
 
 log = logging.getLogger(__name__)
 bp = Blueprint("recs", __name__)
 
 FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The session key naming the challenge a "Not interested" without JavaScript offers to undo.
+UNDO_KEY = "recs_undo"
 
 
 def _is_htmx() -> bool:
@@ -123,20 +126,106 @@ def dismiss(challenge_id: int):
     ):
         abort(404)
     events.record_dismiss(current_user.id, challenge.id, slate_id)
-    # A draft's title may have been changed since the student saw it, and is not public yet.
-    named = (
-        "this challenge"
-        if challenge.status == ChallengeStatus.DRAFT.value
-        else f"“{challenge.title}”"
-    )
+    named = _named(challenge)
     message = f"We will not recommend {named} again."
     if _is_htmx():
         # Takes the card's place and focus, so keyboard and screen-reader users keep their place.
-        return render_template("_partials/recommendation_dismissed.html", message=message)
+        return render_template(
+            "_partials/recommendation_dismissed.html",
+            message=message,
+            named=named,
+            challenge=challenge,
+            slate_id=slate_id,
+            here=_next_field(),
+        )
+    flash(message, "info")
+    # The page it leads to offers "Undo" beside the message (``undo_offer``).
+    session[UNDO_KEY] = challenge.id
+    return redirect(_next_field() or url_for("challenges.index"), 303)
+
+
+def _named(challenge: Challenge) -> str:
+    # A draft's title may have been changed since the student saw it, and is not public yet.
+    if challenge.status == ChallengeStatus.DRAFT.value:
+        return "this challenge"
+    return f"“{challenge.title}”"
+
+
+def _next_field() -> str | None:
     from app.auth.routes import safe_next
 
-    flash(message, "info")
-    return redirect(safe_next(request.form.get("next")) or url_for("challenges.index"), 303)
+    return safe_next(request.form.get("next"))
+
+
+@bp.route("/challenges/recommended/<int:challenge_id>/restore", methods=["POST"])
+@role_required("student")
+@budgeted
+def restore(challenge_id: int):
+    """Undo "Not interested": the challenge may be recommended again. In the fragment (HTMX) the
+    card comes back in its place; elsewhere the page reloads (My challenges by default)."""
+    challenge = db.session.get(Challenge, challenge_id)
+    # A draft stays unknown to a student who never turned it down.
+    if challenge is None or (
+        challenge.status == ChallengeStatus.DRAFT.value
+        and not events.has_dismissed(current_user.id, challenge.id)
+    ):
+        abort(404)
+    restored = events.record_restore(current_user.id, challenge.id)
+    if not restored:  # a double click, or a second tab: what was asked for is already so
+        log.info(
+            "restore with nothing to restore: user_id=%s challenge_id=%s",
+            current_user.id,
+            challenge.id,
+        )
+    named = _named(challenge)
+    if _is_htmx():
+        return _restored_card(challenge, named)
+    flash(f"{_capitalized(named)} can be recommended to you again.", "success")
+    return redirect(_next_field() or url_for("challenges.mine"), 303)
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _restored_card(challenge: Challenge, named: str):
+    """The card "Undo" puts back in its slate, at the place it was served; a message instead
+    when it cannot be recommended now (joined, ended, unpublished) or the slate is not known."""
+    slate_id = (request.form.get("slate") or "")[:36] or None
+    now = utcnow()
+    card = events.served_card(current_user.id, slate_id, challenge.id)
+    if card is not None and not (
+        is_eligible(challenge, now) and challenge.id not in excluded_challenge_ids(current_user.id)
+    ):
+        card = None
+    message = (
+        f"{_capitalized(named)} is back in your recommendations."
+        if card is not None
+        else f"{_capitalized(named)} can be recommended to you again."
+    )
+    return render_template(
+        "_partials/recommendation_restored.html",
+        message=message,
+        card=card,
+        challenge=challenge,
+        slate_id=slate_id,
+        here=_next_field(),
+        now=now,
+    )
+
+
+@bp.app_context_processor
+def undo_offer():
+    """``dismiss_undo()`` for the page a "Not interested" without JavaScript leads to: the
+    challenge to offer "Undo" for, once, beside the flashed message."""
+
+    def dismiss_undo() -> Challenge | None:
+        challenge_id = session.pop(UNDO_KEY, None)
+        if not isinstance(challenge_id, int) or not current_user.is_authenticated:
+            return None
+        return db.session.get(Challenge, challenge_id)
+
+    return {"dismiss_undo": dismiss_undo}
 
 
 class _BadBody(Exception):

@@ -6,6 +6,7 @@
   "use strict";
   var MESSAGES = {
     dismiss: "“Not interested” did not go through. Try again in a moment.",
+    undo: "“Undo” did not go through. Try again in a moment, or restore it under My challenges.",
     more: "More recommendations could not be loaded. Try again in a moment.",
     load: "Your recommendations could not be loaded. Try again in a moment, or open them with the link below.",
   };
@@ -19,6 +20,7 @@
 
   function kindOf(elt) {
     if (elt.closest(".recs-dismiss")) return "dismiss";
+    if (elt.closest(".recs-undo")) return "undo";
     if (elt.closest(".recs-more")) return "more";
     return "load";
   }

@@ -75,6 +75,11 @@ ACCESS: dict[str, list[Case]] = {
     "challenges.mine": [get("/me/challenges", 302, 200, 403, 403)],
     "recs.fragment": [get("/challenges/recommended", 401, 200, 403, 403, headers=HTMX)],
     "recs.dismiss": [post("/challenges/recommended/{own}/dismiss", 302, 303, 403, 403)],
+    "recs.restore": [
+        post("/challenges/recommended/{own}/restore", 302, 303, 403, 403),
+        post("/challenges/recommended/{draft}/restore", 302, 404, 403, 403),
+        post("/challenges/recommended/{missing}/restore", 302, 404, 403, 403),
+    ],
     "recs.event": [post("/recommendations/event", 401, 400, 403, 403, json={})],
     "api.recommendations": [
         get("/api/v1/recommendations", 401, 200, 403, 400),
