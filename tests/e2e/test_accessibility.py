@@ -111,6 +111,14 @@ def test_the_recommendations_after_show_more_and_not_interested(open_page, campu
     cards.first.get_by_role("button", name="Not interested in", exact=False).click()
     expect(page.locator(".recs-dismissed")).to_be_visible()
     assert violations(page, axe_js) == []
+    # "Undo" brings the card back; the list of what was marked "Not interested" offers the rest.
+    cards.first.get_by_role("button", name="Not interested in", exact=False).click()
+    page.get_by_role("button", name="Undo", exact=False).last.click()
+    expect(page.locator("#recs-status")).to_contain_text("is back in your recommendations")
+    assert violations(page, axe_js) == []
+    page.goto("/me/challenges")
+    expect(page.get_by_role("heading", name="Not interested")).to_be_visible()
+    assert violations(page, axe_js) == []
 
 
 @pytest.mark.parametrize(

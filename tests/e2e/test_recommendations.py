@@ -120,6 +120,51 @@ def test_not_interested_removes_the_card_and_it_stays_gone(page, student):
     expect(page.locator("#recommended-slate").get_by_text(title, exact=True)).to_have_count(0)
 
 
+def test_undo_brings_the_card_back_in_its_place_with_the_keyboard(page, student):
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards.first).to_be_visible()
+    before = cards.count()
+    title = cards.first.locator("h3").inner_text()
+    place = cards.first.get_attribute("data-position")
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    notice = page.locator("#recommended-slate [role=status]")
+    expect(notice).to_be_focused()
+    # Undo is the next stop of the keyboard after the notice.
+    page.keyboard.press("Tab")
+    undo = page.get_by_role("button", name=f"Undo: recommend “{title}” again")
+    expect(undo).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(cards).to_have_count(before)
+    restored = cards.first.get_by_role("link", name=title)
+    expect(restored).to_be_focused()
+    assert cards.first.get_attribute("data-position") == place
+    expect(page.locator("#recs-status")).to_have_text(f"“{title}” is back in your recommendations.")
+    assert [e.type for e in _events(student.id, "restore")] == ["restore"]
+    assert len(_events(student.id, "dismiss")) == 1  # kept on record
+    # The card is a card again: it can be turned down once more.
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    expect(cards).to_have_count(before - 1)
+    assert len(_events(student.id, "dismiss")) == 2
+
+
+def test_my_challenges_restores_what_was_marked_not_interested(page, student):
+    log_in(page, student)
+    cards = page.locator("#recommended-slate article")
+    expect(cards.first).to_be_visible()
+    title = cards.first.locator("h3").inner_text()
+    cards.first.get_by_role("button", name=f"Not interested in {title}").click()
+    expect(page.locator(".recs-dismissed")).to_be_visible()
+    page.goto("/me/challenges")
+    section = page.locator("section", has=page.get_by_role("heading", name="Not interested"))
+    section.get_by_role("button", name=f"Recommend again: “{title}”").click()
+    expect(page.get_by_role("status").first).to_have_text(
+        f"“{title}” can be recommended to you again."
+    )
+    expect(section.get_by_text(title, exact=True)).to_have_count(0)
+    assert len(_events(student.id, "restore")) == 1
+
+
 def test_show_more_appends_the_next_cards_and_focuses_the_first_of_them(page, student):
     log_in(page, student)
     cards = page.locator("#recommended-slate article")

@@ -158,7 +158,7 @@ def test_my_challenges_lists_what_stands_and_restores_it(student_client, challen
     section = page[page.index('id="not-interested-title"') :]
     assert first.title in section and second.title in section
     assert third.title not in section and challenges[4].title not in section
-    assert 'aria-label="Recommend “Challenge 0” again"' in section
+    assert 'aria-label="Recommend again: “Challenge 0”"' in section
     answer = student_client.post(f"/challenges/recommended/{first.id}/restore")
     assert answer.status_code == 303 and answer.headers["Location"] == "/me/challenges"
     page = student_client.get("/me/challenges").get_data(as_text=True)
