@@ -86,14 +86,35 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
+# Flags of the extensions, which have no default in the config until the extension reads it.
+_EXTENSION_FLAGS = (
+    "WTF_CSRF_ENABLED",
+    "WTF_CSRF_CHECK_DEFAULT",
+    "WTF_CSRF_SSL_STRICT",
+    "REMEMBER_COOKIE_SECURE",
+    "REMEMBER_COOKIE_HTTPONLY",
+    "REMEMBER_COOKIE_REFRESH_EACH_REQUEST",
+    "SQLALCHEMY_ECHO",
+    "SQLALCHEMY_RECORD_QUERIES",
+)
+
+
+def _flag_names() -> set[str]:
+    """Ours, Flask's (``FLASK_TESTING=False`` turned testing on) and the extensions'."""
+    defaults = {**Flask.default_config, **vars(DefaultConfig)}
+    return {name for name, value in defaults.items() if isinstance(value, bool)} | set(
+        _EXTENSION_FLAGS
+    )
+
+
 def _read_flags(app: Flask) -> None:
     """``FLASK_*`` variables are read as JSON, where only ``true`` and ``false`` are flags:
     ``FLASK_REGISTRATION_ENABLED=False`` stayed the text "False", which counts as true, and left
     registration open. A flag takes the usual spellings in any case; anything else fails at
     startup with the setting's name."""
-    for name, default in vars(DefaultConfig).items():
+    for name in _flag_names():
         value = app.config.get(name)
-        if not isinstance(default, bool) or isinstance(value, bool):
+        if name not in app.config or value is None or isinstance(value, bool):
             continue
         word = str(value).strip().lower()
         if word not in _TRUE + _FALSE:

@@ -677,3 +677,10 @@ def test_users_password_asks_again_for_a_password_of_the_wrong_length(runner):
     assert "8 to 200 characters" in result.output
     db.session.refresh(student)
     assert student.check_password("long enough1")
+
+
+@pytest.mark.parametrize("name", ["TRAP_HTTP_EXCEPTIONS", "WTF_CSRF_ENABLED", "SQLALCHEMY_ECHO"])
+def test_flask_and_extension_flags_read_false_in_any_spelling(make_app, monkeypatch, name):
+    # FLASK_TESTING=False too (the test config sets TESTING itself, so it is not shown here).
+    monkeypatch.setenv(f"FLASK_{name}", "False")
+    assert make_app().config[name] is False
