@@ -61,6 +61,21 @@ def database_id(raw: str | None) -> int | None:
     return value if 0 < value <= MAX_DATABASE_ID else None
 
 
+def page_arg() -> int:
+    """The list page asked for in the query string: 1 for anything that is not a number, at most
+    10,000 so an offset stays cheap; a list clamps it to its own last page."""
+    try:
+        return max(1, min(int(request.args.get("page", 1)), 10_000))
+    except ValueError:
+        return 1
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (escape character ``\\``) matching ``text`` anywhere, with its own ``%``
+    and ``_`` searched literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _content_security_policy() -> str:
     parts = urlsplit(current_app.config["HTMX_URL"])
     # The pinned file itself, not its whole host: any other package on a public CDN could run.

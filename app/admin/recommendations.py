@@ -31,7 +31,7 @@ from app.recs import experiment as experiments
 from app.recs import heuristic, metrics, publish, scheduler, serving
 from app.recs.eligibility import UserHistory, load_user_history
 from app.text import clean_line, has_visible
-from app.web import database_id
+from app.web import contains_pattern, database_id
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +481,7 @@ class PreviewRow:
 
 
 def _find_students(query: str) -> list[User]:
-    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = contains_pattern(query)
     return list(
         db.session.scalars(
             select(User)

@@ -27,7 +27,7 @@ from app.models import (
     distinct_category_key,
 )
 from app.text import clean_line
-from app.web import database_id
+from app.web import contains_pattern, database_id, page_arg
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,6 @@ def _first_error(form: CategoryForm) -> str:
 # --- Users --------------------------------------------------------------------------------------
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _user_filters() -> dict[str, str]:
     """The list's filters from the query string, kept on the activate/deactivate form actions."""
     role = request.args.get("role", "")
@@ -244,18 +240,11 @@ def _user_filters() -> dict[str, str]:
     }
 
 
-def _page_arg() -> int:
-    try:
-        return max(1, min(int(request.args.get("page", 1)), 10_000))
-    except ValueError:
-        return 1
-
-
 def _users_page(status: int = 200):
     filters = _user_filters()
     query = select(User)
     if filters["q"]:
-        pattern = _like(filters["q"])
+        pattern = contains_pattern(filters["q"])
         query = query.where(
             or_(
                 User.display_name.ilike(pattern, escape="\\"),
@@ -268,7 +257,7 @@ def _users_page(status: int = 200):
         query = query.where(User.active.is_(filters["active"] == "1"))
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     pages = max(1, -(-total // USERS_PER_PAGE))
-    page = min(_page_arg(), pages)
+    page = min(page_arg(), pages)
     users = db.session.scalars(
         query.order_by(User.display_name, User.id)
         .offset((page - 1) * USERS_PER_PAGE)
@@ -298,7 +287,7 @@ def _users_page(status: int = 200):
 def _back_to_users():
     kept = {k: v for k, v in _user_filters().items() if v}
     if request.args.get("page"):
-        kept["page"] = _page_arg()
+        kept["page"] = page_arg()
     return redirect(url_for("admin.users", **kept), 303)
 
 

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import Category, Challenge, Participation, utcnow
 from app.recs import events as rec_events
 from app.text import clean_line
-from app.web import database_id
+from app.web import contains_pattern, database_id, page_arg
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,6 @@ def visible_challenges_query():
     )
 
 
-def _page_arg() -> int:
-    try:
-        return max(1, min(int(request.args.get("page", 1)), 10_000))
-    except ValueError:
-        return 1
-
-
 @bp.route("/challenges")
 @role_required("student")
 def index():
@@ -56,7 +49,7 @@ def index():
     sort = request.args.get("sort", "newest")
     if sort not in SORTS:
         sort = "newest"
-    page = _page_arg()
+    page = page_arg()
     per_page = current_app.config["CHALLENGES_PER_PAGE"]
 
     categories = db.session.scalars(select(Category).order_by(Category.name)).all()
@@ -67,7 +60,7 @@ def index():
         category_id = None
     query = visible_challenges_query()
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = contains_pattern(q)
         query = query.where(
             or_(
                 Challenge.title.ilike(pattern, escape="\\"),
