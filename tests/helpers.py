@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from datetime import timedelta
+
+from sqlalchemy import event
 
 from app.extensions import db
 from app.models import (
@@ -129,3 +132,18 @@ def spend_limit(app, per_minute: int) -> None:
 
     app.config["RECS_REQUESTS_PER_MINUTE"] = per_minute
     app.extensions["recs_request_budget"] = RequestBudget(per_minute, clock=lambda: 600.0)
+
+
+@contextmanager
+def count_queries():
+    """The SQL statements run inside the block, in a list that fills as they run."""
+    statements = []
+
+    def _count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", _count)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", _count)

@@ -29,7 +29,8 @@ from app.models import (
 )
 from app.professor import bp
 from app.professor.forms import ChallengeForm
-from app.web import database_id
+from app.text import clean_line
+from app.web import contains_pattern, database_id, page_arg
 
 log = logging.getLogger(__name__)
 
@@ -438,28 +439,72 @@ def _conflict(form: ChallengeForm, challenge: Challenge):
     return _render_form(form, challenge, 409)
 
 
+# A table of rows, as the users page has; the student's grid of cards shows fewer.
+MANAGED_PER_PAGE = 50
+
+
+def _list_filters() -> dict[str, str | int | None]:
+    """The list's filters from the query string, kept on the publish and archive forms so their
+    redirect comes back to the same list. ``owner`` is an admin's filter only."""
+    status = request.args.get("status", "")
+    return {
+        "q": clean_line(request.args.get("q") or "")[:100],
+        "status": status if status in CHALLENGE_STATUSES else "",
+        "owner": database_id(request.args.get("owner")) if current_user.is_admin else None,
+    }
+
+
+def _list_args() -> dict:
+    """The list's filters and page as its links carry them: none that is empty or the default."""
+    kept = {name: value for name, value in _list_filters().items() if value}
+    if request.args.get("page"):
+        kept["page"] = page_arg()
+    return kept
+
+
+def _owners_with_challenges() -> list[User]:
+    owners = db.session.scalars(select(User).where(User.id.in_(select(Challenge.owner_id))))
+    return sorted(owners, key=lambda u: (u.display_name.casefold(), u.id))
+
+
 @bp.route("/challenges")
 @role_required(*MANAGERS)
 def challenges():
-    status = request.args.get("status", "")
-    query = (
-        select(Challenge)
-        .options(joinedload(Challenge.category), joinedload(Challenge.owner))
-        .order_by(Challenge.created_at.desc(), Challenge.id.desc())
-    )
+    filters = _list_filters()
+    owners = _owners_with_challenges() if current_user.is_admin else []
+    if filters["owner"] and filters["owner"] not in {u.id for u in owners}:
+        # An old link to an account that owns nothing now: the list says what it shows.
+        flash("That account owns no challenges now, so every owner's challenges are shown.", "info")
+        filters["owner"] = None
+    query = select(Challenge)
     if not current_user.is_admin:
         query = query.where(Challenge.owner_id == current_user.id)
-    if status in CHALLENGE_STATUSES:
-        query = query.where(Challenge.status == status)
-    else:
-        status = ""
-    items = db.session.scalars(query).all()
+    elif filters["owner"]:
+        query = query.where(Challenge.owner_id == filters["owner"])
+    if filters["status"]:
+        query = query.where(Challenge.status == filters["status"])
+    if filters["q"]:
+        query = query.where(Challenge.title.ilike(contains_pattern(filters["q"]), escape="\\"))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    pages = max(1, -(-total // MANAGED_PER_PAGE))
+    page = min(page_arg(), pages)
+    items = db.session.scalars(
+        query.options(joinedload(Challenge.category), joinedload(Challenge.owner))
+        .order_by(Challenge.created_at.desc(), Challenge.id.desc())
+        .offset((page - 1) * MANAGED_PER_PAGE)
+        .limit(MANAGED_PER_PAGE)
+    ).all()
     return render_template(
         "professor/challenges.html",
         challenges=items,
-        status=status,
+        filters=filters,
+        query_args={name: value for name, value in filters.items() if value},
         statuses=CHALLENGE_STATUSES,
+        owners=owners,
         show_owner=current_user.is_admin,
+        total=total,
+        page=page,
+        pages=pages,
     )
 
 
@@ -573,7 +618,7 @@ def _set_status(challenge_id: int, status: ChallengeStatus, verb: str):
             flash(
                 "This challenge was changed by someone else at the same moment. Try again.", "error"
             )
-            return redirect(url_for("professor.challenges"), 303)
+            return redirect(url_for("professor.challenges", **_list_args()), 303)
         log.info(
             "challenge %s challenge_id=%s by user_id=%s (was %s)",
             verb,
@@ -583,7 +628,7 @@ def _set_status(challenge_id: int, status: ChallengeStatus, verb: str):
         )
         flash(f"“{challenge.title}” is now {status.value}.", "success")
         _warn_if_ended(challenge)
-    return redirect(url_for("professor.challenges"), 303)
+    return redirect(url_for("professor.challenges", **_list_args()), 303)
 
 
 @bp.route("/challenges/<int:challenge_id>/publish", methods=["POST"])

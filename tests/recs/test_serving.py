@@ -1,10 +1,9 @@
 """Serving: published rows first, filtered at serve time, topped up by the heuristic."""
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import (
@@ -23,6 +22,7 @@ from app.recs.serving import (
     get_recommendations,
 )
 from tests.helpers import (
+    count_queries,
     make_category,
     make_challenge,
     make_participation,
@@ -66,20 +66,6 @@ def publish(user, challenges, version="v1", publish=True):
 
 def ids(slate):
     return [item.challenge_id for item in slate.items]
-
-
-@contextmanager
-def count_queries():
-    statements = []
-
-    def _count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", _count)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", _count)
 
 
 def test_prefers_published_rows_in_rank_order(student, new_challenge):

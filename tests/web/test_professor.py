@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Challenge, Participation
-from tests.helpers import login, make_category, make_challenge, make_participation, make_user
+from tests.helpers import (
+    count_queries,
+    login,
+    make_category,
+    make_challenge,
+    make_participation,
+    make_user,
+)
 
 
 def form_data(category, **overrides) -> dict:
@@ -266,6 +273,91 @@ def test_list_shows_status_and_participant_count(professor_client):
     ) in page
     filtered = professor_client.get("/professor/challenges?status=draft").get_data(as_text=True)
     assert "Counted" not in filtered
+
+
+def listed(client, query: str = "") -> list[str]:
+    """The titles the management list shows, in its order."""
+    page = client.get("/professor/challenges" + query).get_data(as_text=True)
+    return re.findall(r'aria-label="Edit ([^"]*)"', page)
+
+
+def test_the_list_comes_in_pages_newest_first(professor_client, monkeypatch):
+    monkeypatch.setattr("app.professor.routes.MANAGED_PER_PAGE", 2)
+    start = datetime(2031, 1, 1, tzinfo=UTC)
+    for n in range(5):
+        make_challenge(
+            owner=professor_client.user, title=f"C{n}", created_at=start + timedelta(days=n)
+        )
+    assert listed(professor_client) == ["C4", "C3"]
+    assert listed(professor_client, "?page=3") == ["C0"]
+    # As the student list and the users page: a page that is no number is the first, one past
+    # the end is the last.
+    assert listed(professor_client, "?page=x") == ["C4", "C3"]
+    assert listed(professor_client, "?page=99") == ["C0"]
+    page = professor_client.get("/professor/challenges?page=2").get_data(as_text=True)
+    assert "5 challenges." in page and "Page 2 of 3" in page
+    assert 'href="/professor/challenges?page=1">&larr; Previous' in page
+    assert 'href="/professor/challenges?page=3">Next &rarr;' in page
+
+
+def test_the_list_searches_titles_and_filters_by_status(professor_client, monkeypatch):
+    monkeypatch.setattr("app.professor.routes.MANAGED_PER_PAGE", 1)
+    make_challenge(owner=professor_client.user, title="Robot arm", status="draft")
+    make_challenge(owner=professor_client.user, title="Robot race", status="published")
+    make_challenge(owner=professor_client.user, title="100% poetry", status="draft")
+    assert sorted(listed(professor_client, "?q=ROBOT&page=2")) == ["Robot arm"]
+    assert listed(professor_client, "?q=robot&status=published") == ["Robot race"]
+    assert listed(professor_client, "?q=%25") == ["100% poetry"]  # searched literally
+    page = professor_client.get("/professor/challenges?q=robot&status=draft")
+    assert "Robot race" not in page.get_data(as_text=True)
+    page = professor_client.get("/professor/challenges?q=robot").get_data(as_text=True)
+    assert 'href="/professor/challenges?q=robot&amp;page=2">Next' in page
+    nothing = professor_client.get("/professor/challenges?q=nothing").get_data(as_text=True)
+    assert "No challenge matches." in nothing
+    unknown = professor_client.get("/professor/challenges?status=wizard").get_data(as_text=True)
+    assert "3 challenges." in unknown
+
+
+def test_an_admin_filters_the_list_by_owner(admin_client, professor_client):
+    ada = make_user("professor", display_name="Prof Ada")
+    make_challenge(owner=ada, title="Ada one")
+    make_challenge(owner=professor_client.user, title="Theirs")
+    assert listed(admin_client, f"?owner={ada.id}") == ["Ada one"]
+    page = admin_client.get("/professor/challenges").get_data(as_text=True)
+    assert f'<option value="{ada.id}" >Prof Ada ({ada.email})</option>' in page
+    gone = admin_client.get("/professor/challenges?owner=999999").get_data(as_text=True)
+    assert "owns no challenges now" in gone and "Ada one" in gone and "Theirs" in gone
+    # A professor's list is their own whatever the link says.
+    assert listed(professor_client, f"?owner={ada.id}") == ["Theirs"]
+    assert 'id="owner"' not in professor_client.get("/professor/challenges").get_data(as_text=True)
+
+
+def test_publish_and_archive_return_to_the_list_as_it_was(professor_client):
+    challenge = make_challenge(owner=professor_client.user, status="draft")
+    page = professor_client.get("/professor/challenges?status=draft&q=chall").get_data(as_text=True)
+    action = f"/professor/challenges/{challenge.id}/publish?q=chall&amp;status=draft"
+    assert f'action="{action}"' in page
+    response = professor_client.post(action.replace("&amp;", "&") + "&page=2")
+    assert response.location == "/professor/challenges?q=chall&status=draft&page=2"
+    response = professor_client.post(f"/professor/challenges/{challenge.id}/archive")
+    assert response.location == "/professor/challenges"
+
+
+@pytest.mark.parametrize("who", ["professor_client", "admin_client"])
+def test_the_list_takes_the_same_queries_for_any_number_of_rows(who, request):
+    client = request.getfixturevalue(who)
+    owner = client.user if who == "professor_client" else make_user("professor")
+
+    def queries() -> int:
+        with count_queries() as statements:
+            assert client.get("/professor/challenges").status_code == 200
+        return len(statements)
+
+    make_challenge(owner=owner)
+    few = queries()
+    for _ in range(6):
+        make_challenge(owner=owner, category=make_category())
+    assert queries() == few
 
 
 def test_participants_page_lists_name_email_status(professor_client):
