@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, g, jsonify, redirect, request, url_for
@@ -76,6 +77,17 @@ def contains_pattern(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def day(value: datetime) -> str:
+    """A date as the pages show it, "06 May 2031": the year always with four digits, which
+    strftime's ``%Y`` drops for a year before 1000 on Linux (year 1 read "01 Jan 1")."""
+    return f"{value.day:02d} {value:%b} {value.year:04d}"
+
+
+def day_time(value: datetime) -> str:
+    """``day`` with the time to the minute, "06 May 2031 07:08"."""
+    return f"{day(value)} {value:%H:%M}"
+
+
 def _content_security_policy() -> str:
     parts = urlsplit(current_app.config["HTMX_URL"])
     # The pinned file itself, not its whole host: any other package on a public CDN could run.
@@ -141,6 +153,8 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_file_uploads)
     app.after_request(_security_headers)
     app.add_template_filter(paragraphs)
+    app.add_template_filter(day)
+    app.add_template_filter(day_time)
 
     @app.context_processor
     def _globals():

@@ -30,7 +30,7 @@ from app.models import (
 from app.professor import bp
 from app.professor.forms import ChallengeForm
 from app.text import clean_line
-from app.web import contains_pattern, database_id, page_arg
+from app.web import contains_pattern, database_id, day_time, page_arg
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ def _differences(form: ChallengeForm, challenge: Challenge) -> list[str]:
 
 
 def _shown_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "no end"
+    return f"{day_time(value)} UTC" if value else "no end"
 
 
 def _short(value) -> str:

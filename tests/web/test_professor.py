@@ -141,6 +141,22 @@ def test_edit_form_writes_a_year_before_1000_with_four_digits(professor_client):
     assert challenge.starts_at == datetime(202, 5, 6, 7, 8, tzinfo=UTC)
 
 
+def test_a_year_before_1000_shows_with_four_digits(professor_client, student_client):
+    # strftime's %Y drops leading zeros on Linux: year 1 read "01 Jan 1".
+    challenge = make_challenge(
+        owner=professor_client.user,
+        title="Ancient",
+        starts_at=datetime(1, 1, 1, 9, 5, tzinfo=UTC),
+        ends_at=datetime(2031, 5, 6, 7, 8, tzinfo=UTC),
+    )
+    managed = professor_client.get("/professor/challenges").get_data(as_text=True)
+    assert "<td>01 Jan 0001 09:05</td>" in managed and "<td>06 May 2031 07:08</td>" in managed
+    card = student_client.get("/challenges").get_data(as_text=True)
+    assert "Started 01 Jan 0001" in card and "ends 06 May 2031 07:08 UTC" in card
+    detail = student_client.get(f"/challenges/{challenge.id}").get_data(as_text=True)
+    assert "Started 01 Jan 0001 09:05 UTC" in detail
+
+
 def test_saving_the_edit_form_unchanged_keeps_the_stored_seconds(professor_client):
     starts_at = datetime(2031, 5, 6, 7, 8, 31, tzinfo=UTC)
     ends_at = datetime(2031, 6, 6, 7, 8, 59, tzinfo=UTC)
