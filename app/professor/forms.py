@@ -25,6 +25,9 @@ DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y
 # Postgres INTEGER tops out at 2**31 - 1; a sane cap keeps a typo from becoming a database error.
 MAX_REWARD_POINTS = 100_000
 UTC_HELP = "Date and time in UTC (not your local time zone)."
+# The widget takes any year from 0001 to 9999: a year outside these is a typo ("0202" for "2026").
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+YEAR_RANGE = {"min": f"{FIRST_YEAR}-01-01T00:00", "max": f"{LAST_YEAR}-12-31T23:59"}
 
 
 class UTCDateTimeField(DateTimeLocalField):
@@ -36,6 +39,13 @@ class UTCDateTimeField(DateTimeLocalField):
             return super()._value()
         value = self.data.astimezone(UTC) if self.data.tzinfo else self.data
         return value.replace(tzinfo=None).isoformat(timespec="minutes")
+
+
+def within_years(form, field) -> None:
+    if field.data and not FIRST_YEAR <= field.data.year <= LAST_YEAR:
+        raise ValidationError(
+            f"Use a year from {FIRST_YEAR} to {LAST_YEAR} (this says {field.data.year:04d})."
+        )
 
 
 class ChallengeForm(PageForm):
@@ -68,15 +78,17 @@ class ChallengeForm(PageForm):
         "Starts at",
         format=DATETIME_FORMATS,
         tz=UTC,
-        validators=[InputRequired()],
+        validators=[InputRequired(), within_years],
         description=UTC_HELP,
+        render_kw=YEAR_RANGE,
     )
     ends_at = UTCDateTimeField(
         "Ends at (optional)",
         format=DATETIME_FORMATS,
         tz=UTC,
-        validators=[Optional()],
+        validators=[Optional(), within_years],
         description=UTC_HELP + " Leave empty for a challenge without an end.",
+        render_kw=YEAR_RANGE,
     )
     # Admins only: the routes remove this field from a professor's form.
     owner_id = SelectField(

@@ -125,8 +125,9 @@ def test_edit_form_shows_current_values(professor_client):
 
 
 def test_edit_form_writes_a_year_before_1000_with_four_digits(professor_client):
-    # A date field reads only YYYY-MM-DD: "202-05-06T07:08" shows as empty, and saving the
-    # form unchanged then said the start was missing.
+    # A date field reads only YYYY-MM-DD: "202-05-06T07:08" showed as empty, and saving the
+    # form unchanged then said the start was missing. Such a year is a typo the form now
+    # refuses, so saving names it to be corrected.
     challenge = make_challenge(
         owner=professor_client.user,
         starts_at=datetime(202, 5, 6, 7, 8, tzinfo=UTC),
@@ -136,9 +137,44 @@ def test_edit_form_writes_a_year_before_1000_with_four_digits(professor_client):
     page = professor_client.get(url).get_data(as_text=True)
     assert 'value="0202-05-06T07:08"' in page
     unchanged = edit_data(challenge, starts_at="0202-05-06T07:08", ends_at="2031-05-06T07:08")
-    assert professor_client.post(url, data=unchanged).status_code == 303
+    response = professor_client.post(url, data=unchanged)
+    assert response.status_code == 400
+    assert "Use a year from 2000 to 2100 (this says 0202)." in response.get_data(as_text=True)
+    fixed = edit_data(challenge, starts_at="2026-05-06T07:08", ends_at="2031-05-06T07:08")
+    assert professor_client.post(url, data=fixed).status_code == 303
     db.session.refresh(challenge)
-    assert challenge.starts_at == datetime(202, 5, 6, 7, 8, tzinfo=UTC)
+    assert challenge.starts_at == datetime(2026, 5, 6, 7, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("starts_at", "0202-03-01T09:30"),
+        ("starts_at", "1999-12-31T23:59"),
+        ("ends_at", "2101-01-01T00:00"),
+        ("ends_at", "9999-12-31T23:59"),
+    ],
+)
+def test_a_year_outside_2000_to_2100_is_refused_at_its_field(professor_client, field, value):
+    category = make_category()
+    data = form_data(category, **{field: value})
+    if field == "starts_at":
+        data["ends_at"] = ""
+    response = professor_client.post("/professor/challenges/new", data=data)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    # Tied to its field as every field error is (aria-describedby names the message's id).
+    assert f'<div id="{field}-error"><p class="field-error">Use a year from 2000 to 2100' in page
+    assert re.search(rf'<input[^>]*aria-describedby="[^"]*{field}-error', page)
+    assert db.session.scalar(select(Challenge.id)) is None
+
+
+def test_the_first_and_last_day_of_the_window_are_taken(professor_client):
+    category = make_category()
+    data = form_data(category, starts_at="2000-01-01T00:00", ends_at="2100-12-31T23:59")
+    assert professor_client.post("/professor/challenges/new", data=data).status_code == 303
+    page = professor_client.get("/professor/challenges/new").get_data(as_text=True)
+    assert 'min="2000-01-01T00:00"' in page and 'max="2100-12-31T23:59"' in page
 
 
 def test_a_year_before_1000_shows_with_four_digits(professor_client, student_client):
