@@ -39,6 +39,17 @@
     line.textContent = status >= 400 && status < 500 ? REFUSED : MESSAGES[kindOf(elt)];
   }
 
+  // What a swap brings in with [autofocus] (a notice, the first added card) is focused here, at
+  // once, and the attribute dropped. Left to the attribute, two parties focus it: the browser at
+  // its next frame and htmx when it settles a moment later, the second pulling the keyboard back
+  // from wherever the student had moved in between (from "Undo" to the notice before it).
+  document.addEventListener("htmx:afterSwap", function () {
+    var focused = document.querySelector(".recommended [autofocus]");
+    if (!focused) return;
+    focused.removeAttribute("autofocus");
+    focused.focus();
+  });
+
   document.addEventListener("htmx:responseError", failed);
   document.addEventListener("htmx:sendError", failed);
   document.addEventListener("htmx:timeout", failed);

@@ -134,6 +134,9 @@ def test_undo_brings_the_card_back_in_its_place_with_the_keyboard(page, student)
     page.keyboard.press("Tab")
     undo = page.get_by_role("button", name=f"Undo: recommend “{title}” again")
     expect(undo).to_be_focused()
+    # And stays there: nothing focuses the notice again once the student has moved on.
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.activeElement.textContent") == "Undo"
     page.keyboard.press("Enter")
     expect(cards).to_have_count(before)
     restored = cards.first.get_by_role("link", name=title)
