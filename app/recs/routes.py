@@ -180,8 +180,18 @@ def restore(challenge_id: int):
     named = _named(challenge)
     if _is_htmx():
         return _restored_card(challenge, named)
-    flash(f"{_capitalized(named)} can be recommended to you again.", "success")
+    flash(_restored_message(challenge, named, utcnow()), "success")
     return redirect(_next_field() or url_for("challenges.mine"), 303)
+
+
+def _restored_message(challenge: Challenge, named: str, now) -> str:
+    # Archived, ended or back in draft: taking "Not interested" back does not make it open.
+    if not is_eligible(challenge, now):
+        return (
+            f"{_capitalized(named)} is no longer “Not interested”. It is not open now, so it "
+            "will be recommended only if it opens again."
+        )
+    return f"{_capitalized(named)} can be recommended to you again."
 
 
 def _capitalized(text: str) -> str:
@@ -201,7 +211,7 @@ def _restored_card(challenge: Challenge, named: str):
     message = (
         f"{_capitalized(named)} is back in your recommendations."
         if card is not None
-        else f"{_capitalized(named)} can be recommended to you again."
+        else _restored_message(challenge, named, now)
     )
     return render_template(
         "_partials/recommendation_restored.html",

@@ -109,6 +109,20 @@ def test_dismiss_restore_dismiss_hides_it_again_and_each_step_is_kept(student_cl
         assert target not in card_ids(html)
 
 
+def test_recommend_again_of_a_challenge_no_longer_open_says_it_is_not_open(
+    student_client, challenges
+):
+    target = challenges[2]
+    dismiss(student_client, target.id)
+    target.status = "archived"
+    db.session.commit()
+    page = student_client.post(
+        f"/challenges/recommended/{target.id}/restore", follow_redirects=True
+    ).get_data(as_text=True)
+    assert f"“{target.title}” is no longer “Not interested”. It is not open now" in page
+    assert "can be recommended to you again" not in page
+
+
 def test_undo_of_a_card_that_cannot_come_back_says_so_instead(student_client, challenges):
     slate_id, target = first_card(student_client)
     dismiss(student_client, target, slate_id, **HTMX)
@@ -116,7 +130,7 @@ def test_undo_of_a_card_that_cannot_come_back_says_so_instead(student_client, ch
     challenge.status = "archived"
     db.session.commit()
     html = restore(student_client, target, slate=slate_id).get_data(as_text=True)
-    assert "<article" not in html and "can be recommended to you again" in html
+    assert "<article" not in html and "It is not open now, so it will be recommended only" in html
     assert "autofocus" in html
     # No slate (or another student's) puts no card back either: the message stands in.
     other = challenges[5]
