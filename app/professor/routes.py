@@ -277,7 +277,7 @@ def _already_created(challenge: Challenge, same_form: bool = True):
             "not created twice. To create another like it, change any field."
         )
     flash(message, "info")
-    return redirect(url_for("professor.challenges"), 303)
+    return redirect(url_for("professor.challenges", **_list_args()), 303)
 
 
 def _render_form(
@@ -417,7 +417,7 @@ def _conflict(form: ChallengeForm, challenge: Challenge):
         )
         flash(f"Challenge “{challenge.title}” saved.", "success")
         _warn_if_ended(challenge)
-        return redirect(url_for("professor.challenges"), 303)
+        return redirect(url_for("professor.challenges", **_list_args()), 303)
     log.info(
         "challenge edit conflict challenge_id=%s user_id=%s form_version=%r saved_version=%s",
         challenge.id,
@@ -452,6 +452,13 @@ def _list_filters() -> dict[str, str | int | None]:
         "status": status if status in CHALLENGE_STATUSES else "",
         "owner": database_id(request.args.get("owner")) if current_user.is_admin else None,
     }
+
+
+@bp.context_processor
+def _list_place() -> dict:
+    # The management list's page and filters, carried through the pages opened from it, so
+    # "Back to challenges" and the redirect after saving return to the same place.
+    return {"list_args": _list_args() if current_user.is_authenticated else {}}
 
 
 def _list_args() -> dict:
@@ -550,7 +557,7 @@ def new_challenge():
     )
     flash(f"Challenge “{challenge.title}” created.", "success")
     _warn_if_ended(challenge)
-    return redirect(url_for("professor.challenges"), 303)
+    return redirect(url_for("professor.challenges", **_list_args()), 303)
 
 
 @bp.route("/challenges/<int:challenge_id>/edit", methods=["GET", "POST"])
@@ -588,7 +595,7 @@ def edit_challenge(challenge_id: int):
     )
     flash(f"Challenge “{challenge.title}” saved.", "success")
     _warn_if_ended(challenge)
-    return redirect(url_for("professor.challenges"), 303)
+    return redirect(url_for("professor.challenges", **_list_args()), 303)
 
 
 def _warn_if_ended(challenge: Challenge) -> None:
@@ -717,7 +724,9 @@ def mark_participants(challenge_id: int):
         marked.refused,
     )
     _flash_marked(marked, "completed" if _MARKS[wanted] else "not completed")
-    return redirect(url_for("professor.participants", challenge_id=challenge.id), 303)
+    return redirect(
+        url_for("professor.participants", challenge_id=challenge.id, **_list_args()), 303
+    )
 
 
 def _people(count: int) -> str:

@@ -395,6 +395,31 @@ def test_publish_and_archive_return_to_the_list_as_it_was(professor_client):
     assert response.location == "/professor/challenges"
 
 
+def test_edit_and_participants_lead_back_to_the_list_as_it_was(professor_client, monkeypatch):
+    monkeypatch.setattr("app.professor.routes.MANAGED_PER_PAGE", 1)
+    challenge = make_challenge(owner=professor_client.user, title="Kept place", status="draft")
+    make_challenge(owner=professor_client.user, title="Newer", status="draft")
+    place = "q=e&status=draft&page=2"
+    listing = professor_client.get(f"/professor/challenges?{place}").get_data(as_text=True)
+    edit = f"/professor/challenges/{challenge.id}/edit?{place}"
+    people = f"/professor/challenges/{challenge.id}/participants?{place}"
+    assert f'href="{edit.replace("&", "&amp;")}"' in listing
+    assert f'href="{people.replace("&", "&amp;")}"' in listing
+    back = f'href="/professor/challenges?{place.replace("&", "&amp;")}">&larr; Back to challenges'
+    assert back in professor_client.get(edit).get_data(as_text=True)
+    assert back in professor_client.get(people).get_data(as_text=True)
+    saved = professor_client.post(edit, data=edit_data(challenge, title="Kept place 2"))
+    assert saved.status_code == 303
+    assert saved.location == f"/professor/challenges?{place}"
+    student = make_user("student")
+    make_participation(student, challenge)
+    marked = professor_client.post(
+        people.replace("/participants?", "/participants/status?"),
+        data={"status": "completed", "user_id": str(student.id)},
+    )
+    assert marked.location == f"{people}"
+
+
 @pytest.mark.parametrize("who", ["professor_client", "admin_client"])
 def test_the_list_takes_the_same_queries_for_any_number_of_rows(who, request):
     client = request.getfixturevalue(who)
