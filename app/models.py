@@ -462,6 +462,16 @@ class RecommendationEvent(db.Model):
         Index("ix_recommendation_events_user_type", "user_id", "type"),
         Index("ix_recommendation_events_slate", "slate_id", "type"),
         Index("ix_recommendation_events_type_created", "type", "created_at"),
+        # Whether a dismissal stands (eligibility.dismissal_stands) is asked of every dismiss the
+        # training reads; only restores are indexed, so the pages' impressions write nothing more.
+        Index(
+            "ix_recommendation_events_restores",
+            "user_id",
+            "challenge_id",
+            "created_at",
+            sqlite_where=text("type = 'restore'"),
+            postgresql_where=text("type = 'restore'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -99,3 +99,22 @@ def test_export_leaves_out_restored_dismissals(app, tmp_path):
     output = tmp_path / "interactions.csv"
     assert pipeline.export_interactions(output) == 0
     assert output.read_text().splitlines() == ["user_id,challenge_id,event,weight,timestamp"]
+
+
+def test_whether_a_dismissal_stands_is_looked_up_among_restores_only(app):
+    """The check runs once per dismiss the training reads: SQLite (no statistics kept) must find
+    a student's restores of the challenge by the restores' index, not by reading every event the
+    student had since the dismiss."""
+    import pytest
+    from sqlalchemy import text
+
+    from app.recs.eligibility import dismissal_stands
+
+    if db.session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans from its statistics (an anti-join on a large table)")
+    dismissed = select(RecommendationEvent.user_id).where(
+        RecommendationEvent.type == "dismiss", dismissal_stands()
+    )
+    sql = str(dismissed.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    plan = " ".join(row[-1] for row in db.session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+    assert "SEARCH restore USING INDEX ix_recommendation_events_restores" in plan
