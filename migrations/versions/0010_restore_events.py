@@ -5,9 +5,9 @@ of an earlier ``dismiss`` of the same challenge. Nothing is deleted when a stude
 mind: a dismiss stands unless a restore of the same student and challenge came at or after it
 (``app/recs/eligibility.py``), so serving and training read the same history both ways.
 
-On PostgreSQL the wider CHECK constraint is added NOT VALID and then validated: the check of
-existing rows then takes no lock that holds back the events every page writes (and cannot fail:
-every type allowed before is allowed after). SQLite rebuilds the table (batch mode).
+On PostgreSQL the wider CHECK constraint is added NOT VALID, committed, and then validated: the
+check of existing rows then takes no lock that holds back the events every page writes (and cannot
+fail: every type allowed before is allowed after). SQLite rebuilds the table (batch mode).
 
 Downgrading cannot keep restores under the narrower constraint. So that no student has a
 challenge hidden again that they asked to see, each restore is deleted with the dismissals it
@@ -47,7 +47,12 @@ def _replace_check(types):
         op.execute(
             f"ALTER TABLE {TABLE} ADD CONSTRAINT {CONSTRAINT} CHECK ({_condition(types)}) NOT VALID"
         )
-        op.execute(f"ALTER TABLE {TABLE} VALIDATE CONSTRAINT {CONSTRAINT}")
+        # Alembic runs a migration in one transaction, and the ALTERs above hold ACCESS
+        # EXCLUSIVE until it ends: validating inside it would hold back every event written
+        # meanwhile. Committed first, the check takes only VALIDATE's own lock (SHARE UPDATE
+        # EXCLUSIVE), which lets rows be written, and new rows are checked from the commit on.
+        with op.get_context().autocommit_block():
+            op.execute(f"ALTER TABLE {TABLE} VALIDATE CONSTRAINT {CONSTRAINT}")
         return
     with op.batch_alter_table(TABLE, schema=None, recreate='always') as batch_op:
         batch_op.drop_constraint(op.f(CONSTRAINT), type_='check')
@@ -65,14 +70,19 @@ def downgrade():
         f" WHERE r.type = 'restore' AND r.user_id = {TABLE}.user_id"
         f" AND r.challenge_id = {TABLE}.challenge_id AND r.created_at >= {TABLE}.created_at)"
     )
-    bind = op.get_bind()
-    dismissals = bind.execute(sa.text(taken_back)).rowcount
-    restores = bind.execute(sa.text(f"DELETE FROM {TABLE} WHERE type = 'restore'")).rowcount
-    if restores:
-        log.warning(
-            "downgrade deleted %s restore events and the %s dismissals they took back: the"
-            " schema before 0010_restore_events cannot hold them",
-            restores,
-            dismissals,
-        )
+    restore_rows = f"DELETE FROM {TABLE} WHERE type = 'restore'"
+    if op.get_context().as_sql:  # a script (--sql): no counts to log
+        op.execute(taken_back)
+        op.execute(restore_rows)
+    else:
+        bind = op.get_bind()
+        dismissals = bind.execute(sa.text(taken_back)).rowcount
+        restores = bind.execute(sa.text(restore_rows)).rowcount
+        if restores:
+            log.warning(
+                "downgrade deleted %s restore events and the %s dismissals they took back: the"
+                " schema before 0010_restore_events cannot hold them",
+                restores,
+                dismissals,
+            )
     _replace_check(BEFORE)

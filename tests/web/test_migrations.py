@@ -330,3 +330,25 @@ def test_0010_takes_restores_and_downgrading_keeps_what_each_student_chose(tmp_p
             connection.execute(insert, {"e": "r3", "c": 1, "t": "restore", "at": "2026-11-05"})
         upgrade(directory=str(MIGRATIONS))
         db.engine.dispose()
+
+
+def test_0010_validates_the_wider_check_on_postgresql_after_committing_it(tmp_path, capsys):
+    """Alembic runs a migration in one transaction: validated inside it, the check of every
+    stored event would run under the ACCESS EXCLUSIVE lock its ALTERs took, and every page's
+    events would wait for it. The offline script shows where the transactions end."""
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from tests.conftest import _test_config
+
+    # Offline: nothing connects to this server.
+    app = create_app(_test_config("postgresql+psycopg://nobody@/offline", tmp_path))
+    with app.app_context():
+        upgrade(str(MIGRATIONS), "0009_slate_day_index:0010_restore_events", sql=True)
+        upgrading = capsys.readouterr().out
+        downgrade(str(MIGRATIONS), "0010_restore_events:0009_slate_day_index", sql=True)
+        downgrading = capsys.readouterr().out
+    for script in (upgrading, downgrading):
+        added = script.index("NOT VALID;")
+        validated = script.index("VALIDATE CONSTRAINT")
+        assert "COMMIT;" in script[added:validated]
