@@ -869,6 +869,10 @@ def store_events(user_id: int, incoming: list[IncomingEvent]) -> tuple[int, int]
             continue
         recorded.keys.add(_natural_key(e))
         row = _event_row(user_id, e, recorded, now)
+        if e.type == "dismiss":
+            # Strictly after a restore it follows, as ``record_dismiss`` dates it: one dated as
+            # late (the same microsecond, or another server's clock ahead) would take it back.
+            row["created_at"] = _after(_dismissal(user_id, e.challenge_id).latest, strictly=True)
         rows.append(row)
         if e.type == "click" and row["position"] is not None:
             implied.extend(_implied_impression(row, recorded))

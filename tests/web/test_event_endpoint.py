@@ -309,3 +309,22 @@ def test_restore_is_not_a_client_event_but_a_dismiss_after_one_stands_again(
         .order_by(RecommendationEvent.id)
     )
     assert kinds.all() == ["dismiss", "restore", "dismiss"]
+
+
+def test_a_dismiss_sent_in_the_same_microsecond_as_the_restore_before_it_stands(
+    student_client, shown, monkeypatch
+):
+    """Which of a dismiss and a restore came last is read from their moments; a restore is
+    dated at or after the dismiss it takes back, so a client's dismiss after it stands even when
+    the clock has not moved on (or another server's clock runs ahead)."""
+    from datetime import UTC, datetime
+
+    from app.recs import events as recs_events
+    from app.recs.eligibility import excluded_challenge_ids
+
+    slate_id, ids = shown
+    monkeypatch.setattr(recs_events, "utcnow", lambda: datetime(2026, 11, 27, tzinfo=UTC))
+    assert student_client.post(URL, json=event(slate_id, ids[0], "dismiss")).status_code == 201
+    assert recs_events.record_restore(student_client.user.id, ids[0])
+    assert student_client.post(URL, json=event(slate_id, ids[0], "dismiss")).status_code == 201
+    assert ids[0] in excluded_challenge_ids(student_client.user.id)
