@@ -405,19 +405,27 @@ def _after(moment: datetime | None, strictly: bool) -> datetime:
 
 
 def standing_dismissals(user_id: int) -> list[tuple[Challenge, datetime]]:
-    """The student's challenges marked "not interested" and not restored, with when, newest
-    first; drafts left out (not public, and never recommended)."""
-    return db.session.execute(
-        select(Challenge, RecommendationEvent.created_at)
-        .join(Challenge, Challenge.id == RecommendationEvent.challenge_id)
+    """The student's challenges marked "not interested" and not restored, each once with its
+    latest such moment, newest first; drafts left out (not public, and never recommended)."""
+    latest = (
+        select(
+            RecommendationEvent.challenge_id,
+            func.max(RecommendationEvent.created_at).label("dismissed_at"),
+        )
         .where(
             RecommendationEvent.user_id == user_id,
             RecommendationEvent.type == "dismiss",
             dismissal_stands(),
-            Challenge.status != ChallengeStatus.DRAFT.value,
         )
+        .group_by(RecommendationEvent.challenge_id)
+        .subquery()
+    )
+    return db.session.execute(
+        select(Challenge, latest.c.dismissed_at)
+        .join(latest, latest.c.challenge_id == Challenge.id)
+        .where(Challenge.status != ChallengeStatus.DRAFT.value)
         .options(joinedload(Challenge.category))
-        .order_by(RecommendationEvent.created_at.desc(), RecommendationEvent.id.desc())
+        .order_by(latest.c.dismissed_at.desc(), Challenge.id.desc())
     ).all()
 
 

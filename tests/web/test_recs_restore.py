@@ -229,3 +229,18 @@ def test_restore_spends_the_request_budget(app, student_client, challenges):
     assert restore(student_client, challenges[0].id).status_code == 200
     refused = restore(student_client, challenges[0].id)
     assert refused.status_code == 429 and refused.headers["HX-Reswap"] == "none"
+
+
+def test_my_challenges_lists_a_challenge_dismissed_twice_once(student_client, challenges):
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from tests.helpers import make_event
+
+    target = challenges[3]
+    first = utcnow() - timedelta(hours=2)
+    # Two dismisses that both stand: the button and a client's event, racing.
+    make_event(student_client.user, target, "dismiss", event_id="d-1", created_at=first)
+    make_event(student_client.user, target, "dismiss", event_id="d-2", created_at=utcnow())
+    page = student_client.get("/me/challenges").get_data(as_text=True)
+    assert page.count(f"Recommend again: “{target.title}”") == 1
