@@ -308,12 +308,21 @@ def was_served(user_id: int, slate_id: str | None, challenge_id: int) -> bool:
 
 @dataclass(frozen=True)
 class _Dismissal:
-    """A student's dismisses and restores of one challenge: how many restores, the latest moment
-    of either, and whether a dismissal stands (no restore at or after it)."""
+    """A student's dismisses and restores of one challenge: the latest of each, and whether a
+    dismissal stands (no restore at or after it)."""
 
-    restores: int
-    latest: datetime | None
-    stands: bool
+    dismissed_at: datetime | None
+    restored_at: datetime | None
+
+    @property
+    def latest(self) -> datetime | None:
+        return max(filter(None, (self.dismissed_at, self.restored_at)), default=None)
+
+    @property
+    def stands(self) -> bool:
+        return self.dismissed_at is not None and (
+            self.restored_at is None or self.restored_at < self.dismissed_at
+        )
 
 
 def has_dismissed(user_id: int, challenge_id: int) -> bool:
@@ -336,12 +345,9 @@ def _dismissal(user_id: int, challenge_id: int) -> _Dismissal:
             RecommendationEvent.type.in_(("dismiss", "restore")),
         )
     ).all()
-    dismissed = max((at for kind, at in rows if kind == "dismiss"), default=None)
-    restored = max((at for kind, at in rows if kind == "restore"), default=None)
     return _Dismissal(
-        restores=sum(kind == "restore" for kind, _ in rows),
-        latest=max(filter(None, (dismissed, restored)), default=None),
-        stands=dismissed is not None and (restored is None or restored < dismissed),
+        dismissed_at=max((at for kind, at in rows if kind == "dismiss"), default=None),
+        restored_at=max((at for kind, at in rows if kind == "restore"), default=None),
     )
 
 
@@ -355,9 +361,12 @@ def record_dismiss(user_id: int, challenge_id: int, slate_id: str | None = None)
     before = _dismissal(user_id, challenge_id)
     if before.stands:
         return False
-    # The first dismissal keeps the id it always had; each later one is keyed by the restores
-    # before it, so a double click still stores one.
-    key = (user_id, challenge_id, before.restores)[: 3 if before.restores else 2]
+    # The first dismissal keeps the id it always had; a later one is keyed by the restore it
+    # follows, so a double click still stores one. (Not by how many restores there were: the
+    # purge deletes old pairs, and a count could then repeat the id of a dismissal it kept.)
+    key = (user_id, challenge_id)
+    if before.restored_at is not None:
+        key += ("after", before.restored_at.isoformat())
     row = {
         "event_id": natural_event_id("dismiss", *key),
         "user_id": user_id,
@@ -383,7 +392,9 @@ def record_restore(user_id: int, challenge_id: int) -> bool:
         return False
     row = {
         # One restore per dismissal: a double click collapses on the unique key.
-        "event_id": natural_event_id("restore", user_id, challenge_id, before.restores),
+        "event_id": natural_event_id(
+            "restore", user_id, challenge_id, "of", before.dismissed_at.isoformat()
+        ),
         "user_id": user_id,
         "challenge_id": challenge_id,
         "type": "restore",

@@ -118,3 +118,30 @@ def test_whether_a_dismissal_stands_is_looked_up_among_restores_only(app):
     sql = str(dismissed.compile(db.engine, compile_kwargs={"literal_binds": True}))
     plan = " ".join(row[-1] for row in db.session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
     assert "SEARCH restore USING INDEX ix_recommendation_events_restores" in plan
+
+
+def test_a_dismissal_after_a_purge_is_stored_and_stands(app, monkeypatch):
+    """The purge deletes an old dismiss-and-restore pair of a challenge long over and keeps a
+    later dismissal; a restore and a dismissal after that must each get an id of their own."""
+    now = utcnow()
+    student = make_user()
+    challenge = make_challenge(
+        starts_at=now - timedelta(days=420), ends_at=now - timedelta(days=380)
+    )
+    moments = iter(
+        [
+            now - timedelta(days=400),  # dismiss
+            now - timedelta(days=400, minutes=-1),  # restore
+            now - timedelta(days=1),  # dismiss again: kept by the purge
+            now - timedelta(minutes=2),  # restore
+            now - timedelta(minutes=1),  # dismiss once more
+        ]
+    )
+    monkeypatch.setattr(events, "utcnow", lambda: next(moments))
+    assert events.record_dismiss(student.id, challenge.id)
+    assert events.record_restore(student.id, challenge.id)
+    assert events.record_dismiss(student.id, challenge.id)
+    assert pipeline.purge_events(365, now=now) == 2
+    assert events.record_restore(student.id, challenge.id)
+    assert events.record_dismiss(student.id, challenge.id)
+    assert challenge.id in load_user_history(student.id).dismissed_ids
