@@ -70,3 +70,8 @@ class Visible:
     def __call__(self, form, field) -> None:
         if field.data and not has_visible(field.data):
             raise ValidationError(self.message)
+
+
+def counted(count: int, noun: str) -> str:
+    """ "1 participant", "3 participants": a count with its noun, for messages."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

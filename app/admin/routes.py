@@ -26,7 +26,7 @@ from app.models import (
     category_name_key,
     distinct_category_key,
 )
-from app.text import clean_line
+from app.text import clean_line, counted
 from app.web import contains_pattern, database_id, page_arg
 
 log = logging.getLogger(__name__)
@@ -365,7 +365,7 @@ def user_challenges(user_id: int):
         flash(f"{owner.display_name} owns no challenge: nothing was handed over.", "info")
     else:
         flash(
-            f"{_challenges(len(moved))} of {owner.display_name} handed to "
+            f"{counted(len(moved), 'challenge')} of {owner.display_name} handed to "
             f"{heir.display_name} ({heir.email}).",
             "success",
         )
@@ -406,7 +406,7 @@ def hand_back_challenges(user_id: int):
         return _user_challenges_page(owner, 400)
     session.pop(HAND_BACK_KEY, None)
     if moved:
-        flash(f"{_challenges(len(moved))} handed back to {owner.display_name}.", "success")
+        flash(f"{counted(len(moved), 'challenge')} handed back to {owner.display_name}.", "success")
     else:
         flash(f"None of them is still with {heir.display_name}: nothing was handed back.", "info")
     return redirect(url_for("admin.user_challenges", user_id=owner.id), 303)
@@ -417,10 +417,6 @@ def hand_back_challenges(user_id: int):
 # lists, can).
 HAND_BACK_KEY = "hand_over"
 HAND_BACK_MAX = 300
-
-
-def _challenges(count: int) -> str:
-    return f"{count} challenge{'' if count == 1 else 's'}"
 
 
 def _last_hand_over(owner: User) -> dict | None:

@@ -29,7 +29,7 @@ from app.models import (
 )
 from app.professor import bp
 from app.professor.forms import ChallengeForm
-from app.text import clean_line
+from app.text import clean_line, counted
 from app.web import contains_pattern, database_id, day_time, page_arg
 
 log = logging.getLogger(__name__)
@@ -729,19 +729,16 @@ def mark_participants(challenge_id: int):
     )
 
 
-def _people(count: int) -> str:
-    return f"{count} participant{'' if count == 1 else 's'}"
-
-
 def _flash_marked(marked, state: str) -> None:
     if marked.changed:
-        flash(f"Marked {_people(len(marked.changed))} {state}.", "success")
+        flash(f"Marked {counted(len(marked.changed), 'participant')} {state}.", "success")
     if marked.unchanged:
         verb = "was" if len(marked.unchanged) == 1 else "were"
-        flash(f"{_people(len(marked.unchanged))} {verb} already {state}.", "info")
+        flash(f"{counted(len(marked.unchanged), 'participant')} {verb} already {state}.", "info")
     if marked.refused:
         flash(
-            f"{_people(len(marked.refused))} left the challenge (or never joined it), so "
+            f"{counted(len(marked.refused), 'participant')} left the challenge (or never joined "
+            "it), so "
             f"{'was' if len(marked.refused) == 1 else 'were'} not changed.",
             "warning",
         )
