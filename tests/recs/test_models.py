@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from app.recs import models
 from app.recs.data import InteractionMatrix
 from app.recs.evaluate import evaluate_model, random_split
 from app.recs.models import (
@@ -108,6 +109,18 @@ def test_ease_weights_match_the_closed_form_with_a_general_inverse():
     expected = precision / -np.diag(precision)
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(EASE(l2=5.0).fit(X).weights_, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_ease_weights_fall_back_to_double_precision_when_single_fails(monkeypatch):
+    X = InteractionMatrix.build(planted_interactions(n_users=40)).matrix
+    expected = EASE(l2=5.0).fit(X).weights_
+    monkeypatch.setattr(models.lapack, "spotrf", lambda a, **kw: (a, 1))  # "not definite"
+    np.testing.assert_allclose(EASE(l2=5.0).fit(X).weights_, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_ease_weights_refuse_a_matrix_that_is_not_positive_definite():
+    with pytest.raises(np.linalg.LinAlgError, match="l2=-5"):
+        models._ease_weights(np.eye(3), -5.0)
 
 
 @pytest.mark.parametrize(

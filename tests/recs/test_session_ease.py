@@ -25,14 +25,18 @@ def direct_gram(X: sparse.csr_matrix, times: sparse.csr_matrix, tau: float, mix:
     return gram
 
 
-def sessions(n_users=60, n_themes=16, per_theme=3, sessions_per_user=8, per_session=3, seed=0):
+def sessions(
+    n_users=60, n_themes=16, per_theme=3, sessions_per_user=8, per_session=3, seed=0, uneven=False
+):
     """Each student works through half the themes, one sitting per theme, days apart; within a
     sitting the challenges are minutes apart. With eight sittings each, over a whole history
-    nearly everything co-occurs with everything; time tells the themes apart."""
+    nearly everything co-occurs with everything; time tells the themes apart. ``uneven``: the
+    students' histories run from 2 to ``sessions_per_user`` sittings."""
     rng = np.random.default_rng(seed)
     rows = []
     for user in range(n_users):
-        themes = rng.choice(n_themes, sessions_per_user, replace=False)
+        sittings = 2 + user % (sessions_per_user - 1) if uneven else sessions_per_user
+        themes = rng.choice(n_themes, sittings, replace=False)
         for sitting, theme in enumerate(themes):
             start = sitting * 3 * DAY + rng.uniform(0, DAY)
             picks = rng.choice(per_theme, per_session, replace=False) + theme * per_theme
@@ -104,18 +108,21 @@ def test_without_time_or_scaling_it_is_ease_with_a_relative_l2():
     assert np.all(np.diag(session.weights_) == 0)
 
 
-def test_weights_are_the_closed_form_on_the_scaled_session_gram():
-    data = InteractionMatrix.build(sessions(n_users=40))
+@pytest.mark.parametrize("b", [0.0, 0.4])
+def test_weights_are_the_closed_form_on_the_scaled_session_gram(b):
+    data = InteractionMatrix.build(sessions(n_users=40, uneven=True))
     X, times = data.matrix, data.times
     l2, tau, mix, a = 2.0, 600.0, 0.5, 0.3
     totals = np.asarray(X.sum(axis=0)).ravel()
     scale = totals**-a
-    scaled = direct_gram(X, times, tau, mix) * np.outer(scale, scale)
+    rows = X.copy()  # each row scaled in place, so its cells stay in step with their times
+    rows.data *= np.repeat(np.asarray(X.sum(axis=1)).ravel() ** -b, np.diff(X.indptr))
+    scaled = direct_gram(rows, times, tau, mix) * np.outer(scale, scale)
     precision = np.linalg.inv(scaled + l2 * np.mean(np.diag(scaled)) * np.eye(len(scale)))
     ridge = precision / -np.diag(precision)
     np.fill_diagonal(ridge, 0.0)
     expected = scale[:, None] * ridge
-    model = SessionEASE(l2=l2, tau=tau, mix=mix, a=a).fit(X, times)
+    model = SessionEASE(l2=l2, tau=tau, mix=mix, a=a, b=b).fit(X, times)
     np.testing.assert_allclose(model.weights_, expected, rtol=1e-3, atol=1e-6)
 
 
@@ -129,10 +136,11 @@ def test_non_finite_times_leave_the_time_weighting_out(caplog):
 
 
 def test_fit_grid_gives_the_models_fit_gives():
-    data = InteractionMatrix.build(sessions(n_users=40))
+    data = InteractionMatrix.build(sessions(n_users=40, uneven=True))
     grid = [
         {"l2": 1.0, "tau": 300.0, "mix": 0.5, "a": 0.0},
         {"l2": 4.0, "tau": 300.0, "mix": 0.5, "a": 0.2},
+        {"l2": 4.0, "tau": 300.0, "mix": 0.5, "a": 0.2, "b": 0.3},
         {"l2": 1.0, "tau": 1200.0, "mix": 0.75, "a": 0.1},
     ]
     fitted = list(SessionEASE.fit_grid(data.matrix, grid, data.times))
@@ -174,3 +182,13 @@ def test_too_many_close_pairs_leave_the_time_weighting_out(monkeypatch, caplog):
     monkeypatch.setattr(models, "SESSION_MAX_PAIRS", 100)
     np.testing.assert_allclose(session_gram(data.matrix, data.times, 300.0, 0.75), plain)
     assert "session weighting left out" in caplog.text
+
+
+def test_a_model_saved_before_row_scaling_existed_loads_as_it_was_trained():
+    data = InteractionMatrix.build(sessions(n_users=30, uneven=True))
+    params = {"l2": 2.0, "tau": 300.0, "mix": 0.5, "a": 0.1}  # the parameters saved then
+    trained = SessionEASE(**params, b=0.0).fit(data.matrix, data.times)
+    loaded = SessionEASE.from_state(params, trained.get_state())
+    assert loaded.get_params() == {**params, "b": 0.0}
+    rescaled = SessionEASE(**params, b=0.5).fit(data.matrix, data.times)
+    assert not np.allclose(rescaled.weights_, trained.weights_)
