@@ -351,9 +351,9 @@ class SessionEASE(_ItemWeights):
     co-occurrence of a student with a long history counts for less: the few challenges of a
     short history say more about each other than any two of hundreds. Scoring a row is
     unaffected (one student's scores share one scale). ``l2`` is relative to the mean diagonal
-    of the scaled Gram matrix, so one grid suits any data size. Scoring is EASE's, X_rows @ W, so fold-in and serving need no times.
-    Without cell times every pair counts as simultaneous, and the model is EASE on the scaled
-    columns."""
+    of the scaled Gram matrix, so one grid suits any data size. Scoring is EASE's, X_rows @ W,
+    so fold-in and serving need no times. Without cell times every pair counts as
+    simultaneous, and the model is EASE on the scaled rows and columns."""
 
     name = "session_ease"
     param_names = ("l2", "tau", "mix", "a", "b")
