@@ -239,7 +239,8 @@ JOIN, COMPLETE = 0, 1
 
 def _participation_events(since: datetime | None) -> tuple[np.ndarray, ...]:
     """A "join" per participation not left, followed by its "complete" when completed (dated
-    by the later of its update and its join)."""
+    by the later of its update and its join). ``since`` keeps each by its own date: a completion
+    marked after it counts even when the join came before."""
     joined_at, joined_epoch = _epoch_column(Participation.joined_at)
     updated_at, updated_epoch = _epoch_column(Participation.updated_at)
     query = select(
@@ -250,7 +251,13 @@ def _participation_events(since: datetime | None) -> tuple[np.ndarray, ...]:
         updated_at,
     ).where(Participation.status != ParticipationStatus.LEFT.value)
     if since is not None:
-        query = query.where(Participation.joined_at >= since)
+        query = query.where(
+            or_(
+                Participation.joined_at >= since,
+                (Participation.status == ParticipationStatus.COMPLETED.value)
+                & (Participation.updated_at >= since),
+            )
+        )
     users, items, statuses, joined, updated = _columns(query, 5)
     joined, updated = joined_epoch(joined), updated_epoch(updated)
     completed = np.asarray(statuses, dtype=str) == ParticipationStatus.COMPLETED.value
@@ -258,6 +265,8 @@ def _participation_events(since: datetime | None) -> tuple[np.ndarray, ...]:
     keep = np.column_stack([np.ones(len(completed), dtype=bool), completed]).ravel()
     codes = np.tile(np.array([JOIN, COMPLETE], dtype=np.int8), len(completed))
     stamps = np.column_stack([joined, np.maximum(updated, joined)]).ravel()
+    if since is not None:
+        keep &= stamps >= since.replace(tzinfo=since.tzinfo or UTC).timestamp()
     return (
         np.repeat(_int_array(users), 2)[keep],
         np.repeat(_int_array(items), 2)[keep],

@@ -223,6 +223,31 @@ def test_read_database_since_filters_old_interactions(app):
     assert interactions.events.tolist() == ["click"]
 
 
+def test_read_database_since_keeps_a_completion_marked_after_it(app):
+    """A professor marks a completion long after the join: the completion is an interaction of
+    the day it was marked, so a read since then has it (and not the older join)."""
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    student, challenge, earlier = make_user("student"), make_challenge(), make_challenge()
+    ten_days_ago = utcnow() - timedelta(days=10)
+    make_participation(
+        student,
+        challenge,
+        status="completed",
+        joined_at=ten_days_ago,
+        updated_at=utcnow() - timedelta(days=1),
+    )
+    # Completed before the date too: neither its join nor its completion is read.
+    make_participation(
+        student, earlier, status="completed", joined_at=ten_days_ago, updated_at=ten_days_ago
+    )
+    interactions = read_database(WEIGHTS, since=utcnow() - timedelta(days=5))
+    assert interactions.events.tolist() == ["complete"]
+    assert interactions.item_ids.tolist() == [challenge.id]
+
+
 def test_read_database_dates_each_interaction_like_the_rows_say(app):
     from datetime import timedelta
 
