@@ -406,7 +406,10 @@ def test_edit_and_participants_lead_back_to_the_list_as_it_was(professor_client,
     assert f'href="{edit.replace("&", "&amp;")}"' in listing
     assert f'href="{people.replace("&", "&amp;")}"' in listing
     back = f'href="/professor/challenges?{place.replace("&", "&amp;")}">&larr; Back to challenges'
-    assert back in professor_client.get(edit).get_data(as_text=True)
+    edit_page = professor_client.get(edit).get_data(as_text=True)
+    assert back in edit_page
+    # The edit page's own link to the participants keeps the place too.
+    assert f'href="{people.replace("&", "&amp;")}">Participants' in edit_page
     assert back in professor_client.get(people).get_data(as_text=True)
     saved = professor_client.post(edit, data=edit_data(challenge, title="Kept place 2"))
     assert saved.status_code == 303
