@@ -12,7 +12,7 @@ from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
 
 from app.extensions import db
-from app.text import paragraphs
+from app.text import counted, paragraphs
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -155,6 +155,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(paragraphs)
     app.add_template_filter(day)
     app.add_template_filter(day_time)
+    app.add_template_filter(counted)
 
     @app.context_processor
     def _globals():

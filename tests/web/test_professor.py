@@ -325,6 +325,11 @@ def test_list_shows_status_and_participant_count(professor_client):
     ) in page
     filtered = professor_client.get("/professor/challenges?status=draft").get_data(as_text=True)
     assert "Counted" not in filtered
+    make_participation(
+        make_user("student"), make_challenge(owner=professor_client.user, title="One")
+    )
+    page = professor_client.get("/professor/challenges").get_data(as_text=True)
+    assert 'aria-label="1 participant of One"' in page
 
 
 def listed(client, query: str = "") -> list[str]:
@@ -536,10 +541,12 @@ def test_participants_page_offers_marking_to_current_participants_only(professor
     page = professor_client.get(f"/professor/challenges/{challenge.id}/participants").get_data(
         as_text=True
     )
-    assert 'aria-label="Mark completed: Ada Lovelace"' in page
-    assert 'aria-label="Mark not completed: Done Student"' in page
+    # Names need not be unique: each control's label also names the student's email.
+    assert f'aria-label="Mark completed: Ada Lovelace ({ada.email})"' in page
+    assert f'aria-label="Mark not completed: Done Student ({done.email})"' in page
     assert "completed: Gone Student" not in page and "Select Gone Student" not in page
-    assert 'aria-label="Select Ada Lovelace"' in page and 'aria-label="Select Done Student"' in page
+    assert f'aria-label="Select Ada Lovelace ({ada.email})"' in page
+    assert f'aria-label="Select Done Student ({done.email})"' in page
 
 
 @pytest.mark.parametrize(
