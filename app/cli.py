@@ -32,6 +32,8 @@ def _password_length(ctx: click.Context, param: click.Parameter, password: str) 
 
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise click.BadParameter(f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    if not password.strip():  # the login form takes such a password for none at all
+        raise click.BadParameter("must not be only spaces")
     return password
 
 

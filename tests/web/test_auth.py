@@ -600,6 +600,8 @@ def test_users_create_without_a_name_uses_the_email_cut_to_a_names_length(runner
         # The login form takes at most 200 characters: a longer password could never be used.
         ("password", "p" * 201, "8 to 200 characters"),
         ("password", "short", "8 to 200 characters"),
+        # The login form reads a password of spaces as none: such an account could never log in.
+        ("password", " " * 8, "must not be only spaces"),
         ("name", "N" * 121, "at most 120 characters"),
         ("email", "new admin@uni.edu", "not an email address"),
         ("email", "new.admin@", "not an email address"),
