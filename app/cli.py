@@ -8,6 +8,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.models import (
@@ -20,10 +21,43 @@ from app.models import (
 
 log = logging.getLogger(__name__)
 
-users_cli = AppGroup(
+
+class CommandGroup(AppGroup):
+    """Every command of the group ends the same way on failure: one ``Error:`` line for the
+    operator, the same line in the log, and no traceback for a database that is missing, not
+    migrated or unreachable."""
+
+    def __init__(self, name: str, *, logger: logging.Logger = log, **attrs) -> None:
+        super().__init__(name, **attrs)
+        self.log = logger
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError:
+            raise  # a mistyped command line: click's usage message says it all
+        except click.ClickException as exc:
+            command = f"flask {self.name} {ctx.invoked_subcommand or '?'}"
+            self.log.warning("%s: %s", command, exc.format_message())
+            raise
+        except SQLAlchemyError as exc:
+            command = f"flask {self.name} {ctx.invoked_subcommand or '?'}"
+            self.log.warning("%s: database error: %s", command, first_line(exc))
+            self.log.debug("database error in %s", command, exc_info=True)
+            raise click.ClickException(
+                f"database error: {first_line(exc)} (is DATABASE_URL right, is the database "
+                "running, and has `flask db upgrade` been run?)"
+            ) from exc
+
+
+def first_line(exc: Exception) -> str:
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or ["unknown"])[0]
+
+
+users_cli = CommandGroup(
     "users", help="Create, delete and change accounts, and hand over their challenges."
 )
-demo_cli = AppGroup("demo", help="Demo data for trying the product.")
+demo_cli = CommandGroup("demo", help="Demo data for trying the product.")
 
 
 def _password_length(ctx: click.Context, param: click.Parameter, password: str) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli import CommandGroup, first_line
 from app.extensions import db
 from app.models import ModelRun
 from app.recs import pipeline, scheduler
@@ -27,34 +27,6 @@ from app.recs.publish import PublishError, published_run, rollback
 log = logging.getLogger(__name__)
 
 
-class RecsGroup(AppGroup):
-    """Every ``flask recs`` command ends the same way on failure: one ``Error:`` line for the
-    operator, the same line in the log, and no traceback for a database that is missing, not
-    migrated or unreachable."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except click.UsageError:
-            raise  # a mistyped command line: click's usage message says it all
-        except click.ClickException as exc:
-            command = ctx.invoked_subcommand or "?"
-            log.warning("flask recs %s: %s", command, exc.format_message())
-            raise
-        except SQLAlchemyError as exc:
-            command = ctx.invoked_subcommand or "?"
-            log.warning("flask recs %s: database error: %s", command, _first_line(exc))
-            log.debug("database error in flask recs %s", command, exc_info=True)
-            raise click.ClickException(
-                f"database error: {_first_line(exc)} (is DATABASE_URL right, is the database "
-                "running, and has `flask db upgrade` been run?)"
-            ) from exc
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(getattr(exc, "orig", None) or exc).splitlines() or ["unknown"])[0]
-
-
 def _not_blank(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     # An empty value is most often an unset shell variable: never read it as "the default".
     if value is not None and not value.strip():
@@ -62,7 +34,9 @@ def _not_blank(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value
 
 
-recs_cli = RecsGroup("recs", help="Train, evaluate, publish and schedule recommendation models.")
+recs_cli = CommandGroup(
+    "recs", help="Train, evaluate, publish and schedule recommendation models.", logger=log
+)
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
@@ -79,7 +53,7 @@ def _pipeline_lock() -> Iterator[None]:
             yield
         except SQLAlchemyError as exc:
             log.debug("recommendation command stopped by a database error", exc_info=True)
-            reason = _first_line(exc)
+            reason = first_line(exc)
             raise click.ClickException(
                 f"database error: {reason}. Nothing half-written is served; "
                 "`flask recs status` shows the published version"

@@ -681,6 +681,33 @@ def test_users_password_asks_again_for_a_password_of_the_wrong_length(runner):
     assert student.check_password("long enough1")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("users", "activate", "--email", "someone@uni.test"),
+        ("users", "delete", "--email", "someone@uni.test", "--yes"),
+        ("demo", "seed"),
+    ],
+)
+def test_account_and_demo_commands_on_a_database_not_migrated_say_so_in_one_line(
+    make_app, tmp_path, caplog, args
+):
+    # They ended in a traceback, where `flask recs ...` says what to check.
+    empty = make_app(SQLALCHEMY_DATABASE_URI="sqlite:///" + str(tmp_path / "empty.db"))
+    with empty.app_context():
+        result = empty.test_cli_runner().invoke(args=list(args))
+    assert result.exit_code == 1
+    assert "Error: database error: no such table: users" in result.output
+    assert "flask db upgrade" in result.output and "Traceback" not in result.output
+    assert f"flask {args[0]} {args[1]}: database error: no such table: users" in caplog.text
+
+
+def test_users_refusals_are_logged(runner, caplog):
+    result = runner.invoke(args=["users", "deactivate", "--email", "nobody@uni.test"])
+    assert result.exit_code == 1
+    assert "flask users deactivate: no account with email nobody@uni.test" in caplog.text
+
+
 @pytest.mark.parametrize("name", ["TRAP_HTTP_EXCEPTIONS", "WTF_CSRF_ENABLED", "SQLALCHEMY_ECHO"])
 def test_flask_and_extension_flags_read_false_in_any_spelling(make_app, monkeypatch, name):
     # FLASK_TESTING=False too (the test config sets TESTING itself, so it is not shown here).
