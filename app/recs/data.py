@@ -575,10 +575,21 @@ def read_movielens(path: str | Path) -> Interactions:
 
 
 def read_movielens_genres(path: str | Path) -> dict[int, np.ndarray]:
-    """``u.item``: item id -> 19 genre flags (the last 19 '|'-separated fields)."""
+    """``u.item``: item id -> 19 genre flags (the last 19 '|'-separated fields); raises DataError
+    naming the bad line."""
     genres: dict[int, np.ndarray] = {}
-    with open_regular_file(path, encoding="latin-1") as fh:
-        for row in csv.reader(fh, delimiter="|"):
-            if len(row) >= 20:
-                genres[int(row[0])] = np.asarray(row[-19:], dtype=np.int8)
+    try:
+        with open_regular_file(path, encoding="latin-1") as fh:
+            reader = csv.reader(fh, delimiter="|")
+            for row in reader:
+                if len(row) >= 20:
+                    genres[int(row[0])] = np.asarray(row[-19:], dtype=np.int8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from exc
+    except (ValueError, OverflowError, csv.Error) as exc:
+        # Read beside u.data: without its name, the error did not say which file was wrong.
+        raise DataError(
+            f"{path}:{reader.line_num}: not a MovieLens u.item line (an item id, then 19 genre "
+            f"flags): {exc}"
+        ) from exc
     return genres

@@ -277,6 +277,18 @@ def test_evaluate_reports_unreadable_input(runner, tmp_path):
     )
 
 
+@pytest.mark.parametrize("flag", ["x", "300"])
+def test_evaluate_names_a_malformed_u_item_beside_u_data(runner, tmp_path, flag):
+    # It ended in "invalid literal for int()" naming no file, or for 300 in a traceback.
+    (tmp_path / "u.data").write_text("1\t10\t5\t100\n2\t10\t1\t50\n")
+    genres = "|".join(["0"] * 18 + [flag])
+    (tmp_path / "u.item").write_text(f"10|Film (1995)|01-Jan-1995||http://x|0|{genres}\n")
+    output = invoke(
+        runner, "evaluate", "--input", str(tmp_path / "u.data"), "--format", "movielens", code=1
+    )
+    assert f"Error: {tmp_path / 'u.item'}:1: not a MovieLens u.item line" in output
+
+
 def test_purge_events_command(runner, campus):
     student, challenge = campus["students"][0], campus["challenges"][0]
     add_event(student, challenge, "impression", days_ago=40)
