@@ -744,7 +744,11 @@ def purge_events(days: int, now: datetime | None = None) -> int:
     end it; an end date moved forward after that offers the challenge to everyone again). A
     restore, which takes a dismissal back, is kept as long: without it the dismissal would
     stand again."""
-    cutoff = (now or utcnow()) - timedelta(days=days)
+    try:
+        cutoff = (now or utcnow()) - timedelta(days=days)
+    except OverflowError:  # a retention reaching back before the year 1: nothing is that old
+        log.info("purged no recommendation events: %d days reach back before the calendar", days)
+        return 0
     long_over = select(Challenge.id).where(Challenge.ends_at < cutoff)
     old_slates = select(RecommendationSlate.id).where(RecommendationSlate.created_at < cutoff)
     old = db.session.execute(

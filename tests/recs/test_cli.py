@@ -300,6 +300,12 @@ def test_purge_events_command(runner, campus):
     assert "Deleted 0 events older than 365 days or of slates shown before then" in invoke(
         runner, "purge-events"
     )
+    # A retention longer than the calendar reaches back keeps everything; it was a traceback.
+    for days in ("3000000", "99999999999"):
+        assert f"Deleted 0 events older than {days} days" in invoke(
+            runner, "purge-events", "--days", days
+        )
+    assert db.session.scalar(select(func.count(RecommendationEvent.id))) == 1
 
 
 def test_scheduler_command_runs_the_blocking_scheduler(app, runner, monkeypatch):
