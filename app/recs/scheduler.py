@@ -318,9 +318,18 @@ def cron_trigger(app: Flask, key: str = "RECS_RETRAIN_CRON") -> CronTrigger:
     if len(fields) != 5:
         raise ValueError(f"{key} needs 5 fields, got {app.config[key]!r}")
     minute, hour, day, month, day_of_week = fields
-    return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month, day_of_week=_crontab_weekdays(day_of_week)
-    )
+    try:
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=_crontab_weekdays(day_of_week),
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"{key} is not a valid crontab line ({exc}): {app.config[key]!r}"
+        ) from None
 
 
 def _crontab_weekdays(field: str) -> str:
@@ -385,6 +394,10 @@ def _start_in_this_process(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
+    # A schedule that cannot be read stops the app at startup, naming it: the scheduler starts on
+    # the first request, and it failed every request with a 500 instead.
+    for key in ("RECS_RETRAIN_CRON", "RECS_PURGE_CRON"):
+        cron_trigger(app, key)
     if not app.config.get("RECS_SCHEDULER_ENABLED"):
         return
 

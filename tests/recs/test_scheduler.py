@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
+from app import create_app
 from app.extensions import db
 from app.models import ModelRun
 from app.recs import pipeline, scheduler
@@ -251,6 +252,26 @@ def test_malformed_cron_is_a_clear_error(app):
     app.config["RECS_RETRAIN_CRON"] = "nightly"
     with pytest.raises(ValueError, match="5 fields"):
         scheduler.cron_trigger(app)
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("RECS_RETRAIN_CRON", "nightly", "needs 5 fields"),
+        ("RECS_PURGE_CRON", "30 3 * *", "needs 5 fields"),
+        ("RECS_RETRAIN_CRON", "61 * * * *", "is not a valid crontab line"),
+        ("RECS_PURGE_CRON", "0 25 * * *", "is not a valid crontab line"),
+    ],
+)
+def test_a_schedule_that_cannot_be_read_fails_at_startup(
+    database_url, tmp_path, monkeypatch, name, value, expected
+):
+    # The scheduler starts on a web worker's first request: it was a 500 for every request.
+    from tests.conftest import _test_config
+
+    monkeypatch.setenv(f"FLASK_{name}", value)
+    with pytest.raises(ValueError, match=rf"^{name} {expected}"):
+        create_app({**_test_config(database_url, tmp_path), "RECS_SCHEDULER_ENABLED": True})
 
 
 def test_a_lock_whose_connection_died_is_let_go_without_an_error(app, caplog):
