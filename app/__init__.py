@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError
 
 from app.config import DefaultConfig, database_url_from_env
 from app.extensions import csrf, db, login_manager, migrate
@@ -53,7 +54,14 @@ def create_app(config: dict | None = None) -> Flask:
 
         hops = int(app.config["TRUSTED_PROXIES"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
-    db.init_app(app)
+    try:
+        db.init_app(app)
+    except (ArgumentError, ValueError, ImportError) as exc:
+        # SQLAlchemy's own words ("Could not parse SQLAlchemy URL ...", a driver's missing
+        # module) named no setting; they never include the password.
+        raise ValueError(
+            f"{_database_url_setting(config)} is not a database URL this app can use: {exc}"
+        ) from None
     migrate.init_app(app, db, compare_type=True, render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -80,6 +88,15 @@ def create_app(config: dict | None = None) -> Flask:
     recs_scheduler.init_app(app)
     recs_throttle.init_app(app)
     return app
+
+
+def _database_url_setting(config: dict | None) -> str:
+    """Where the database URL came from, in create_app's order."""
+    if (config and "SQLALCHEMY_DATABASE_URI" in config) or not (
+        database_url_from_env() and not os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
+    ):
+        return "SQLALCHEMY_DATABASE_URI"
+    return "DATABASE_URL"
 
 
 _TRUE = ("true", "1", "yes", "on")

@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from app import create_app
 from app.extensions import db
 from app.models import LoginAttempt, User
 from tests.helpers import PASSWORD, login, make_user
@@ -174,6 +175,17 @@ def test_a_setting_of_the_wrong_type_fails_at_startup(make_app, monkeypatch, nam
 def test_settings_of_the_type_their_default_allows_start(make_app, monkeypatch, name, value):
     monkeypatch.setenv(f"FLASK_{name}", value)
     assert make_app().config[name] == json.loads(value)
+
+
+@pytest.mark.parametrize(
+    "url", ["campus.db", "postgresql://campus:pw@db.example.edu:port/campus", "nosuchdb://x"]
+)
+def test_a_database_url_that_cannot_be_used_fails_at_startup_naming_it(monkeypatch, url):
+    # SQLAlchemy's traceback ("Could not parse SQLAlchemy URL ...") named no setting.
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("FLASK_SQLALCHEMY_DATABASE_URI", raising=False)
+    with pytest.raises(ValueError, match="^DATABASE_URL is not a database URL this app can use: "):
+        create_app({"SECRET_KEY": "test-secret-key"})
 
 
 def test_logout_requires_post(student_client):
