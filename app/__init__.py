@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["SQLALCHEMY_DATABASE_URI"] = database_url_from_env()
     if config:
         app.config.update(config)
+    _check_ranges(app)
 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
@@ -176,6 +178,65 @@ def _expected_type(name: str, value, default) -> str | None:
         if weights and not all(_is_number(item) for item in value.values()):
             return "a JSON object of numbers"
     return None
+
+
+def _at_least(low: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda value: value >= low), f"{low:g} or more"
+
+
+def _between(low: float, high: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda value: low <= value <= high), f"from {low:g} to {high:g}"
+
+
+_POSITIVE = ((lambda value: value > 0), "more than 0")
+# Values of the right type that mean nothing sensible, or worse: a retention of 0 days would have
+# the nightly purge delete every event, and a login budget of 0 would refuse every login.
+_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "SQLITE_BUSY_TIMEOUT_MS": _at_least(0),
+    "MAX_CONTENT_LENGTH": _at_least(1),
+    "TRUSTED_PROXIES": _at_least(0),
+    "LOGIN_RATE_LIMIT": _at_least(1),
+    "LOGIN_ACCOUNT_RATE_LIMIT": _at_least(1),
+    "LOGIN_ADDRESS_RATE_LIMIT": _at_least(1),
+    "REGISTRATION_RATE_LIMIT": _at_least(1),
+    "LOGIN_RATE_WINDOW_SECONDS": _POSITIVE,
+    "CHALLENGES_PER_PAGE": _at_least(1),
+    "RECS_SLATE_SIZE": _at_least(1),
+    "RECS_AFFINITY_SMOOTHING": _at_least(0),
+    "RECS_POPULAR_WINDOW_DAYS": _at_least(1),
+    "RECS_EVENT_BATCH_LIMIT": _at_least(1),
+    "RECS_MIN_STUDENTS": _at_least(0),
+    "RECS_MIN_INTERACTIONS": _at_least(0),
+    "RECS_TOP_N": _at_least(1),
+    "RECS_KEEP_VERSIONS": _at_least(1),
+    "RECS_IMPORT_MAX_BAD_SHARE": _between(0, 1),
+    "RECS_IMPORT_MIN_STUDENT_SHARE": _between(0, 1),
+    "RECS_EASE_MAX_ITEMS": _at_least(0),
+    "RECS_HOLDOUT_FRACTION": ((lambda value: 0 < value < 1), "between 0 and 1"),
+    "RECS_EVAL_MAX_USERS": _at_least(1),
+    "RECS_VALIDATION_MAX_USERS": _at_least(1),
+    "RECS_MISFIRE_GRACE_SECONDS": _at_least(1),
+    "RECS_STALE_AFTER_HOURS": _POSITIVE,
+    "RECS_EVENT_RETENTION_DAYS": _at_least(1),
+    "RECS_COLD_PARTICIPATIONS": _at_least(0),
+    "RECS_CONTENT_MIN_SIMILARITY": _between(0, 1),
+    "RECS_CONTENT_NEW_DAYS": _at_least(0),
+}
+
+
+def _check_ranges(app: Flask) -> None:
+    """A number of the right type but out of its range fails at startup, naming the setting."""
+    for name, (allowed, wanted) in _RANGES.items():
+        value = app.config.get(name)
+        if _is_number(value) and not allowed(value):
+            raise ValueError(f"{name} must be {wanted}, not {value!r}")
+    positions = app.config.get("RECS_CONTENT_POSITIONS") or ()
+    if any(_is_number(place) and place < 0 for place in positions):
+        raise ValueError(f"RECS_CONTENT_POSITIONS must be places from 0 up, not {positions!r}")
+    lifetime = app.config.get("PERMANENT_SESSION_LIFETIME")
+    seconds = lifetime.total_seconds() if isinstance(lifetime, timedelta) else lifetime
+    if _is_number(seconds) and seconds <= 0:
+        raise ValueError(f"PERMANENT_SESSION_LIFETIME must be more than 0, not {lifetime!r}")
 
 
 def _is_number(value) -> bool:

@@ -161,6 +161,32 @@ def test_a_setting_of_the_wrong_type_fails_at_startup(make_app, monkeypatch, nam
 
 
 @pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("RECS_EVENT_RETENTION_DAYS", "0", "1 or more"),  # would purge every event
+        ("RECS_EVENT_RETENTION_DAYS", "-30", "1 or more"),
+        ("CHALLENGES_PER_PAGE", "0", "1 or more"),
+        ("RECS_SLATE_SIZE", "-3", "1 or more"),
+        ("TRUSTED_PROXIES", "-1", "0 or more"),
+        ("RECS_HOLDOUT_FRACTION", "1", "between 0 and 1"),
+        ("RECS_IMPORT_MAX_BAD_SHARE", "1.5", "from 0 to 1"),
+        ("RECS_STALE_AFTER_HOURS", "0", "more than 0"),
+        ("RECS_CONTENT_POSITIONS", "[2, -1]", "places from 0 up"),
+        ("PERMANENT_SESSION_LIFETIME", "-5", "more than 0"),
+    ],
+)
+def test_a_setting_out_of_its_range_fails_at_startup(make_app, monkeypatch, name, value, expected):
+    monkeypatch.setenv(f"FLASK_{name}", value)
+    with pytest.raises(ValueError, match=rf"^{name} must be {expected}, not "):
+        make_app()
+
+
+def test_a_range_holds_for_settings_given_to_the_factory_too(make_app):
+    with pytest.raises(ValueError, match="^LOGIN_RATE_LIMIT must be 1 or more, not 0$"):
+        make_app(LOGIN_RATE_LIMIT=0)  # would refuse every login
+
+
+@pytest.mark.parametrize(
     "name, value",
     [
         ("RECS_GATE_MARGIN", "0"),  # a whole number is a number
