@@ -259,12 +259,19 @@ def _instance_secret_key(instance: Path) -> str:
     return key
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _configure_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=app.config.get("LOG_LEVEL", "INFO"),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """The root logger at LOG_LEVEL when nothing (gunicorn's --log-config, a test runner) has set
+    it up; a level of another name stops the app at startup, naming the setting."""
+    level = str(app.config.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(
+            f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {app.config['LOG_LEVEL']!r}"
         )
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _unicode_lower(value):

@@ -5,6 +5,9 @@ from datetime import timedelta
 
 
 class DefaultConfig:
+    # The root logger's level when nothing else configured logging: DEBUG, INFO, WARNING, ERROR.
+    LOG_LEVEL = "INFO"
+
     # Database: DATABASE_URL wins (see create_app); otherwise SQLite in instance/.
     SQLALCHEMY_DATABASE_URI = None
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}

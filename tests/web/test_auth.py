@@ -181,6 +181,14 @@ def test_a_setting_out_of_its_range_fails_at_startup(make_app, monkeypatch, name
         make_app()
 
 
+def test_a_log_level_of_another_name_fails_at_startup(make_app, monkeypatch):
+    monkeypatch.setenv("FLASK_LOG_LEVEL", "LOUD")
+    with pytest.raises(ValueError, match="^LOG_LEVEL must be one of DEBUG, INFO, .*not 'LOUD'$"):
+        make_app()
+    monkeypatch.setenv("FLASK_LOG_LEVEL", "warning")
+    assert make_app().config["LOG_LEVEL"] == "warning"
+
+
 def test_a_range_holds_for_settings_given_to_the_factory_too(make_app):
     with pytest.raises(ValueError, match="^LOGIN_RATE_LIMIT must be 1 or more, not 0$"):
         make_app(LOGIN_RATE_LIMIT=0)  # would refuse every login
