@@ -154,9 +154,9 @@ class ImportReport:
             f" ({self.bad_share:.2%})"
         ]
         for reason, count in self.bad.most_common():
-            lines.append(
-                f"  {reason}: {count} (lines {', '.join(map(str, self.examples[reason]))})"
-            )
+            examples = self.examples[reason]
+            word = "line" if len(examples) == 1 else "lines"
+            lines.append(f"  {reason}: {count} ({word} {', '.join(map(str, examples))})")
         if self.refused:
             lines.append(f"refused: {self.refused}")
         return "\n".join(lines)

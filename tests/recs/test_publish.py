@@ -71,6 +71,15 @@ def test_each_bad_row_gets_the_first_reason_that_applies():
     assert report.examples["duplicate (user_id, challenge_id)"] == [9]
 
 
+def test_the_report_names_one_example_line_or_several():
+    report = ImportReport(total=10)
+    report.reject_lines(np.asarray([3, 7]), "unknown student")
+    report.reject(9, "unknown challenge")
+    text = report.describe()
+    assert "unknown student: 2 (lines 3, 7)" in text
+    assert "unknown challenge: 1 (line 9)" in text
+
+
 def test_a_bad_row_does_not_make_a_later_good_one_a_duplicate():
     report = ImportReport()
     rows = ScoredRows.from_arrays([1, 1, 1], [10, 10, 10], [np.nan, 0.3, 0.2])

@@ -450,8 +450,8 @@ def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
                 "validation": {
                     "total": 1000,
                     "accepted": 997,
-                    "bad": {"unknown student": 3},
-                    "examples": {"unknown student": [2, 5, 9]},
+                    "bad": {"unknown student": 3, "unknown challenge": 1},
+                    "examples": {"unknown student": [2, 5, 9], "unknown challenge": [7]},
                     "refused": None,
                 },
             },
@@ -468,6 +468,7 @@ def test_dashboard_shows_version_coverage_and_warnings(admin_client, app):
     assert "Coverage fell: 50% of active students have model rows, against 100%" in page
     assert "997 of 1000 rows accepted" in page
     assert 'unknown student: 3 <span class="muted">(lines 2, 5, 9)</span>' in page
+    assert 'unknown challenge: 1 <span class="muted">(line 7)</span>' in page
     assert '<option value="v-old">' in page
 
 
