@@ -622,7 +622,10 @@ _CHECKS = {
 
 def _parse_one(raw, where: str, text_numbers: bool) -> tuple[IncomingEvent | None, list[str]]:
     if not isinstance(raw, dict):
-        return None, [f"{where or 'body: '}must be an object with {', '.join(EVENT_FIELDS)}"]
+        # ``where`` is a prefix for the event's fields ("events[0]."); the item itself is named
+        # as the other problems name a field ("events[0]: ...").
+        named = f"{where.removesuffix('.')}: " if where else "body: "
+        return None, [f"{named}must be an object with {', '.join(EVENT_FIELDS)}"]
     problems = []
     unknown = sorted(str(key)[:40] for key in raw if key not in EVENT_FIELDS)
     if unknown:

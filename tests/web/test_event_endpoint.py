@@ -139,6 +139,7 @@ def test_one_bad_event_rejects_the_whole_batch_and_logs_why(student_client, show
         ),
         ({"type": "join"}, "event_id: required"),
         ({"events": [{}], "user_id": 7}, "unknown field(s) next to events: user_id"),
+        ({"events": [1]}, "events[0]: must be an object with event_id, type"),
     ],
 )
 def test_schema_problems_are_named(student_client, shown, payload, problem):
