@@ -119,14 +119,14 @@ def _paging() -> tuple[int, int, str | None]:
 
 def _subject() -> tuple[User | None, int, str]:
     """The student whose slate is asked for: (user, 200, "") or (None, status, why not)."""
-    raw = _single("user_id")
+    # Checked as a number before whose it is: "abc" is a bad parameter, "05" a student's own 5.
+    user_id = _integer("user_id", 0, 1, 2**31 - 1)
     if current_user.role == Role.STUDENT.value:
-        if raw is not None and raw != str(current_user.id):
+        if user_id and user_id != current_user.id:
             return None, 403, "user_id: students may only read their own recommendations"
         return current_user, 200, ""
-    if raw is None:
+    if not user_id:
         raise BadParameter("user_id: required for an admin")
-    user_id = _integer("user_id", 0, 1, 2**31 - 1)
     user = db.session.get(User, user_id)
     if user is None or user.role != Role.STUDENT.value:
         return None, 404, f"user_id: no student {user_id}"

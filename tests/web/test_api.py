@@ -126,6 +126,8 @@ def test_a_student_cannot_read_another_students_slate(student_client, challenges
     assert response.status_code == 404 and "items" not in response.get_json()
     own = student_client.get(f"{URL}?user_id={student_client.user.id}")
     assert own.status_code == 200
+    own = student_client.get(f"{URL}?user_id=0{student_client.user.id}")
+    assert own.status_code == 200
 
 
 def test_an_admin_names_a_student_and_stores_nothing(admin_client, challenges):
@@ -158,6 +160,8 @@ def test_professors_and_anonymous_callers_are_refused_in_json(client, professor_
         ("offset=60", "offset"),
         ("offset=99999999999999999999", "offset"),
         ("slate_id=not-a-uuid", "slate_id"),
+        ("user_id=abc", "user_id"),
+        ("user_id=0", "user_id"),
     ],
 )
 def test_bad_parameters_are_a_400_naming_them(student_client, challenges, caplog, query, named):
