@@ -62,6 +62,12 @@ def database_id(raw: str | None) -> int | None:
     return value if 0 < value <= MAX_DATABASE_ID else None
 
 
+def is_head() -> bool:
+    """A HEAD request (a link checker, a monitor) asks what a GET would answer and shows nobody
+    the body: the views that record what a student was shown record nothing for it."""
+    return request.method == "HEAD"
+
+
 def page_arg() -> int:
     """The list page asked for in the query string: 1 for anything that is not a number, at most
     10,000 so an offset stays cheap; a list clamps it to its own last page."""

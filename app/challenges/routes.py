@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import Category, Challenge, Participation, utcnow
 from app.recs import events as rec_events
 from app.text import clean_line
-from app.web import contains_pattern, database_id, page_arg
+from app.web import contains_pattern, database_id, is_head, page_arg
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _student_visible_or_404(challenge_id: int) -> Challenge:
 def detail(challenge_id: int):
     challenge = _student_visible_or_404(challenge_id)
     slate_id = request.args.get("slate")
-    if slate_id:
+    if slate_id and not is_head():
         rec_events.record_click(current_user.id, challenge.id, slate_id)
     participation = db.session.scalar(
         select(Participation).where(

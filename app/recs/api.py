@@ -21,6 +21,7 @@ from app.extensions import db
 from app.models import Role, User, utcnow
 from app.recs import events, serving
 from app.recs.throttle import budgeted
+from app.web import is_head
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -53,7 +54,7 @@ def recommendations():
     body = _slate_json(slate)
     # An admin's read is a preview: storing a slate the student never saw would skew metrics. A
     # student's page stores what it served, which the client's events are checked against.
-    if user.id == current_user.id and slate.items:
+    if user.id == current_user.id and slate.items and not is_head():
         stored = events.save_api_page(
             user.id,
             slate,

@@ -27,6 +27,7 @@ from app.models import Challenge, ChallengeStatus, utcnow
 from app.recs import events, serving
 from app.recs.eligibility import eligible_challenges, excluded_challenge_ids, is_eligible
 from app.recs.throttle import budgeted
+from app.web import is_head
 
 log = logging.getLogger(__name__)
 bp = Blueprint("recs", __name__)
@@ -77,7 +78,8 @@ def fragment():
         # An empty first page: a student new to an empty campus has dismissed nothing.
         nothing_open=not slate.items and slate.offset == 0 and not _anything_open(now),
     )
-    events.record_page(current_user.id, slate, new_slate)
+    if not is_head():
+        events.record_page(current_user.id, slate, new_slate)
     response = current_app.make_response(html)
     if restarted and _is_htmx():
         response.headers["HX-Retarget"] = "#recommended-slate"

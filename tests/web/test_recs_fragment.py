@@ -138,6 +138,30 @@ def test_click_is_recorded_once_and_the_join_is_attributed(student_client, chall
     assert len(events("join")) == 2 and len(credited) == 1
 
 
+def test_a_head_request_records_no_slate_impression_or_click(student_client, challenges):
+    """Link checkers and monitors send HEAD: nobody is shown anything."""
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    slate_id, target = slate_of(html), card_ids(html)[0]
+
+    def stored():
+        return (
+            db.session.scalar(select(func.count()).select_from(RecommendationSlate)),
+            db.session.scalar(select(func.count()).select_from(RecommendationEvent)),
+        )
+
+    before = stored()
+    for url in (
+        "/challenges/recommended",
+        f"/challenges/recommended?slate={slate_id}&offset=6",
+        f"/challenges/{target}?slate={slate_id}",
+        "/api/v1/recommendations",
+    ):
+        assert student_client.head(url, headers=HTMX).status_code == 200, url
+    assert stored() == before
+    assert student_client.get(f"/challenges/{target}?slate={slate_id}").status_code == 200
+    assert len(events("click")) == 1  # a GET still records
+
+
 def test_a_rejoin_is_not_credited_to_an_older_click_in_another_slate(student_client, challenges):
     pages = [
         student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
