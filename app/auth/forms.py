@@ -11,6 +11,12 @@ NAME_MAX = 120
 PASSWORD_MIN, PASSWORD_MAX = 8, 200
 
 
+def _stripped(value: str | None) -> str | None:
+    """Without the spaces around it, which an email never holds (the login and `flask users
+    create` ignore them too; autocomplete on a phone adds one)."""
+    return value.strip() if value else value
+
+
 class LoginForm(PageForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
@@ -24,7 +30,11 @@ class RegisterForm(PageForm):
         filters=[clean_line],
         validators=[DataRequired(), Visible(), Length(min=2, max=NAME_MAX)],
     )
-    email = EmailField("University email", validators=[DataRequired(), Email(), Length(max=254)])
+    email = EmailField(
+        "University email",
+        filters=[_stripped],
+        validators=[DataRequired(), Email(), Length(max=254)],
+    )
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
     )

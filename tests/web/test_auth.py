@@ -76,6 +76,15 @@ def test_registration_with_a_taken_email_is_409(client):
     assert db.session.scalar(select(func.count(User.id))) == 1
 
 
+def test_registration_takes_an_email_with_spaces_around_it_as_the_login_does(client):
+    # A phone keyboard's autocomplete adds a space after the address; the login ignores it.
+    response = register(client, email="  Spaced@Uni.edu ")
+    assert response.status_code == 302
+    assert db.session.scalar(select(User.id).where(User.email == "spaced@uni.edu")) is not None
+    client.post("/logout")
+    assert register(client, email=" spaced@uni.edu").status_code == 409
+
+
 def test_registration_validation_is_400(client):
     response = register(client, confirm="different1")
     assert response.status_code == 400
