@@ -173,3 +173,17 @@ def test_the_detail_page_gives_the_join_date_and_a_completion(student_client):
     page = student_client.get(f"/challenges/{challenge.id}").get_data(as_text=True)
     assert "You joined on 02 Jun 2026 · completed" in page
     assert "You completed on" not in page
+
+
+def test_my_challenges_gives_the_end_to_the_minute_in_utc_as_the_cards_do(student_client):
+    from datetime import UTC, datetime
+
+    from tests.helpers import make_participation
+
+    # Ends just after midnight: the date alone reads as a whole day left that is not there.
+    challenge = make_challenge(ends_at=datetime(2031, 5, 7, 0, 30, tzinfo=UTC))
+    make_participation(student_client.user, challenge)
+    page = student_client.get("/me/challenges").get_data(as_text=True)
+    assert "07 May 2031 00:30 UTC" in page
+    card = student_client.get(f"/challenges/{challenge.id}").get_data(as_text=True)
+    assert "07 May 2031 00:30 UTC" in card
