@@ -52,11 +52,13 @@ def account_key(email: str | None) -> str | None:
 def refusal(address: str, account: str | None, across_addresses: bool = True) -> Refusal | None:
     """Whether an attempt from ``address`` is over a budget, and which: a login or password
     change naming ``account``, or with ``account`` None a registration. Also deletes attempts
-    long past every window (the caller commits)."""
+    long past every window, committed at once: on SQLite the delete takes the database's write
+    lock, which must not be held through the password check (a hash of ~100 ms) that follows."""
     config = current_app.config
     window = timedelta(seconds=config["LOGIN_RATE_WINDOW_SECONDS"])
     now = utcnow()
     db.session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < now - 10 * window))
+    db.session.commit()
     recent = LoginAttempt.attempted_at >= now - window
 
     def count(*where) -> int:

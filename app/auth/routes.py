@@ -93,7 +93,6 @@ def _throttled(action: str, template: str, form, refused: Refusal, who: str = ""
         _client_address(),
         f" {who}" if who else "",
     )
-    db.session.commit()  # keeps the clean-up of expired attempts done by attempts.refusal
     flash(refused.value, "error")
     return render_template(template, form=form), 429
 

@@ -533,6 +533,42 @@ def test_an_unknown_email_costs_a_password_check_like_a_known_one(client, monkey
     assert response.status_code == 401 and checked == [routes._UNKNOWN_ACCOUNT_HASH]
 
 
+def test_a_password_is_checked_without_holding_up_other_writes(client, monkeypatch):
+    """A password check is a ~100 ms hash; on SQLite, the login budgets' clean-up of expired
+    attempts took the database's one write lock before it, so each login, right or wrong, and
+    each password change, made every other request's write wait behind its hashing."""
+    from sqlalchemy import update
+    from sqlalchemy.exc import OperationalError
+
+    from app.models import Category
+    from tests.helpers import make_category
+
+    student, category = make_user("student"), make_category()
+    check_password = User.check_password
+    held_up = []
+
+    def checked_while_another_request_writes(self, password):
+        with db.engine.connect() as other:
+            if other.dialect.name == "sqlite":
+                other.exec_driver_sql("PRAGMA busy_timeout=200")
+            try:
+                other.execute(update(Category).where(Category.id == category.id).values(name="x"))
+                other.commit()
+            except OperationalError as exc:
+                held_up.append(str(exc.orig))
+        return check_password(self, password)
+
+    monkeypatch.setattr(User, "check_password", checked_while_another_request_writes)
+    assert login(client, student, password="not-the-password").status_code == 401
+    assert login(client, student).status_code == 302
+    response = client.post(
+        "/account/password",
+        data={"current_password": PASSWORD, "password": "longenough2", "confirm": "longenough2"},
+    )
+    assert response.status_code == 302
+    assert held_up == []
+
+
 def test_guessing_the_current_password_counts_with_failed_logins(make_app, caplog):
     """A stolen session must not get to guess the password behind it at leisure."""
     limited = make_app(LOGIN_RATE_LIMIT=3)
