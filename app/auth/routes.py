@@ -101,6 +101,15 @@ def _throttled(action: str, template: str, form, refused: Refusal, who: str = ""
 def login():
     if current_user.is_authenticated:
         # A second tab sent here before the first one logged in: on to the page it was for.
+        # Someone else's email typed there is not logged in, and is told so, never silently
+        # carried on as the account already in this browser.
+        typed = request.form.get("email", "") if request.method == "POST" else ""
+        if typed.strip() and User.normalize_email(typed) != current_user.email:
+            flash(
+                f"You are already logged in as {current_user.email}. "
+                "Log out first to log in as someone else.",
+                "warning",
+            )
         return redirect(next_for(current_user, request.args.get("next")) or home_for(current_user))
     form = LoginForm()
     if request.method == "POST":

@@ -804,3 +804,18 @@ def test_flask_and_extension_flags_read_false_in_any_spelling(make_app, monkeypa
     # FLASK_TESTING=False too (the test config sets TESTING itself, so it is not shown here).
     monkeypatch.setenv(f"FLASK_{name}", "False")
     assert make_app().config[name] is False
+
+
+def test_a_login_form_sent_while_logged_in_says_whose_session_it_is(client):
+    first, second = make_user("student"), make_user("student")
+    login(client, first)
+    response = client.post("/login", data={"email": second.email, "password": PASSWORD})
+    assert response.status_code == 302 and response.location == "/challenges"
+    page = client.get("/challenges").get_data(as_text=True)
+    assert f"You are already logged in as {first.email}" in page
+    with client.session_transaction() as session:
+        assert session["_user_id"].split(":")[0] == str(first.id)
+    # The same account's email (another tab's stale form) carries on without a word.
+    response = client.post("/login", data={"email": f" {first.email.upper()} ", "password": "x"})
+    assert response.status_code == 302
+    assert "already logged in" not in client.get("/challenges").get_data(as_text=True)
