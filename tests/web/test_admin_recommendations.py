@@ -790,6 +790,13 @@ def test_the_training_block_gives_the_next_run_in_the_zone_the_schedule_is_in(
     monkeypatch.setattr(scheduler, "next_run_time", lambda app: next_run)
     page = admin_client.get("/admin/recommendations").get_data(as_text=True)
     assert "Next scheduled run: 2026-01-15 03:00 EST" in page
+    # The tests run with the scheduler off in the web process, as a deployment with a separate
+    # `flask recs scheduler` does: the time is that process's, which the page says.
+    assert "EST (by a separate <code>flask recs scheduler</code>" in page
+    assert "so this is when a separate <code>flask recs scheduler</code> would run" in page
+    admin_client.application.config["RECS_SCHEDULER_ENABLED"] = True
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    assert "flask recs scheduler" not in page
 
 
 def test_a_rollback_form_from_before_a_new_version_was_published_rolls_nothing_back(admin_client):
