@@ -1,8 +1,8 @@
 """Text as people type or paste it, made fit to store, show and compare: accents in their composed
 form (NFC, as most keyboards produce them, so a search for "é" finds a pasted "e" + accent), and
 without the invisible characters that can only hide a name or reorder what is shown around it
-(zero-width spaces, byte-order marks, bidirectional overrides and isolates). Joiners and
-direction marks, which some scripts and emoji need, are kept."""
+(zero-width spaces, byte-order marks, bidirectional overrides and isolates, control characters).
+Joiners and direction marks, which some scripts and emoji need, are kept."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ from wtforms.validators import ValidationError
 
 _INVISIBLE = dict.fromkeys(
     map(ord, "\u200b\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+# Control characters other than tab and line feed (pasted from a terminal or a PDF): they show
+# nothing, or a box, and no XML can hold them (the stats chart is an SVG of challenge titles).
+# Those that separate words (vertical tab, form feed, next line ...) become a space.
+_INVISIBLE.update(
+    (code, " " if chr(code).isspace() else None)
+    for code in (*range(0x20), *range(0x7F, 0xA0))
+    if chr(code) not in "\t\n"
 )
 
 

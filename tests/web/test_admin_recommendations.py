@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +20,13 @@ from app.models import (
 )
 from app.recs import publish
 from app.recs.experiment import start_experiment
-from tests.helpers import make_challenge, make_event, make_participation, make_user
+from tests.helpers import (
+    make_category,
+    make_challenge,
+    make_event,
+    make_participation,
+    make_user,
+)
 
 PAGES = [
     "/admin/recommendations",
@@ -358,6 +365,28 @@ def test_professor_stats_shows_only_own_challenges(professor_client):
     assert "<td>1</td>\n      <td>1</td>\n      <td>100.0%</td>\n      <td>1</td>" in page
     chart = professor_client.get("/professor/stats/chart.svg")
     assert chart.mimetype == "image/svg+xml" and b"Mine to watch" in chart.data
+
+
+def test_a_title_pasted_with_a_control_character_keeps_the_stats_chart_readable(professor_client):
+    category = make_category()
+    response = professor_client.post(
+        "/professor/challenges/new",
+        data={
+            "title": "Robo\x07tics\x0blab",  # a bell and a vertical tab, pasted from a terminal
+            "description": "Build\x1b[0m a robot.",
+            "category_id": str(category.id),
+            "reward_points": "5",
+            "starts_at": "2030-03-01T09:30",
+            "status": "published",
+        },
+    )
+    assert response.status_code == 303
+    challenge = db.session.scalar(select(Challenge))
+    assert (challenge.title, challenge.description) == ("Robotics lab", "Build[0m a robot.")
+    event(make_user(), challenge, "impression", position=0)
+    chart = professor_client.get("/professor/stats/chart.svg")
+    # A control character is not allowed in XML: the browser would draw no chart at all.
+    assert "Robotics lab" in ET.tostring(ET.fromstring(chart.data), encoding="unicode")
 
 
 def _metrics(model_ndcg: float) -> dict:

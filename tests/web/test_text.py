@@ -20,6 +20,9 @@ from app.text import clean_line, clean_text, has_visible, paragraphs
         ("\u200e\u00ad\u200d", "\u200e\u00ad\u200d"),  # marks, soft hyphens and joiners stay
         ("\U0001f469\u200d\U0001f4bb", "\U0001f469\u200d\U0001f4bb"),  # an emoji sequence
         ("One\r\n\r\nTwo\rThree", "One\n\nTwo\nThree"),  # a text area's line breaks
+        ("Bell\x07\x7f\x9b", "Bell"),  # control characters
+        ("form\x0cfeed\x85next", "form feed next"),  # controls that separate words
+        ("Tab\tand\nline", "Tab\tand\nline"),  # a text area keeps these
     ],
 )
 def test_clean_text(typed, stored):
