@@ -3,6 +3,8 @@ and ``flask users hand-over``."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -44,6 +46,13 @@ def test_an_admin_hands_a_professors_challenges_over_and_participations_stay(adm
     # Now nothing stops the former professor from becoming a student.
     demoted = admin_client.post(f"/admin/users/{leaving.id}/role", data={"role": "student"})
     assert demoted.status_code == 303
+
+
+def test_the_list_of_an_accounts_challenges_gives_each_end_to_the_minute(admin_client):
+    # Ends just after midnight: the date alone reads as a whole day left that is not there.
+    challenge = make_challenge(ends_at=datetime(2031, 5, 7, 0, 30, tzinfo=UTC))
+    page = admin_client.get(f"/admin/users/{challenge.owner_id}/challenges")
+    assert "<td>07 May 2031 00:30</td>" in page.get_data(as_text=True)
 
 
 def test_a_hand_over_to_someone_who_cannot_manage_challenges_is_refused(admin_client, caplog):
