@@ -13,6 +13,7 @@ from wtforms.validators import (
     Length,
     NumberRange,
     Optional,
+    StopValidation,
     ValidationError,
 )
 
@@ -48,6 +49,13 @@ def within_years(form, field) -> None:
         )
 
 
+def read_as_number(form, field) -> None:
+    """Ends the checks of a number that could not be read: its own message says so, and the
+    range's would be false ("between 0 and 100000" for 5.5)."""
+    if field.process_errors:
+        raise StopValidation()
+
+
 class ChallengeForm(PageForm):
     title = StringField(
         "Title", filters=[clean_line], validators=[DataRequired(), Visible(), Length(max=200)]
@@ -68,7 +76,7 @@ class ChallengeForm(PageForm):
     reward_points = IntegerField(
         "Reward points",
         default=0,
-        validators=[InputRequired(), NumberRange(min=0, max=MAX_REWARD_POINTS)],
+        validators=[InputRequired(), read_as_number, NumberRange(min=0, max=MAX_REWARD_POINTS)],
     )
     # The edit form: the challenge's version when the form was opened (Challenge.version).
     version = HiddenField()

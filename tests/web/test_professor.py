@@ -90,6 +90,19 @@ def test_invalid_input_rerenders_the_form_with_400(professor_client, overrides, 
     assert db.session.scalar(select(Challenge.id)) is None
 
 
+@pytest.mark.parametrize("typed", ["5.5", "ten", "1e3"])
+def test_a_reward_that_is_not_a_whole_number_is_told_so_and_nothing_else(professor_client, typed):
+    category = make_category()
+    response = professor_client.post(
+        "/professor/challenges/new", data=form_data(category, reward_points=typed)
+    )
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert page.count('class="field-error"') == 1 and "Not a valid integer value." in page
+    # 5.5 is between 0 and 100000: the range's message would be false.
+    assert "Number must be between" not in page
+
+
 def test_ends_at_is_optional(professor_client):
     category = make_category()
     response = professor_client.post(
