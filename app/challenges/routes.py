@@ -116,6 +116,29 @@ def _student_visible_or_404(challenge_id: int) -> Challenge:
     return challenge
 
 
+def _readable(challenge: Challenge, participation: Participation | None) -> bool:
+    """An archived challenge's page is kept for those who took part in it. A draft can be
+    archived without ever being published, and challenge ids are sequential: open to every
+    student, its page would show by URL what was never published."""
+    return challenge.status != "archived" or participation is not None
+
+
+def _own_participation(challenge: Challenge) -> Participation | None:
+    return db.session.scalar(
+        select(Participation).where(
+            Participation.user_id == current_user.id, Participation.challenge_id == challenge.id
+        )
+    )
+
+
+def _detail_or_list(challenge: Challenge) -> str:
+    """Where to go after a join or leave: the challenge's page, or the list when it is not
+    readable (archived, and the student never took part)."""
+    if _readable(challenge, _own_participation(challenge)):
+        return url_for("challenges.detail", challenge_id=challenge.id)
+    return url_for("challenges.index")
+
+
 @bp.route("/challenges/<int:challenge_id>")
 @role_required("student")
 def detail(challenge_id: int):
@@ -123,11 +146,9 @@ def detail(challenge_id: int):
     slate_id = request.args.get("slate")
     if slate_id and not is_head():
         rec_events.record_click(current_user.id, challenge.id, slate_id)
-    participation = db.session.scalar(
-        select(Participation).where(
-            Participation.user_id == current_user.id, Participation.challenge_id == challenge.id
-        )
-    )
+    participation = _own_participation(challenge)
+    if not _readable(challenge, participation):
+        abort(404)
     return render_template(
         "challenges/detail.html", challenge=challenge, participation=participation, now=utcnow()
     )
@@ -143,13 +164,13 @@ def join_challenge(challenge_id: int):
     except ParticipationError as exc:
         log.info("join refused user_id=%s challenge_id=%s: %s", current_user.id, challenge.id, exc)
         flash(str(exc), "error")
-        return redirect(url_for("challenges.detail", challenge_id=challenge.id), 303)
+        return redirect(_detail_or_list(challenge), 303)
     if outcome.changed:
         rec_events.record_join(current_user.id, challenge.id, slate_id, source)
         flash(f"You joined “{challenge.title}”.", "success")
     else:
         flash("You are already in this challenge.", "info")
-    return redirect(_back_or_detail(challenge.id), 303)
+    return redirect(_back_or_detail(challenge), 303)
 
 
 @bp.route("/challenges/<int:challenge_id>/leave", methods=["POST"])
@@ -161,20 +182,18 @@ def leave_challenge(challenge_id: int):
     except ParticipationError as exc:
         log.info("leave refused user_id=%s challenge_id=%s: %s", current_user.id, challenge.id, exc)
         flash(str(exc), "error")
-        return redirect(url_for("challenges.detail", challenge_id=challenge.id), 303)
+        return redirect(_detail_or_list(challenge), 303)
     flash(
         f"You left “{challenge.title}”." if outcome.changed else "You are not in this challenge.",
         "info",
     )
-    return redirect(_back_or_detail(challenge.id), 303)
+    return redirect(_back_or_detail(challenge), 303)
 
 
-def _back_or_detail(challenge_id: int) -> str:
+def _back_or_detail(challenge: Challenge) -> str:
     from app.auth.routes import safe_next
 
-    return safe_next(request.form.get("next")) or url_for(
-        "challenges.detail", challenge_id=challenge_id
-    )
+    return safe_next(request.form.get("next")) or _detail_or_list(challenge)
 
 
 @bp.route("/me/challenges")

@@ -93,6 +93,24 @@ def test_an_archived_challenge_cannot_be_left_as_it_could_not_be_rejoined(studen
     assert '<span class="badge archived">archived</span>' in mine
 
 
+def test_an_archived_challenge_is_readable_only_by_those_who_took_part(student_client):
+    from tests.helpers import make_participation
+
+    # Archived straight from draft: never published, so never meant for students' eyes.
+    shelved = make_challenge(status="archived", title="Never published")
+    assert student_client.get(f"/challenges/{shelved.id}").status_code == 404
+    page = student_client.post(f"/challenges/{shelved.id}/join", follow_redirects=True)
+    assert page.request.path == "/challenges" and "not open for joining" in page.get_data(
+        as_text=True
+    )
+    assert "Never published" not in page.get_data(as_text=True)
+    taken = make_challenge(status="published")
+    make_participation(student_client.user, taken, status="left")
+    taken.status = "archived"
+    db.session.commit()
+    assert student_client.get(f"/challenges/{taken.id}").status_code == 200
+
+
 def _join_in_own_context(app, barrier: threading.Barrier, user_id: int, challenge_id: int) -> bool:
     """One request's worth of work: its own app context, hence its own session and connection."""
     with app.app_context():
