@@ -224,7 +224,9 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     if interactions is None:
         interactions = read_database(_config("RECS_INTERACTION_WEIGHTS"))
     data = InteractionMatrix.build(interactions)
-    run.trained_through = interactions.latest
+    # The data ends when it was read: a date after that (a clock set ahead, a file's) would put
+    # its end in the future, where no student's change is newer (fold-in off for everyone).
+    run.trained_through = interactions.latest and min(interactions.latest, run.started_at)
     update_report(
         run,
         data={
@@ -337,13 +339,13 @@ def _fit_final(
     model = build_candidate(comparison.best, run.params).fit(data.matrix, data.times)
     # The trend as of the newest interaction: what is in demand as the slates go out.
     model = with_trend_of(
-        model, run.params, interactions, data.users, data.items, interactions.latest or utcnow()
+        model, run.params, interactions, data.users, data.items, run.trained_through or utcnow()
     )
     seconds = time.perf_counter() - started
     metadata = {
         "version": run.version,
         "trained_at": utcnow().isoformat(),
-        "trained_through": interactions.latest.isoformat() if interactions.latest else None,
+        "trained_through": run.trained_through.isoformat() if run.trained_through else None,
         "training_seconds": round(seconds, 3),
         "data_fingerprint": fingerprint(interactions),
         "metrics": run.metrics,

@@ -211,6 +211,21 @@ def test_a_student_who_left_everything_the_rows_rest_on_gets_no_model_cards(camp
     assert {item.source for item in after.items} == {"heuristic"}
 
 
+def test_an_interaction_dated_in_the_future_leaves_fold_in_on(app):
+    """A clock set ahead (a host's, or a file's dates) stamps an interaction after the run read
+    it: the version's data must still end when it was read, or no student's change would ever
+    be newer and nobody would be folded in until that date."""
+    app.config["RECS_GATE_MARGIN"] = -1.0
+    campus = seed_planted_campus(n_students=75, per_group=PER_GROUP, per_student=3)
+    add_event(campus["students"][-1], campus["challenges"][0], "click", days_ago=-30)
+    assert pipeline.train().status == "published"
+    run = publish.published_run()
+    assert run.trained_through <= run.started_at
+    student = most_rows(campus)
+    join(student.id, unjoined(student, campus))
+    assert serving.get_recommendations(student, k=3).source == "fresh"
+
+
 def test_a_student_without_interactions_gets_the_heuristic(campus):
     slate = serving.get_recommendations(make_user(), k=4)
     assert slate.source == "heuristic" and slate.model_version is None
