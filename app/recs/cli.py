@@ -21,7 +21,7 @@ from app.models import ModelRun
 from app.recs import pipeline, scheduler
 from app.recs.data import DataError, read_csv
 from app.recs.evaluate import format_table
-from app.recs.models import CANDIDATES
+from app.recs.models import CANDIDATES, UNREADABLE_ARTIFACT
 from app.recs.publish import PublishError, published_run, rollback
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def generate_command(version: str | None, k: int, output: Path | None) -> None:
     output = output or _recommendations_dir() / "model_output.csv"
     try:
         count = pipeline.generate_file(run, k, output)
-    except (OSError, KeyError, ValueError) as exc:
+    except UNREADABLE_ARTIFACT as exc:  # OSError also covers the output file
         raise click.ClickException(f"cannot generate from {run.version}: {exc}") from exc
     click.echo(f"Wrote {count} recommendations of version {run.version} to {output}.")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from scipy import sparse
 from app.models import ModelRun
 from app.recs.data import IdMap, InteractionMatrix, Interactions
 from app.recs.eligibility import UserHistory
-from app.recs.models import Recommender, load_artifact
+from app.recs.models import UNREADABLE_ARTIFACT, Recommender, load_artifact
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +156,7 @@ def _cache() -> _Cache:
 def _load(run: ModelRun) -> FoldInModel | None:
     try:
         artifact = load_artifact(Path(run.artifact_path))
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+    except UNREADABLE_ARTIFACT as exc:
         # Cached as None: the published rows still serve, and the log is not flooded.
         log.warning(
             "fold-in disabled for %s: cannot load %s: %s", run.version, run.artifact_path, exc

@@ -7,6 +7,7 @@ import json
 import logging
 import platform
 import shutil
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -660,6 +661,11 @@ def _write_artifact(
         "libraries": library_versions(),
     }
     (staging / ARTIFACT_METADATA).write_text(json.dumps(full_metadata, indent=1, default=str))
+
+
+# What loading a damaged artifact raises: a file missing, JSON or arrays cut short (an .npz that
+# is no zip), metadata of another shape.
+UNREADABLE_ARTIFACT = (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile)
 
 
 def load_artifact(directory: Path) -> Artifact:

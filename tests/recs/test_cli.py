@@ -150,6 +150,17 @@ def test_generate_unknown_version(runner, campus):
     assert "no model artifact" in invoke(runner, "generate", "--version", "nope", code=1)
 
 
+def test_generate_from_a_damaged_artifact_is_an_error(runner, campus):
+    """A model.npz cut short (a copy interrupted, a damaged disk) is what fold-in calls cannot
+    load; generate says so in one line too."""
+    from pathlib import Path
+
+    invoke(runner, "pipeline")
+    arrays = Path(publish.published_run().artifact_path) / "model.npz"
+    arrays.write_bytes(arrays.read_bytes()[:100])
+    assert "cannot generate from" in invoke(runner, "generate", code=1)
+
+
 def test_import_refuses_a_malformed_file(runner, campus, tmp_path):
     invoke(runner, "pipeline")
     before = publish.published_run().version
