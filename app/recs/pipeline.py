@@ -271,6 +271,12 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
         artifact, top_n(), user_ids=students, known_only=True
     )
 
+    if not len(users):
+        # Between terms every challenge may have ended: nothing to recommend is no failure.
+        return _reject(
+            run, "nothing to publish: no challenge the model knows is open now", comparison
+        )
+
     _stage(run, "publishing", progress)
     if numeric:
         report = import_scored(ScoredRows.from_arrays(users, challenges, scores), run=run)

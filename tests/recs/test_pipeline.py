@@ -97,6 +97,23 @@ def test_gate_rejection_leaves_serving_unchanged(app, campus):
     assert rejected.metrics["gate"]["passed"] is False and rejected.rows_count == 0
 
 
+def test_a_model_with_nothing_open_to_recommend_is_rejected_not_failed(app, campus):
+    """Between terms every challenge may have ended: the nightly run has nothing to publish,
+    which is no failure of the pipeline."""
+    first = pipeline.train()
+    from app.models import Challenge
+
+    for challenge in db.session.scalars(select(Challenge)):
+        challenge.ends_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    app.config["RECS_GATE_MARGIN"] = -1.0  # whatever the comparison says
+    second = pipeline.train()
+    assert second.status == "rejected" and "nothing to publish" in second.reason
+    assert published_version() == first.version
+    run = db.session.scalar(select(ModelRun).where(ModelRun.version == second.version))
+    assert (run.status, run.rows_count) == ("rejected", 0)
+
+
 def test_exception_while_publishing_keeps_the_old_version(app, campus, monkeypatch):
     first = pipeline.train()
 
