@@ -28,7 +28,7 @@ from app.models import (
     utcnow,
 )
 from app.recs import experiment as experiments
-from app.recs import heuristic, metrics, publish, scheduler, serving
+from app.recs import heuristic, metrics, pipeline, publish, scheduler, serving
 from app.recs.eligibility import UserHistory, load_user_history
 from app.text import clean_line, has_visible
 from app.web import contains_pattern, database_id
@@ -123,6 +123,12 @@ def _health(now: datetime, published: ModelRun | None, kept: list[ModelRun]) -> 
         warnings.append(
             f"The published model is stale: {_age_text(age)} old "
             f"(limit {config['RECS_STALE_AFTER_HOURS']} hours)."
+        )
+    if published is not None and pipeline.artifact_missing(published):
+        warnings.append(
+            f"The saved model of {published.version} is missing "
+            f"({published.artifact_path or 'no path recorded'}): its rows still serve, but "
+            "students who acted since are not re-scored. Retrain or roll back."
         )
     last = next((run for run in publish.recent_runs(5) if run.status != "running"), None)
     if last is not None and last.status == "failed":

@@ -309,6 +309,12 @@ def _describe_status(summary: dict) -> str:
             f"version was published with rows for {published['users']} students"
         )
         lines.append(f"Quality: {quality}")
+        if published["artifact_missing"]:
+            lines.append(
+                f"Warning: the saved model of {published['version']} is missing "
+                f"({published['artifact_path'] or 'no path recorded'}): its rows still serve, "
+                "but students who acted since are not re-scored; retrain or roll back"
+            )
     rule = summary["serving_rule"]
     if rule is not None:
         stopped = (rule["stopped_at"] or "-")[:16]

@@ -64,7 +64,14 @@ from app.recs.evaluate import (
     with_trend_of,
 )
 from app.recs.experiment import ruling_experiment
-from app.recs.models import Artifact, load_artifact, save_artifact, top_k
+from app.recs.models import (
+    ARTIFACT_ARRAYS,
+    ARTIFACT_METADATA,
+    Artifact,
+    load_artifact,
+    save_artifact,
+    top_k,
+)
 from app.recs.publish import (
     OUTPUT_HEADER,
     Catalogue,
@@ -694,12 +701,26 @@ def status_summary(now: datetime | None = None, limit: int = 10) -> dict:
             "active_students": covered.active_students,
             "covered_active_students": covered.covered,
             "students": students,
+            "artifact_path": current.artifact_path,
+            "artifact_missing": artifact_missing(current),
         }
     return {
         "published": published,
         "serving_rule": _serving_rule(),
         "runs": [run_summary(r) for r in recent_runs(limit)],
     }
+
+
+def artifact_missing(run: ModelRun) -> bool:
+    """Whether a trained version's saved model is gone (a model folder moved, cleaned or
+    restored without it): its rows still serve, but fold-in, ``generate`` and a later rollback's
+    fold-in need it. Imported versions have none to miss."""
+    if run.kind != "train":
+        return False
+    if not run.artifact_path:
+        return True
+    folder = Path(run.artifact_path)
+    return not ((folder / ARTIFACT_METADATA).is_file() and (folder / ARTIFACT_ARRAYS).is_file())
 
 
 def _serving_rule() -> dict | None:

@@ -215,6 +215,26 @@ def test_status_text_and_json(runner, campus):
     assert summary["serving_rule"] is None and "Serving:" not in text
 
 
+def test_status_and_the_console_warn_when_the_published_model_is_missing(runner, campus, app):
+    import shutil
+    from pathlib import Path
+
+    invoke(runner, "pipeline")
+    run = publish.published_run()
+    assert "is missing" not in invoke(runner, "status")
+    shutil.rmtree(Path(run.artifact_path))  # a model folder cleaned or restored without it
+    text = invoke(runner, "status")
+    assert f"Warning: the saved model of {run.version} is missing ({run.artifact_path})" in text
+    summary = json.loads(invoke(runner, "status", "--json", stdout_only=True))
+    assert summary["published"]["artifact_missing"] is True
+    from tests.helpers import login, make_user
+
+    client = app.test_client()
+    login(client, make_user("admin"))
+    page = client.get("/admin/recommendations").get_data(as_text=True)
+    assert f"The saved model of {run.version} is missing" in page
+
+
 def test_status_says_when_an_experiments_winner_serves_everyone(runner, campus):
     from app.recs.experiment import start_experiment, stop_experiment
 
