@@ -500,7 +500,9 @@ def _find_students(query: str) -> list[User]:
             )
             # An exact e-mail first, so typing a full address lands on that student.
             .order_by(
-                (User.email == User.normalize_email(query)).desc(), User.display_name, User.id
+                (User.email == User.normalize_email(query)).desc(),
+                func.lower(User.display_name),
+                User.id,
             )
             # One more than shown, to tell the admin when the list is not all of them.
             .limit(SEARCH_LIMIT + 1)

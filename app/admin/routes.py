@@ -61,7 +61,7 @@ def _categories_page(form: CategoryForm | None = None, status: int = 200):
         select(Category, func.count(Challenge.id))
         .outerjoin(Challenge, Challenge.category_id == Category.id)
         .group_by(Category.id)
-        .order_by(Category.name)
+        .order_by(func.lower(Category.name), Category.id)
     ).all()
     form = form or CategoryForm(formdata=None)
     return render_template("admin/categories.html", rows=rows, form=form), status
@@ -259,7 +259,7 @@ def _users_page(status: int = 200):
     pages = max(1, -(-total // USERS_PER_PAGE))
     page = min(page_arg(), pages)
     users = db.session.scalars(
-        query.order_by(User.display_name, User.id)
+        query.order_by(func.lower(User.display_name), User.id)
         .offset((page - 1) * USERS_PER_PAGE)
         .limit(USERS_PER_PAGE)
     ).all()

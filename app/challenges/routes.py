@@ -52,7 +52,9 @@ def index():
     page = page_arg()
     per_page = current_app.config["CHALLENGES_PER_PAGE"]
 
-    categories = db.session.scalars(select(Category).order_by(Category.name)).all()
+    categories = db.session.scalars(
+        select(Category).order_by(func.lower(Category.name), Category.id)
+    ).all()
     if category_id and category_id not in {c.id for c in categories}:
         # A bookmark or an old link to a category deleted since: the list says what it shows.
         log.info("unknown category filter %s from user_id=%s", category_id, current_user.id)

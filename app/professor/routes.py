@@ -59,7 +59,9 @@ def _manageable_or_abort(challenge_id: int) -> Challenge:
 def _category_choices() -> list[SelectChoice]:
     return [
         SelectChoice(c.id, c.name)
-        for c in db.session.scalars(select(Category).order_by(Category.name))
+        for c in db.session.scalars(
+            select(Category).order_by(func.lower(Category.name), Category.id)
+        )
     ]
 
 

@@ -120,6 +120,26 @@ def test_users_search_and_filters(admin_client):
     assert admin_client.get("/admin/users?role=wizard&active=maybe&page=x").status_code == 200
 
 
+def test_lists_sorted_by_name_ignore_case(admin_client, student_client):
+    """As the owner and heir lists do: in the database's own order (SQLite's and PostgreSQL's C
+    collation) every capital comes before every small letter, so "ada" followed "Zed"."""
+    for name in ("Zed Zimmer", "ada lovelace", "Bob Brown"):
+        make_user("student", display_name=name)
+    for category in ("zoology", "Astronomy", "Botany"):
+        make_category(category)
+
+    def in_order(page: str, names: tuple[str, ...]) -> bool:
+        return sorted(names, key=page.index) == list(names)
+
+    users = ("ada lovelace", "Bob Brown", "Zed Zimmer")
+    assert in_order(admin_client.get("/admin/users").get_data(as_text=True), users)
+    preview = admin_client.get("/admin/recommendations/preview?q=e").get_data(as_text=True)
+    assert in_order(preview, users)
+    categories = ("Astronomy", "Botany", "zoology")
+    assert in_order(admin_client.get("/admin/categories").get_data(as_text=True), categories)
+    assert in_order(student_client.get("/challenges").get_data(as_text=True), categories)
+
+
 def test_searches_ignore_case_in_any_script(admin_client, student_client):
     """On SQLite too, whose own lower() folds ASCII only; PostgreSQL folds every script."""
     make_user("student", display_name="Émile Zoé", email="emile@uni.test")
