@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
@@ -805,6 +806,16 @@ def test_preview_search_says_when_it_shows_only_the_first_matches(admin_client):
     make_user(display_name="Unique Person")
     page = admin_client.get("/admin/recommendations/preview?q=namesake 0").get_data(as_text=True)
     assert "More than" not in page
+
+
+def test_preview_links_of_namesakes_have_names_of_their_own(admin_client):
+    """Two students may share a display name: each "Preview" link says whose e-mail it opens."""
+    make_user(display_name="Sam Lee", email="sam.lee@uni.test")
+    make_user(display_name="Sam Lee", email="sam.lee2@uni.test")
+    page = admin_client.get("/admin/recommendations/preview?q=sam").get_data(as_text=True)
+    names = re.findall(r'aria-label="(Preview [^"]*)"', page)
+    assert len(names) == 2 and len(set(names)) == 2, names
+    assert "sam.lee2@uni.test" in names[0] + names[1]
 
 
 def test_the_training_block_gives_the_next_run_in_the_zone_the_schedule_is_in(
