@@ -649,7 +649,8 @@ def recommendations_experiment():
     return _experiment_page()
 
 
-def _experiment_page(status: int = 200):
+def _experiment_page(refused: str | None = None, status: int = 200):
+    """``refused``: the start form's field a refusal names; the form comes back as typed."""
     latest = experiments.latest_experiment()
     past = db.session.scalars(
         select(Experiment).order_by(Experiment.id.desc()).limit(EXPERIMENTS_SHOWN)
@@ -662,6 +663,7 @@ def _experiment_page(status: int = 200):
         experiments_total=db.session.scalar(select(func.count(Experiment.id))),
         winners=WINNER_CHOICES,
         default_allocation=DEFAULT_ALLOCATION_PERCENT,
+        refused=refused,
     ), status
 
 
@@ -671,12 +673,14 @@ def recommendations_experiment_start():
     # [0-9]: \d would take other scripts' digits ("５０"), which no form sends.
     if not re.fullmatch(r"[0-9]{1,3}", raw) or not 0 <= int(raw) <= 100:
         return _refuse(
-            "Allocation must be a whole number of percent from 0 to 100.", _experiment_page
+            "Allocation must be a whole number of percent from 0 to 100.",
+            _experiment_page,
+            "allocation_percent",
         )
     # Cleaned as every name people type: no bidirectional override reorders the page around it.
     name = clean_line(request.form.get("name") or "")
     if name and not has_visible(name):
-        return _refuse("Name: write at least one visible character.", _experiment_page)
+        return _refuse("Name: write at least one visible character.", _experiment_page, "name")
     try:
         started = experiments.start_experiment(name, int(raw))
     except ValueError as exc:

@@ -330,6 +330,26 @@ def test_experiment_start_rejects_bad_allocation(admin_client, data):
     assert count(Experiment) == 0
 
 
+@pytest.mark.parametrize(
+    "data, refused",
+    [
+        ({"name": "Spring pilot", "allocation_percent": "50.5"}, "allocation_percent"),
+        ({"name": "\u2800", "allocation_percent": "30"}, "name"),
+    ],
+)
+def test_a_refused_experiment_keeps_what_was_typed_and_marks_the_field(admin_client, data, refused):
+    page = admin_client.post("/admin/recommendations/experiment/start", data=data).get_data(
+        as_text=True
+    )
+    fields = {
+        name: re.search(rf'<input[^>]*id="{name}"[^>]*>', page).group(0)
+        for name in ("name", "allocation_percent")
+    }
+    for name, tag in fields.items():
+        assert f'value="{data[name]}"' in tag, tag
+        assert ('aria-invalid="true"' in tag) == (name == refused), tag
+
+
 def test_experiment_stop_rejects_bad_winner_and_nothing_running(admin_client):
     assert (
         admin_client.post(
