@@ -663,6 +663,22 @@ def test_retrain_now_names_what_holds_the_lock(admin_client, app):
     assert "A training run is in progress: retrain once it has finished." in page.get_data(True)
 
 
+@pytest.mark.parametrize("running", [True, False])
+def test_progress_without_javascript_offers_a_reload_instead_of_updating(
+    admin_client, monkeypatch, running
+):
+    """The block polls through htmx; with scripts off it says so and links the page to reload."""
+    from app.recs import scheduler
+
+    if running:
+        db.session.add(ModelRun(version="v-running", status="running", kind="train"))
+        db.session.commit()
+    monkeypatch.setattr(scheduler, "is_locked", lambda app: True)
+    page = admin_client.get("/admin/recommendations").get_data(as_text=True)
+    noscript = re.search(r"<noscript>(.*?)</noscript>", page, re.S)
+    assert noscript and 'href="/admin/recommendations"' in noscript.group(1), page
+
+
 def test_progress_polls_while_running_and_reloads_when_done(admin_client, monkeypatch):
     from app.recs import scheduler
 
