@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -32,6 +32,25 @@ def _bump_count(challenge_id: int, delta: int) -> None:
         .values(participations_count=Challenge.participations_count + delta)
         .execution_options(synchronize_session=False)
     )
+
+
+def _count_join(challenge_id: int) -> bool:
+    """``_bump_count`` for a join, only while the challenge is open: checked again in the
+    statement that takes the row's write lock, so a professor archiving it (or an edit ending
+    it) between the page's check and this write cannot leave a student joined to a closed
+    challenge. Whether the row was counted."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Challenge)
+        .where(
+            Challenge.id == challenge_id,
+            Challenge.status == "published",
+            or_(Challenge.ends_at.is_(None), Challenge.ends_at > now),
+        )
+        .values(participations_count=Challenge.participations_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def join(
@@ -89,7 +108,9 @@ def join(
             db.session.rollback()
             return Outcome(False, existing)
         participation = existing
-    _bump_count(challenge.id, +1)
+    if not _count_join(challenge.id):
+        db.session.rollback()
+        raise ParticipationError("This challenge is not open for joining.")
     db.session.commit()
     db.session.refresh(participation)
     log.info("join user_id=%s challenge_id=%s slate=%s", user_id, challenge.id, slate_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 
 from app.challenges.service import join
 from app.extensions import db
@@ -205,3 +206,26 @@ def test_my_challenges_gives_the_end_to_the_minute_in_utc_as_the_cards_do(studen
     assert "07 May 2031 00:30 UTC" in page
     card = student_client.get(f"/challenges/{challenge.id}").get_data(as_text=True)
     assert "07 May 2031 00:30 UTC" in card
+
+
+@pytest.mark.parametrize("closing", ["archived", "ended"])
+def test_a_join_racing_the_challenge_closing_is_refused(app, closing):
+    """The page checked the challenge while it was open; a professor closed it before the join
+    was written."""
+    from app.challenges.service import ParticipationError
+    from app.models import utcnow
+
+    challenge, student = make_challenge(status="published"), make_user("student")
+    changes = {"status": "archived"} if closing == "archived" else {"ends_at": utcnow()}
+    # Written behind the loaded object's back, as another request's commit would be.
+    db.session.execute(
+        update(Challenge)
+        .where(Challenge.id == challenge.id)
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    assert challenge.status == "published" and not challenge.has_ended()  # as loaded
+    with pytest.raises(ParticipationError, match="not open for joining"):
+        join(student.id, challenge)
+    assert count_of(challenge) == 0
+    assert db.session.scalar(select(func.count()).select_from(Participation)) == 0
