@@ -265,7 +265,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def _configure_logging(app: Flask) -> None:
     """The root logger at LOG_LEVEL when nothing (gunicorn's --log-config, a test runner) has set
     it up; a level of another name stops the app at startup, naming the setting."""
-    level = str(app.config.get("LOG_LEVEL") or "INFO").strip().upper()
+    raw = app.config.get("LOG_LEVEL") or "INFO"
+    # A level number (LOG_LEVEL = logging.WARNING) or an alias logging reads (WARN, FATAL) by
+    # the name it stands for.
+    name = raw if _is_number(raw) else str(raw).strip().upper()
+    level = logging.getLevelName(logging.getLevelNamesMapping().get(name, name))
     if level not in LOG_LEVELS:
         raise ValueError(
             f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {app.config['LOG_LEVEL']!r}"

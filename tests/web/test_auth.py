@@ -190,6 +190,14 @@ def test_a_log_level_of_another_name_fails_at_startup(make_app, monkeypatch):
     assert make_app().config["LOG_LEVEL"] == "warning"
 
 
+@pytest.mark.parametrize("value", ["30", "WARN"])
+def test_a_log_level_logging_itself_reads_still_starts(make_app, monkeypatch, value):
+    # LOG_LEVEL = logging.WARNING in instance/config.py, or a logging alias, started the app
+    # before LOG_LEVEL was checked.
+    monkeypatch.setenv("FLASK_LOG_LEVEL", value)
+    assert make_app().config["LOG_LEVEL"] in (30, "WARN")
+
+
 def test_a_range_holds_for_settings_given_to_the_factory_too(make_app):
     with pytest.raises(ValueError, match="^LOGIN_RATE_LIMIT must be 1 or more, not 0$"):
         make_app(LOGIN_RATE_LIMIT=0)  # would refuse every login
