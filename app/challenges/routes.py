@@ -145,12 +145,12 @@ def _detail_or_list(challenge: Challenge) -> str:
 @role_required("student")
 def detail(challenge_id: int):
     challenge = _student_visible_or_404(challenge_id)
+    participation = _own_participation(challenge)
+    if not _readable(challenge, participation):
+        abort(404)  # before the click: a page refused was not a card followed
     slate_id = request.args.get("slate")
     if slate_id and not is_head():
         rec_events.record_click(current_user.id, challenge.id, slate_id)
-    participation = _own_participation(challenge)
-    if not _readable(challenge, participation):
-        abort(404)
     return render_template(
         "challenges/detail.html", challenge=challenge, participation=participation, now=utcnow()
     )

@@ -281,7 +281,9 @@ def _train(run: ModelRun, interactions: Interactions | None, progress: Progress)
     if not len(users):
         # Between terms every challenge may have ended: nothing to recommend is no failure.
         return _reject(
-            run, "nothing to publish: no challenge the model knows is open now", comparison
+            run,
+            "nothing to publish: no student the model knows has a challenge it knows open now",
+            comparison,
         )
 
     _stage(run, "publishing", progress)

@@ -162,6 +162,15 @@ def test_a_head_request_records_no_slate_impression_or_click(student_client, cha
     assert len(events("click")) == 1  # a GET still records
 
 
+def test_a_card_archived_since_its_slate_was_shown_records_no_click(student_client, challenges):
+    html = student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
+    slate_id, target = slate_of(html), card_ids(html)[0]
+    db.session.get(Challenge, target).status = "archived"
+    db.session.commit()
+    assert student_client.get(f"/challenges/{target}?slate={slate_id}").status_code == 404
+    assert events("click") == []
+
+
 def test_a_rejoin_is_not_credited_to_an_older_click_in_another_slate(student_client, challenges):
     pages = [
         student_client.get("/challenges/recommended", headers=HTMX).get_data(as_text=True)
