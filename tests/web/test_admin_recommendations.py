@@ -388,6 +388,18 @@ def test_professor_stats_shows_only_own_challenges(professor_client):
     assert chart.mimetype == "image/svg+xml" and b"Mine to watch" in chart.data
 
 
+def test_a_title_stored_with_a_control_character_before_cleaning_keeps_the_chart_readable(
+    professor_client,
+):
+    # Stored before typed text lost its control characters: the chart leaves them out itself.
+    challenge = make_challenge(
+        owner=professor_client.user, title="Old\x07title", status="published"
+    )
+    event(make_user(), challenge, "impression", position=0)
+    chart = professor_client.get("/professor/stats/chart.svg")
+    assert "Oldtitle" in ET.tostring(ET.fromstring(chart.data), encoding="unicode")
+
+
 def test_a_title_pasted_with_a_control_character_keeps_the_stats_chart_readable(professor_client):
     category = make_category()
     response = professor_client.post(
