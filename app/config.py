@@ -5,7 +5,7 @@ from datetime import timedelta
 
 
 class DefaultConfig:
-    # The root logger's level when nothing else configured logging: DEBUG, INFO, WARNING, ERROR.
+    # The root logger's level when nothing else set up logging: DEBUG ... CRITICAL or 10 ... 50.
     LOG_LEVEL = "INFO"
 
     # Database: DATABASE_URL wins (see create_app); otherwise SQLite in instance/.
