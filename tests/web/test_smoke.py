@@ -179,3 +179,12 @@ def test_a_refused_request_cannot_write_a_line_of_its_own_into_the_log(client, c
     assert response.status_code == 400
     [record] = [r for r in caplog.records if "NUL" in r.getMessage()]
     assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
+
+
+def test_the_header_marks_the_page_shown(student_client, client):
+    page = student_client.get("/me/challenges").get_data(as_text=True)
+    assert '<a href="/me/challenges" aria-current="page">My challenges</a>' in page
+    assert '<a href="/challenges">Challenges</a>' in page
+    assert page.count('aria-current="page"') == 1
+    login_page = client.get("/login").get_data(as_text=True)
+    assert '<a href="/login" aria-current="page">Log in</a>' in login_page
