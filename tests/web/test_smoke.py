@@ -188,3 +188,32 @@ def test_the_header_marks_the_page_shown(student_client, client):
     assert page.count('aria-current="page"') == 1
     login_page = client.get("/login").get_data(as_text=True)
     assert '<a href="/login" aria-current="page">Log in</a>' in login_page
+
+
+def test_a_list_page_title_says_which_search_filter_and_page(student_client, app):
+    from tests.helpers import make_category
+
+    app.config["CHALLENGES_PER_PAGE"] = 2
+    robotics = make_category("Robotics")
+    for n in range(3):
+        make_challenge(title=f"Robot arm {n}", category=robotics)
+    first = student_client.get("/challenges").get_data(as_text=True)
+    assert "<title>Challenges, page 1 of 2 · Campus Challenges</title>" in first
+    second = student_client.get(f"/challenges?q=arm&category={robotics.id}&page=2")
+    assert (
+        "<title>Challenges matching “arm” in Robotics, page 2 of 2 · Campus Challenges</title>"
+        in second.get_data(as_text=True)
+    )
+
+
+def test_the_managers_paged_lists_name_their_page_in_the_title(admin_client):
+    from tests.helpers import make_user
+
+    owner = make_user("professor")
+    for n in range(51):  # past the 50 a page of either list shows
+        make_user(display_name=f"Student {n:02d}")
+        make_challenge(owner=owner, title=f"Challenge {n:02d}")
+    users = admin_client.get("/admin/users?page=2").get_data(as_text=True)
+    assert "<title>Users, page 2 of 2 · Campus Challenges</title>" in users  # 53 accounts
+    managed = admin_client.get("/professor/challenges").get_data(as_text=True)
+    assert "<title>All challenges (manage), page 1 of 2 · Campus Challenges</title>" in managed
