@@ -259,8 +259,21 @@ def _say_if_deactivated(user: User) -> None:
         )
 
 
+def _existing_account(ctx: click.Context, param: click.Parameter, email: str) -> str:
+    # Checked as the option is read, before the password prompts: an unknown address is said
+    # at once, not after the new password was typed twice (flask's commands parse their options
+    # inside the app context).
+    _account(email)
+    return email
+
+
 @users_cli.command("password")
-@click.option("--email", required=True, help="The account whose password is set.")
+@click.option(
+    "--email",
+    required=True,
+    callback=_existing_account,
+    help="The account whose password is set.",
+)
 @click.option(
     "--password",
     prompt="New password",

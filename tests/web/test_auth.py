@@ -727,6 +727,10 @@ def test_users_password_sets_a_forgotten_password_and_ends_the_accounts_sessions
         args=["users", "password", "--email", "nobody@uni.test", "--password", "long enough"]
     )
     assert missing.exit_code == 1 and "no account with email nobody@uni.test" in missing.output
+    # Said before the password is asked for, not after it was typed twice.
+    unasked = runner.invoke(args=["users", "password", "--email", "nobody@uni.test"], input="")
+    assert unasked.exit_code == 1 and "no account with email nobody@uni.test" in unasked.output
+    assert "New password" not in unasked.output
 
 
 def test_a_login_lasts_the_session_lifetime_from_when_its_cookie_was_written(
