@@ -204,6 +204,11 @@ def test_a_list_page_title_says_which_search_filter_and_page(student_client, app
         "<title>Challenges matching “arm” in Robotics, page 2 of 2 · Campus Challenges</title>"
         in second.get_data(as_text=True)
     )
+    # The pages' links keep the search, the filter and the sort.
+    assert (
+        f'href="/challenges?q=arm&amp;category={robotics.id}&amp;sort=newest&amp;page=1">'
+        "&larr; Previous"
+    ) in second.get_data(as_text=True)
 
 
 def test_the_managers_paged_lists_name_their_page_in_the_title(admin_client):
